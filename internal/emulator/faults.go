@@ -1,0 +1,239 @@
+// Package emulator holds what every emulated external system shares: fault
+// injection, per-transition latency and request counters. The emulators are
+// part of the product (they power `provision --sandbox`), so these types are
+// safe for concurrent use and never reach a real network.
+package emulator
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Kind is the class of fault an emulated operation shows.
+type Kind string
+
+const (
+	// Error is a permanent failure: retrying never helps.
+	Error Kind = "error"
+	// Unavailable is a transient failure (5xx, connection reset, gRPC Unavailable).
+	Unavailable Kind = "unavailable"
+	// RateLimit answers 429 with Retry-After (gRPC ResourceExhausted).
+	RateLimit Kind = "ratelimit"
+	// Hang never answers; the caller's deadline is what ends the call.
+	Hang Kind = "hang"
+	// Never means the awaited condition never comes (e.g. the install never completes).
+	Never Kind = "never"
+)
+
+// Kinds lists every fault kind in a stable order, for help texts.
+var Kinds = []Kind{Error, Unavailable, RateLimit, Hang, Never}
+
+// Fault is one injected misbehaviour. Times bounds how often it fires:
+// 0 means every time, N means only the first N matching calls.
+type Fault struct {
+	Kind  Kind
+	Times int
+}
+
+func (f Fault) String() string {
+	if f.Times > 0 {
+		return fmt.Sprintf("%s@%d", f.Kind, f.Times)
+	}
+	return string(f.Kind)
+}
+
+// ParseFault parses "POINT=KIND" or "POINT=KIND@N".
+func ParseFault(spec string) (string, Fault, error) {
+	point, rest, ok := strings.Cut(spec, "=")
+	point = strings.TrimSpace(point)
+	if !ok || point == "" || rest == "" {
+		return "", Fault{}, fmt.Errorf("fault %q: want POINT=KIND or POINT=KIND@N", spec)
+	}
+	kindStr, timesStr, hasTimes := strings.Cut(rest, "@")
+	f := Fault{Kind: Kind(strings.TrimSpace(kindStr))}
+	known := false
+	for _, k := range Kinds {
+		if f.Kind == k {
+			known = true
+		}
+	}
+	if !known {
+		return "", Fault{}, fmt.Errorf("fault %q: unknown kind %q (want one of %s)", spec, f.Kind, joinKinds())
+	}
+	if hasTimes {
+		n, err := strconv.Atoi(timesStr)
+		if err != nil || n < 1 {
+			return "", Fault{}, fmt.Errorf("fault %q: @N must be a positive integer", spec)
+		}
+		f.Times = n
+	}
+	return point, f, nil
+}
+
+func joinKinds() string {
+	s := make([]string, len(Kinds))
+	for i, k := range Kinds {
+		s[i] = string(k)
+	}
+	return strings.Join(s, ", ")
+}
+
+// Faults is a set of injected faults keyed by fault point
+// (e.g. "scaleway.create-server"), plus per-point latency.
+type Faults struct {
+	mu      sync.Mutex
+	faults  map[string]*Fault
+	fired   map[string]int
+	latency map[string]time.Duration
+}
+
+// NewFaults returns an empty fault set.
+func NewFaults() *Faults {
+	return &Faults{faults: map[string]*Fault{}, fired: map[string]int{}, latency: map[string]time.Duration{}}
+}
+
+// Set installs (or replaces) the fault for a point.
+func (f *Faults) Set(point string, fault Fault) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cp := fault
+	f.faults[point] = &cp
+}
+
+// Clear removes every fault (latencies stay).
+func (f *Faults) Clear() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.faults = map[string]*Fault{}
+}
+
+// SetLatency makes every call to point take at least d.
+func (f *Faults) SetLatency(point string, d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.latency[point] = d
+}
+
+// Check reports the fault to show for one call to point, consuming one of
+// its "first N" budget. ok is false when the call should behave normally.
+func (f *Faults) Check(point string) (Kind, bool) {
+	if f == nil {
+		return "", false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ft, ok := f.faults[point]
+	if !ok {
+		return "", false
+	}
+	if ft.Times > 0 && f.fired[point] >= ft.Times {
+		return "", false
+	}
+	f.fired[point]++
+	return ft.Kind, true
+}
+
+// Peek reports whether point currently has an active fault of kind k,
+// without consuming it. Used for "never" conditions checked on every poll.
+func (f *Faults) Peek(point string, k Kind) bool {
+	if f == nil {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ft, ok := f.faults[point]
+	if !ok || ft.Kind != k {
+		return false
+	}
+	return ft.Times == 0 || f.fired[point] < ft.Times
+}
+
+// Fired reports how many times the fault at point has fired.
+func (f *Faults) Fired(point string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.fired[point]
+}
+
+// Delay waits out the latency configured for point, or until ctx ends.
+func (f *Faults) Delay(ctx context.Context, point string) error {
+	if f == nil {
+		return nil
+	}
+	f.mu.Lock()
+	d := f.latency[point]
+	f.mu.Unlock()
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Counters counts requests per operation; safe for concurrent use.
+type Counters struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// NewCounters returns empty counters.
+func NewCounters() *Counters { return &Counters{n: map[string]int{}} }
+
+// Inc counts one request to op.
+func (c *Counters) Inc(op string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n[op]++
+}
+
+// Get returns the count for op.
+func (c *Counters) Get(op string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[op]
+}
+
+// Snapshot returns a copy of all counts.
+func (c *Counters) Snapshot() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int, len(c.n))
+	for k, v := range c.n {
+		out[k] = v
+	}
+	return out
+}
+
+// Total returns the sum of all counts.
+func (c *Counters) Total() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := 0
+	for _, v := range c.n {
+		t += v
+	}
+	return t
+}
+
+// Ops returns the counted operation names, sorted.
+func (c *Counters) Ops() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ops := make([]string, 0, len(c.n))
+	for k := range c.n {
+		ops = append(ops, k)
+	}
+	sort.Strings(ops)
+	return ops
+}
