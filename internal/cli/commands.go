@@ -1,0 +1,78 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+)
+
+func (a *app) provisionCmd() *cobra.Command {
+	o := &provisionOptions{}
+	cmd := &cobra.Command{
+		Use:   "provision",
+		Short: "Order a server, install Talos, bootstrap Kubernetes, register it with Teleport and lock it down",
+		Long: `Run the seven phases: resolve secrets, order the server, wait for the install and Talos, point DNS
+at it, generate the Talos configuration, bootstrap the cluster, then verify it in Teleport and lock
+the Talos and Kubernetes API ports. Any failure removes what was created, newest first.
+
+` + exitCodeHelp(),
+		Example: `  # Everything against local emulators: no account needed
+  rawkode-cloud provision --sandbox
+
+  # Settings from Infisical
+  rawkode-cloud provision --infisical-url https://infisical.example.com \
+    --infisical-client-id $CLIENT_ID --infisical-client-secret $CLIENT_SECRET \
+    --infisical-project-id $PROJECT_ID
+
+  # Settings as flags
+  rawkode-cloud provision --cluster-name my-cluster \
+    --scaleway-offer-id $OFFER_ID --scaleway-os-id $OS_ID \
+    --scaleway-access-key $SCW_ACCESS_KEY --scaleway-secret-key $SCW_SECRET_KEY \
+    --scaleway-project-id $SCW_PROJECT_ID --teleport-proxy teleport.example.com:443 \
+    --cloudflare-api-token $CF_API_TOKEN --cloudflare-zone-id $CF_ZONE_ID \
+    --cloudflare-dns-name k8s.example.com --secrets-out ./secrets`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.runProvision(cmd, o) },
+	}
+	settingsFlags(cmd)
+	o.addFlags(cmd)
+	return cmd
+}
+
+func (a *app) destroyCmd() *cobra.Command {
+	o := &destroyOptions{}
+	cmd := &cobra.Command{
+		Use:   "destroy",
+		Short: "Remove a cluster's server, DNS record and Teleport tokens",
+		Long: `Delete the server(s) of a cluster and wait until they are gone, delete the DNS record pointing at
+them and the outstanding Teleport join tokens, and with --delete-secrets the secrets stored for the
+cluster in Infisical. Destroying something already gone succeeds and says so.
+
+` + exitCodeHelp(),
+		Example: `  rawkode-cloud destroy --server-id 11111111-2222-3333-4444-555555555555
+  rawkode-cloud destroy --cluster-name my-cluster --yes
+  rawkode-cloud destroy --sandbox --cluster-name demo`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.runDestroy(cmd, o) },
+	}
+	settingsFlags(cmd)
+	o.addFlags(cmd)
+	return cmd
+}
+
+func (a *app) planCmd() *cobra.Command {
+	o := &planOptions{}
+	cmd := &cobra.Command{
+		Use:   "plan",
+		Short: "Show what provision would do, without creating anything",
+		Long: `Show each phase, the resources it would create, the firewall openings, and the waits with their
+timeouts. Needs no Scaleway, Cloudflare or Teleport credentials. With --render DIR, also write the
+artifacts the node would receive (user data, machine configs, talosconfig); files holding secrets are
+created with mode 0600.`,
+		Example: `  rawkode-cloud plan --cluster-name demo --teleport-proxy teleport.example.com:443
+  rawkode-cloud plan --cluster-name demo --render ./artifacts`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.runPlan(cmd, o) },
+	}
+	settingsFlags(cmd)
+	o.addFlags(cmd)
+	return cmd
+}

@@ -1,0 +1,156 @@
+// Package cli holds the cobra commands. Each command has a small options
+// struct and a run function; IO and the environment are injected so every
+// command can be tested in-process.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/rawkode/rawkode-cloud/internal/config"
+	"github.com/rawkode/rawkode-cloud/internal/fail"
+	"github.com/rawkode/rawkode-cloud/internal/pipeline"
+	"github.com/rawkode/rawkode-cloud/internal/progress"
+	"github.com/rawkode/rawkode-cloud/internal/redact"
+)
+
+// Env is everything a command reads from or writes to the outside.
+type Env struct {
+	In        io.Reader
+	Out, Err  io.Writer
+	LookupEnv func(string) (string, bool)
+	// Home replaces the user's home directory (for the default config file).
+	Home string
+	// Terminal reports whether Out is an interactive terminal.
+	Terminal bool
+	// Interrupts, when set, delivers signals that arrive after the context
+	// was cancelled (a second Ctrl-C during cleanup).
+	Interrupts <-chan os.Signal
+	// Secrets replaces the Infisical lookup (tests); nil means the real one.
+	Secrets SecretLister
+}
+
+// OSEnv is the real process environment.
+func OSEnv() Env {
+	return Env{
+		In: os.Stdin, Out: os.Stdout, Err: os.Stderr, LookupEnv: os.LookupEnv,
+		Terminal: term.IsTerminal(int(os.Stdout.Fd())),
+	}
+}
+
+// app is the state shared by one invocation's commands.
+type app struct {
+	env      Env
+	redactor *redact.Redactor
+	debug    bool
+	started  bool // a command's RunE began: errors after this are not usage errors
+}
+
+// Execute runs the CLI and returns the process exit code. Errors are printed
+// once, redacted, without stack traces.
+func Execute(ctx context.Context, args []string, env Env) int {
+	if env.LookupEnv == nil {
+		env.LookupEnv = func(string) (string, bool) { return "", false }
+	}
+	a := &app{env: env, redactor: redact.New()}
+	root := a.root()
+	root.SetArgs(args)
+	root.SetIn(env.In)
+	root.SetOut(env.Out)
+	root.SetErr(env.Err)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return fail.OK
+	}
+	if !a.started {
+		// Cobra failed before any command ran: bad flag, unknown command, bad arguments.
+		err = fail.UsageError(err)
+	}
+	a.printError(err)
+	return fail.ExitCode(err)
+}
+
+func (a *app) printError(err error) {
+	msg := a.redactor.Error(err)
+	var f *pipeline.Failure
+	if errors.As(err, &f) && f.Hint != "" {
+		msg += "\n\n" + a.redactor.String(f.Hint)
+	}
+	fmt.Fprintf(a.env.Err, "Error: %s\n", msg)
+	if fail.IsUsage(err) && !strings.Contains(msg, "--help") {
+		fmt.Fprintln(a.env.Err, "Run 'rawkode-cloud --help' for usage.")
+	}
+	if a.debug {
+		fmt.Fprintf(a.env.Err, "debug: exit code %d; error chain:\n", fail.ExitCode(err))
+		for e := err; e != nil; e = errors.Unwrap(e) {
+			fmt.Fprintf(a.env.Err, "  %T: %s\n", e, a.redactor.Error(e))
+		}
+	}
+}
+
+func exitCodeHelp() string {
+	var b strings.Builder
+	b.WriteString("Exit codes:\n")
+	for _, c := range fail.Codes {
+		fmt.Fprintf(&b, "  %3d  %s\n", c.Code, c.Text)
+	}
+	return b.String()
+}
+
+func (a *app) root() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "rawkode-cloud",
+		Short: "Bare metal to locked-down Kubernetes in one command",
+		Long: `rawkode-cloud orders a Scaleway Elastic Metal server, turns its Ubuntu into Talos Linux through
+cloud-init, bootstraps Kubernetes, points a Cloudflare DNS record at it, registers it with Teleport and
+only then closes the Talos and Kubernetes API ports to the internet. No SSH, no local state; anything
+created before a failure is removed again, newest first.
+
+Settings come from (lowest to highest) defaults, the config file (~/.rawkode-cloud.yaml or --config),
+RAWKODE_CLOUD_* environment variables and flags; Infisical then fills what is still unset.
+See 'rawkode-cloud config show' and the README's configuration reference.
+
+` + exitCodeHelp(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
+			a.started = true
+		},
+	}
+	root.PersistentFlags().BoolVar(&a.debug, "debug", false, "Print diagnostics (error chains, SDK details); secrets stay redacted")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fail.UsageError(err) })
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.AddCommand(a.provisionCmd(), a.destroyCmd(), a.planCmd(), a.configCmd(), a.versionCmd(), a.completionCmd())
+	return root
+}
+
+// loadConfig resolves the settings from file, env and flags and registers
+// every secret with the redactor before anything can print it.
+func (a *app) loadConfig(cmd *cobra.Command) (*config.Config, error) {
+	cfg, err := config.Load(config.Sources{LookupEnv: a.env.LookupEnv, Home: a.env.Home, Flags: cmd.Flags()})
+	if cfg != nil {
+		a.redactor.Add(cfg.Secrets()...)
+	}
+	if err != nil {
+		return cfg, fail.UsageError(err)
+	}
+	return cfg, nil
+}
+
+// renderer builds the progress renderer the output setting asks for.
+func (a *app) renderer(cfg *config.Config) progress.Renderer {
+	return progress.New(progress.Mode(cfg.Get(config.Output)), a.env.Out, a.redactor, a.env.Terminal)
+}
+
+// settingsFlags adds every setting's flag to cmd.
+func settingsFlags(cmd *cobra.Command) {
+	config.RegisterFlags(cmd.Flags())
+	cmd.Flags().SortFlags = false
+}

@@ -1,0 +1,228 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/scaleway/scaleway-sdk-go/scw"
+)
+
+var (
+	reDNSLabel     = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	reUUID         = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	reAccessKey    = regexp.MustCompile(`^SCW[A-Z0-9]{17}$`)
+	reTalosVersion = regexp.MustCompile(`^v\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?$`)
+	reKubeVersion  = regexp.MustCompile(`^\d+\.\d+\.\d+$`)
+	reSchematic    = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	reDisk         = regexp.MustCompile(`^/dev/[A-Za-z0-9/_.-]+$`)
+	reHex32        = regexp.MustCompile(`^[0-9a-f]{32}$`)
+	reSlug         = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+)
+
+func checkDNSLabel(v string) error {
+	if !reDNSLabel.MatchString(v) {
+		return errors.New("must be a DNS label: lowercase letters, digits and '-', at most 63 characters, not starting or ending with '-'")
+	}
+	return nil
+}
+
+func checkUUID(v string) error {
+	if !reUUID.MatchString(v) {
+		return errors.New("must be a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
+	}
+	return nil
+}
+
+func checkScalewayAccessKey(v string) error {
+	if !reAccessKey.MatchString(v) {
+		return errors.New("must be a Scaleway access key: SCW followed by 17 uppercase letters or digits")
+	}
+	return nil
+}
+
+func checkZone(v string) error {
+	for _, z := range scw.AllZones {
+		if string(z) == v {
+			return nil
+		}
+	}
+	zones := make([]string, len(scw.AllZones))
+	for i, z := range scw.AllZones {
+		zones[i] = string(z)
+	}
+	return fmt.Errorf("is not a Scaleway zone (one of %s)", strings.Join(zones, ", "))
+}
+
+func checkTalosVersion(v string) error {
+	if !reTalosVersion.MatchString(v) {
+		return errors.New("must be a Talos version such as v1.12.4")
+	}
+	return nil
+}
+
+func checkKubernetesVersion(v string) error {
+	if !reKubeVersion.MatchString(v) {
+		return errors.New("must be a Kubernetes version such as 1.35.1 (no leading v)")
+	}
+	return nil
+}
+
+func checkSchematic(v string) error {
+	if !reSchematic.MatchString(v) {
+		return errors.New("must be an Image Factory schematic ID: 64 lowercase hex characters")
+	}
+	return nil
+}
+
+func checkDisk(v string) error {
+	if !reDisk.MatchString(v) {
+		return errors.New("must be a device path such as /dev/nvme0n1")
+	}
+	return nil
+}
+
+func checkHTTPURL(v string) error {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return errors.New("must be an http(s) URL such as https://example.com")
+	}
+	return nil
+}
+
+func checkHostPort(v string) error {
+	host, port, err := net.SplitHostPort(v)
+	if err != nil || host == "" {
+		return errors.New("must be host:port, e.g. teleport.example.com:443")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return errors.New("port must be a number between 1 and 65535")
+	}
+	if _, err := netip.ParseAddr(host); err != nil && checkDNSName(host) != nil {
+		return errors.New("host must be a DNS name or an IP address")
+	}
+	return nil
+}
+
+func checkReadableFile(v string) error {
+	f, err := os.Open(v)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("file %s does not exist", v)
+		}
+		return fmt.Errorf("file %s cannot be read: %v", v, errors.Unwrap(err))
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("file %s cannot be read", v)
+	}
+	if st.IsDir() {
+		return fmt.Errorf("%s is a directory, not a file", v)
+	}
+	// A read of one byte proves permissions where Open alone may not.
+	if _, err := f.Read(make([]byte, 1)); err != nil && st.Size() > 0 {
+		return fmt.Errorf("file %s cannot be read", v)
+	}
+	return nil
+}
+
+func checkIdentityContent(v string) error {
+	if !strings.Contains(v, "-----BEGIN") {
+		return errors.New("does not look like a Teleport identity file (no PEM blocks)")
+	}
+	return nil
+}
+
+func checkToken(v string) error {
+	if strings.ContainsAny(v, " \t\r\n") {
+		return errors.New("must not contain whitespace")
+	}
+	return nil
+}
+
+func checkCloudflareZone(v string) error {
+	if !reHex32.MatchString(v) {
+		return errors.New("must be a Cloudflare zone ID: 32 lowercase hex characters")
+	}
+	return nil
+}
+
+func checkDNSName(v string) error {
+	name := strings.TrimSuffix(v, ".")
+	if len(name) == 0 || len(name) > 253 || !strings.Contains(name, ".") {
+		return errors.New("must be a fully qualified DNS name such as k8s.example.com")
+	}
+	for _, label := range strings.Split(name, ".") {
+		if !reDNSLabel.MatchString(strings.ToLower(label)) {
+			return fmt.Errorf("label %q is not a valid DNS label", label)
+		}
+	}
+	return nil
+}
+
+func checkSlug(v string) error {
+	if !reSlug.MatchString(v) {
+		return errors.New("must be an environment slug: lowercase letters, digits, '-' and '_'")
+	}
+	return nil
+}
+
+func checkSecretPath(v string) error {
+	if !strings.HasPrefix(v, "/") || strings.Contains(v, "//") || strings.ContainsAny(v, " \t\n") {
+		return errors.New("must be an absolute folder path such as / or /rawkode-cloud")
+	}
+	return nil
+}
+
+// CheckPublicIPv4 accepts only a public IPv4 address: the firewall opening is
+// made for it, and a private or loopback address would open nothing useful.
+func CheckPublicIPv4(v string) error {
+	a, err := netip.ParseAddr(v)
+	if err != nil || !a.Is4() {
+		return errors.New("must be an IPv4 address such as 203.0.113.7")
+	}
+	if a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsMulticast() || a.IsUnspecified() ||
+		netip.MustParsePrefix("100.64.0.0/10").Contains(a) {
+		return errors.New("must be a public IPv4 address (private, loopback, shared and link-local ranges cannot be the operator's address)")
+	}
+	return nil
+}
+
+func checkOperatorIP(v string) error { return CheckPublicIPv4(v) }
+
+func checkPositiveDuration(v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return errors.New("must be a duration such as 90s, 10m or 1h30m")
+	}
+	if d <= 0 {
+		return errors.New("must be greater than zero")
+	}
+	return nil
+}
+
+func checkOutput(v string) error {
+	switch v {
+	case "auto", "plain", "json":
+		return nil
+	}
+	return errors.New("must be one of auto, plain, json")
+}
+
+func checkDirPath(v string) error {
+	if strings.TrimSpace(v) == "" {
+		return errors.New("must be a directory path")
+	}
+	if st, err := os.Stat(v); err == nil && !st.IsDir() {
+		return fmt.Errorf("%s exists and is not a directory", v)
+	}
+	return nil
+}

@@ -1,0 +1,218 @@
+// Package config defines every rawkode-cloud setting exactly once and derives
+// from that one definition the command-line flags, the environment binding,
+// the config-file keys, the Infisical secret names, validation and the
+// configuration reference in the README.
+package config
+
+import (
+	"strings"
+)
+
+// Setting is the single definition of one setting.
+type Setting struct {
+	Name    string // also the flag name and the config-file key
+	Section string // heading in the reference
+	Help    string
+	Default string
+	// Secret values are never printed, logged or written anywhere.
+	Secret bool
+	// Type decides parsing for flags, the file and the environment.
+	Type Type
+	// Infisical is the secret name that can fill this setting; empty when
+	// the setting cannot come from Infisical (e.g. Infisical's own login).
+	Infisical string
+	// NoFile settings cannot be set from the config file (the file's own path).
+	NoFile bool
+	// Check validates a non-empty value; the message says what is wrong
+	// without repeating a secret value.
+	Check func(string) error
+}
+
+// Type is a setting's value type.
+type Type int
+
+const (
+	String Type = iota
+	Bool
+	Duration
+)
+
+func (t Type) String() string {
+	switch t {
+	case Bool:
+		return "bool"
+	case Duration:
+		return "duration"
+	}
+	return "string"
+}
+
+// Flag is the command-line flag, with dashes.
+func (s Setting) Flag() string { return "--" + s.Name }
+
+// Env is the environment variable: RAWKODE_CLOUD_<NAME_IN_UPPER_SNAKE>.
+func (s Setting) Env() string { return EnvPrefix + upperSnake(s.Name) }
+
+// FileKey is the key in the YAML config file (the flag name).
+func (s Setting) FileKey() string {
+	if s.NoFile {
+		return ""
+	}
+	return s.Name
+}
+
+// EnvPrefix starts every environment variable rawkode-cloud reads.
+const EnvPrefix = "RAWKODE_CLOUD_"
+
+func upperSnake(name string) string {
+	return strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// Ways lists every way to set s, for error messages.
+func (s Setting) Ways() string {
+	ways := []string{"flag " + s.Flag(), "env " + s.Env()}
+	if k := s.FileKey(); k != "" {
+		ways = append(ways, "file key "+k)
+	}
+	if s.Infisical != "" {
+		ways = append(ways, "Infisical secret "+s.Infisical)
+	}
+	return strings.Join(ways, ", ")
+}
+
+// Names of settings the code refers to. Keep in sync with Schema (a test checks).
+const (
+	ClusterName = "cluster-name"
+
+	ScalewayAccessKey = "scaleway-access-key"
+	ScalewaySecretKey = "scaleway-secret-key"
+	ScalewayProjectID = "scaleway-project-id"
+	ScalewayZone      = "scaleway-zone"
+	ScalewayOfferID   = "scaleway-offer-id"
+	ScalewayOSID      = "scaleway-os-id"
+
+	TalosVersion      = "talos-version"
+	KubernetesVersion = "kubernetes-version"
+	TalosSchematicID  = "talos-schematic-id"
+	TalosInstallDisk  = "talos-install-disk"
+	ImageFactoryURL   = "image-factory-url"
+
+	TeleportProxy        = "teleport-proxy"
+	TeleportIdentityFile = "teleport-identity-file"
+	TeleportIdentity     = "teleport-identity"
+	TeleportTokenTTL     = "teleport-token-ttl"
+
+	CloudflareAPIToken = "cloudflare-api-token"
+	CloudflareZoneID   = "cloudflare-zone-id"
+	CloudflareDNSName  = "cloudflare-dns-name"
+
+	InfisicalURL          = "infisical-url"
+	InfisicalClientID     = "infisical-client-id"
+	InfisicalClientSecret = "infisical-client-secret"
+	InfisicalProjectID    = "infisical-project-id"
+	InfisicalEnvironment  = "infisical-environment"
+	InfisicalSecretPath   = "infisical-secret-path"
+
+	OperatorIP = "operator-ip"
+
+	ServerTimeout             = "server-timeout"
+	ServerPollInterval        = "server-poll-interval"
+	TalosMaintenanceTimeout   = "talos-maintenance-timeout"
+	TalosMaintenanceInterval  = "talos-maintenance-poll-interval"
+	TalosMTLSTimeout          = "talos-mtls-timeout"
+	TalosMTLSInterval         = "talos-mtls-poll-interval"
+	ServicesTimeout           = "services-timeout"
+	ServicesInterval          = "services-poll-interval"
+	TeleportAgentTimeout      = "teleport-agent-timeout"
+	TeleportAgentPollInterval = "teleport-agent-poll-interval"
+	UndoTimeout               = "undo-timeout"
+
+	Output        = "output"
+	ConfigFile    = "config"
+	KeepOnFailure = "keep-on-failure"
+	SecretsOut    = "secrets-out"
+)
+
+// DefaultSchematicID is the Image Factory schematic of a vanilla Talos image
+// (no system extensions).
+const DefaultSchematicID = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
+
+// Schema is every setting, in reference order.
+var Schema = []Setting{
+	{Name: ClusterName, Section: "Cluster", Help: "Name of the cluster; also the server's hostname, its tags and the Teleport kube cluster name", Infisical: "CLUSTER_NAME", Check: checkDNSLabel},
+
+	{Name: ScalewayAccessKey, Section: "Scaleway", Help: "Scaleway API access key (SCW followed by 17 characters)", Secret: true, Infisical: "SCALEWAY_ACCESS_KEY", Check: checkScalewayAccessKey},
+	{Name: ScalewaySecretKey, Section: "Scaleway", Help: "Scaleway API secret key", Secret: true, Infisical: "SCALEWAY_SECRET_KEY", Check: checkUUID},
+	{Name: ScalewayProjectID, Section: "Scaleway", Help: "Scaleway project that owns the server and the SSH keys", Infisical: "SCALEWAY_PROJECT_ID", Check: checkUUID},
+	{Name: ScalewayZone, Section: "Scaleway", Help: "Scaleway zone to order the Elastic Metal server in", Default: "fr-par-2", Infisical: "SCALEWAY_ZONE", Check: checkZone},
+	{Name: ScalewayOfferID, Section: "Scaleway", Help: "Elastic Metal offer to order (must support cloud-init)", Infisical: "SCALEWAY_OFFER_ID", Check: checkUUID},
+	{Name: ScalewayOSID, Section: "Scaleway", Help: "OS to install before the pivot to Talos (must support cloud-init, e.g. Ubuntu)", Infisical: "SCALEWAY_OS_ID", Check: checkUUID},
+
+	{Name: TalosVersion, Section: "Talos", Help: "Talos Linux version to install", Default: "v1.12.4", Infisical: "TALOS_VERSION", Check: checkTalosVersion},
+	{Name: KubernetesVersion, Section: "Talos", Help: "Kubernetes version to run", Default: "1.35.1", Infisical: "KUBERNETES_VERSION", Check: checkKubernetesVersion},
+	{Name: TalosSchematicID, Section: "Talos", Help: "Image Factory schematic (64 hex characters); the default is vanilla Talos", Default: DefaultSchematicID, Infisical: "TALOS_SCHEMATIC_ID", Check: checkSchematic},
+	{Name: TalosInstallDisk, Section: "Talos", Help: "Disk the Talos image is written to and installed on", Default: "/dev/nvme0n1", Infisical: "TALOS_INSTALL_DISK", Check: checkDisk},
+	{Name: ImageFactoryURL, Section: "Talos", Help: "Talos Image Factory base URL", Default: "https://factory.talos.dev", Infisical: "IMAGE_FACTORY_URL", Check: checkHTTPURL},
+
+	{Name: TeleportProxy, Section: "Teleport", Help: "Teleport proxy address (host:port)", Infisical: "TELEPORT_PROXY", Check: checkHostPort},
+	{Name: TeleportIdentityFile, Section: "Teleport", Help: "Teleport identity file (from tctl auth sign); without it and without teleport-identity the tsh profile is used", Infisical: "", Check: checkReadableFile},
+	{Name: TeleportIdentity, Section: "Teleport", Help: "Teleport identity file content, for when it lives in the secret store rather than on disk", Secret: true, Infisical: "TELEPORT_IDENTITY", Check: checkIdentityContent},
+	{Name: TeleportTokenTTL, Section: "Teleport", Help: "Lifetime of the join token minted for the cluster's kube agent", Default: "30m", Type: Duration, Infisical: "TELEPORT_TOKEN_TTL", Check: checkPositiveDuration},
+
+	{Name: CloudflareAPIToken, Section: "Cloudflare", Help: "Cloudflare API token with DNS edit rights on the zone", Secret: true, Infisical: "CLOUDFLARE_API_TOKEN", Check: checkToken},
+	{Name: CloudflareZoneID, Section: "Cloudflare", Help: "Cloudflare zone ID (32 hex characters)", Infisical: "CLOUDFLARE_ZONE_ID", Check: checkCloudflareZone},
+	{Name: CloudflareDNSName, Section: "Cloudflare", Help: "DNS name of the A record pointed at the server; also the Kubernetes API endpoint", Infisical: "CLOUDFLARE_DNS_NAME", Check: checkDNSName},
+
+	{Name: InfisicalURL, Section: "Infisical", Help: "Infisical site URL", Check: checkHTTPURL},
+	{Name: InfisicalClientID, Section: "Infisical", Help: "Infisical machine identity client ID (Universal Auth)", Check: checkToken},
+	{Name: InfisicalClientSecret, Section: "Infisical", Help: "Infisical machine identity client secret (Universal Auth)", Secret: true, Check: checkToken},
+	{Name: InfisicalProjectID, Section: "Infisical", Help: "Infisical project holding the settings and receiving the cluster's secrets", Check: checkToken},
+	{Name: InfisicalEnvironment, Section: "Infisical", Help: "Infisical environment slug", Default: "prod", Check: checkSlug},
+	{Name: InfisicalSecretPath, Section: "Infisical", Help: "Infisical folder the settings are read from", Default: "/", Check: checkSecretPath},
+
+	{Name: OperatorIP, Section: "Network", Help: "Public IPv4 of this machine, allowed through the temporary firewall (detected when empty)", Infisical: "", Check: checkOperatorIP},
+
+	{Name: ServerTimeout, Section: "Waits", Help: "How long to wait for the server to be delivered and its OS installed", Default: "45m", Type: Duration, Check: checkPositiveDuration},
+	{Name: ServerPollInterval, Section: "Waits", Help: "How often to ask Scaleway about the server", Default: "30s", Type: Duration, Check: checkPositiveDuration},
+	{Name: TalosMaintenanceTimeout, Section: "Waits", Help: "How long to wait for Talos maintenance mode after the install", Default: "20m", Type: Duration, Check: checkPositiveDuration},
+	{Name: TalosMaintenanceInterval, Section: "Waits", Help: "How often to probe the node for maintenance mode", Default: "10s", Type: Duration, Check: checkPositiveDuration},
+	{Name: TalosMTLSTimeout, Section: "Waits", Help: "How long to wait for the node to answer over mTLS after applying its config", Default: "10m", Type: Duration, Check: checkPositiveDuration},
+	{Name: TalosMTLSInterval, Section: "Waits", Help: "How often to probe the node over mTLS", Default: "10s", Type: Duration, Check: checkPositiveDuration},
+	{Name: ServicesTimeout, Section: "Waits", Help: "How long to wait for etcd, kubelet, apid and trustd to be healthy", Default: "10m", Type: Duration, Check: checkPositiveDuration},
+	{Name: ServicesInterval, Section: "Waits", Help: "How often to list the node's services when its event stream is unavailable", Default: "15s", Type: Duration, Check: checkPositiveDuration},
+	{Name: TeleportAgentTimeout, Section: "Waits", Help: "How long to wait for the cluster's kube agent to register with Teleport", Default: "10m", Type: Duration, Check: checkPositiveDuration},
+	{Name: TeleportAgentPollInterval, Section: "Waits", Help: "How often to ask Teleport for the kube agent", Default: "15s", Type: Duration, Check: checkPositiveDuration},
+	{Name: UndoTimeout, Section: "Waits", Help: "Upper bound for removing what a failed run created", Default: "15m", Type: Duration, Check: checkPositiveDuration},
+
+	{Name: Output, Section: "Output", Help: "Progress output: auto (a live display on a terminal, plain otherwise), plain or json", Default: "auto", Check: checkOutput},
+	{Name: ConfigFile, Section: "Output", Help: "Config file (YAML; keys are the setting names). Default ~/.rawkode-cloud.yaml when it exists", NoFile: true, Check: checkReadableFile},
+	{Name: KeepOnFailure, Section: "Output", Help: "On failure, keep everything that was created (and list it) instead of removing it", Default: "false", Type: Bool},
+	{Name: SecretsOut, Section: "Output", Help: "Directory to write talosconfig, kubeconfig and the secrets bundle to (0600) when Infisical is not configured", Check: checkDirPath},
+}
+
+// Groups are settings that must be set all together or not at all.
+var Groups = []struct {
+	Name     string
+	Settings []string
+}{
+	{"Cloudflare DNS", []string{CloudflareAPIToken, CloudflareZoneID, CloudflareDNSName}},
+	{"Infisical", []string{InfisicalURL, InfisicalClientID, InfisicalClientSecret, InfisicalProjectID}},
+}
+
+// Lookup returns the setting called name.
+func Lookup(name string) (Setting, bool) {
+	for _, s := range Schema {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Setting{}, false
+}
+
+func mustLookup(name string) Setting {
+	s, ok := Lookup(name)
+	if !ok {
+		panic("config: unknown setting " + name)
+	}
+	return s
+}

@@ -1,0 +1,311 @@
+// Package pipeline runs an ordered list of phases, keeps the undo stack, and
+// turns every step into progress events. It knows nothing about Scaleway or
+// Talos: provisioning and destruction are just lists of phases.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rawkode/rawkode-cloud/internal/fail"
+	"github.com/rawkode/rawkode-cloud/internal/retry"
+	"github.com/rawkode/rawkode-cloud/internal/wait"
+)
+
+// Phase is one step of a pipeline.
+type Phase interface {
+	Title() string
+	Run(ctx context.Context, r *Run) error
+}
+
+// PhaseFunc makes a Phase from a title and a function.
+func PhaseFunc(title string, run func(ctx context.Context, r *Run) error) Phase {
+	return funcPhase{title, run}
+}
+
+type funcPhase struct {
+	title string
+	run   func(context.Context, *Run) error
+}
+
+func (p funcPhase) Title() string                         { return p.title }
+func (p funcPhase) Run(ctx context.Context, r *Run) error { return p.run(ctx, r) }
+
+// Runner executes phases in order.
+type Runner struct {
+	Phases []Phase
+	Sink   Sink
+	// UndoTimeout bounds the whole cleanup; zero means 15 minutes.
+	UndoTimeout time.Duration
+	// KeepOnFailure skips cleanup and lists what was kept.
+	KeepOnFailure bool
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// PhaseTiming is how one phase went.
+type PhaseTiming struct {
+	Title    string
+	Start    time.Time
+	Duration time.Duration
+	Status   string // ok, failed, skipped, not-run
+}
+
+// Result describes a whole run.
+type Result struct {
+	Phases   []PhaseTiming
+	Start    time.Time
+	Duration time.Duration
+}
+
+// Failure is the error a failed run returns; its exit code follows from what
+// happened to the resources.
+type Failure struct {
+	Phase       string
+	Err         error
+	Interrupted bool
+	LeftRunning bool   // deliberately kept for debugging (exit 3)
+	Kept        bool   // kept because of --keep-on-failure
+	Hint        string // how to debug what was left running
+	// Leftovers are resources that still exist: those that could not be
+	// removed, or those kept on purpose.
+	Leftovers []UndoStep
+}
+
+func (f *Failure) Error() string {
+	msg := f.Err.Error()
+	if f.Phase != "" {
+		msg = fmt.Sprintf("%s: %s", f.Phase, msg)
+	}
+	return msg
+}
+
+func (f *Failure) Unwrap() error { return f.Err }
+
+// ExitCode says which documented exit code this failure means.
+func (f *Failure) ExitCode() int {
+	switch {
+	case f.LeftRunning:
+		return fail.LeftRunning
+	case len(f.Leftovers) > 0:
+		return fail.Incomplete
+	case f.Interrupted:
+		return fail.Interrupted
+	}
+	return fail.Failed
+}
+
+// leaveRunning marks a failure after which nothing must be undone.
+type leaveRunning struct {
+	err  error
+	hint string
+}
+
+func (l *leaveRunning) Error() string { return l.err.Error() }
+func (l *leaveRunning) Unwrap() error { return l.err }
+
+// LeaveRunning tells the runner not to undo anything for this failure: the
+// resources stay for debugging (exit 3), and hint tells the user what to check.
+func LeaveRunning(err error, hint string) error { return &leaveRunning{err: err, hint: hint} }
+
+// Execute runs the phases. On failure or interruption it undoes what was
+// created, newest first, and returns a *Failure wrapped with its exit code.
+func (rn *Runner) Execute(ctx context.Context) (Result, error) {
+	now := rn.Now
+	if now == nil {
+		now = time.Now
+	}
+	sink := rn.Sink
+	if sink == nil {
+		sink = Discard
+	}
+	run := &Run{sink: sink, now: now, undo: &undoStack{}}
+	res := Result{Start: now()}
+	titles := make([]string, len(rn.Phases))
+	for i, p := range rn.Phases {
+		titles[i] = p.Title()
+		res.Phases = append(res.Phases, PhaseTiming{Title: p.Title(), Status: "not-run"})
+	}
+	run.emit(Event{Type: EventPlan, Fields: map[string]any{"phases": titles}})
+
+	for i, p := range rn.Phases {
+		if err := ctx.Err(); err != nil {
+			res.Duration = now().Sub(res.Start)
+			return res, rn.fail(ctx, run, p.Title(), err)
+		}
+		run.phase = p.Title()
+		start := now()
+		res.Phases[i].Start = start
+		run.emit(Event{Type: EventPhaseStart, Fields: map[string]any{"index": i, "total": len(rn.Phases)}})
+		err := p.Run(ctx, run)
+		d := now().Sub(start)
+		res.Phases[i].Duration = d
+		if err != nil {
+			res.Phases[i].Status = "failed"
+			run.emit(Event{Type: EventPhaseFailed, Message: err.Error(), Fields: map[string]any{"duration": d.Seconds()}})
+			res.Duration = now().Sub(res.Start)
+			return res, rn.fail(ctx, run, p.Title(), err)
+		}
+		res.Phases[i].Status = "ok"
+		if run.skipped != "" {
+			res.Phases[i].Status = "skipped"
+			run.emit(Event{Type: EventPhaseSkip, Message: run.skipped, Fields: map[string]any{"duration": d.Seconds()}})
+			run.skipped = ""
+			continue
+		}
+		run.emit(Event{Type: EventPhaseDone, Fields: map[string]any{"duration": d.Seconds()}})
+	}
+	res.Duration = now().Sub(res.Start)
+	return res, nil
+}
+
+func (rn *Runner) fail(ctx context.Context, run *Run, phase string, err error) error {
+	f := &Failure{Phase: phase, Err: err, Interrupted: errors.Is(ctx.Err(), context.Canceled) || errors.Is(err, context.Canceled)}
+	var lr *leaveRunning
+	switch {
+	case errors.As(err, &lr):
+		f.LeftRunning, f.Hint = true, lr.hint
+		f.Leftovers = run.undo.drain()
+		for _, st := range f.Leftovers {
+			run.emit(Event{Type: EventKept, Message: "left running for debugging", Fields: map[string]any{"resource": st.Resource, "command": st.Command}})
+		}
+	case rn.KeepOnFailure:
+		f.Kept = true
+		f.Leftovers = run.undo.drain()
+		for _, st := range f.Leftovers {
+			run.emit(Event{Type: EventKept, Message: "kept because of --keep-on-failure", Fields: map[string]any{"resource": st.Resource, "command": st.Command}})
+		}
+	default:
+		f.Leftovers = rn.undo(ctx, run)
+	}
+	return fail.WithCode(f, f.ExitCode())
+}
+
+// undo pops and runs every step newest first on a context that the user's
+// Ctrl-C cannot cancel, keeps going past failures and returns what is left.
+func (rn *Runner) undo(ctx context.Context, run *Run) []UndoStep {
+	steps := run.undo.drain()
+	if len(steps) == 0 {
+		return nil
+	}
+	timeout := rn.UndoTimeout
+	if timeout <= 0 {
+		timeout = 15 * time.Minute
+	}
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	run.phase = "cleanup"
+	run.emit(Event{Type: EventUndoStart, Fields: map[string]any{"steps": len(steps)}})
+	var left []UndoStep
+	for _, st := range steps {
+		start := run.now()
+		err := st.Do(uctx)
+		fields := map[string]any{"resource": st.Resource, "ok": err == nil, "duration": run.now().Sub(start).Seconds()}
+		if err != nil {
+			fields["error"] = err.Error()
+			left = append(left, st)
+		}
+		run.emit(Event{Type: EventUndoStep, Fields: fields})
+	}
+	for _, st := range left {
+		run.emit(Event{Type: EventLeftover, Message: "could not be removed", Fields: map[string]any{"resource": st.Resource, "command": st.Command}})
+	}
+	run.emit(Event{Type: EventUndoDone, Fields: map[string]any{"remaining": len(left)}})
+	return left
+}
+
+// Run is what a phase gets to talk to the runner: the undo stack and events.
+type Run struct {
+	sink    Sink
+	now     func() time.Time
+	undo    *undoStack
+	phase   string
+	skipped string
+}
+
+// Undo registers the removal of something just created. Call it right after
+// the creating call succeeded.
+func (r *Run) Undo(st UndoStep) {
+	r.undo.push(st)
+	r.emit(Event{Type: EventCreated, Fields: map[string]any{"resource": st.Resource}})
+}
+
+// PendingUndo is how many undo steps are registered.
+func (r *Run) PendingUndo() int { return r.undo.len() }
+
+// Skip marks the current phase as having nothing to do, with a reason.
+func (r *Run) Skip(reason string) { r.skipped = reason }
+
+// Info reports something worth seeing.
+func (r *Run) Info(msg string, fields map[string]any) {
+	r.emit(Event{Type: EventInfo, Message: msg, Fields: fields})
+}
+
+// Warn reports something the user should look at.
+func (r *Run) Warn(msg string, fields map[string]any) {
+	r.emit(Event{Type: EventWarn, Message: msg, Fields: fields})
+}
+
+// Emit sends a custom event (summary, inventory) stamped with the phase.
+func (r *Run) Emit(e Event) { r.emit(e) }
+
+func (r *Run) emit(e Event) {
+	if e.Time.IsZero() {
+		e.Time = r.now()
+	}
+	if e.Phase == "" {
+		e.Phase = r.phase
+	}
+	r.sink.Emit(e)
+}
+
+// Wait announces a wait and returns the options that report its progress.
+// Call Done on the returned waiter when the condition holds.
+func (r *Run) Wait(what string, timeout, interval time.Duration) *Waiter {
+	w := &Waiter{run: r, what: what, timeout: timeout, interval: interval, start: r.now()}
+	r.emit(Event{Type: EventWait, Fields: map[string]any{"wait": what, "timeout": timeout.Seconds()}})
+	return w
+}
+
+// Waiter reports one wait's progress.
+type Waiter struct {
+	run      *Run
+	what     string
+	timeout  time.Duration
+	interval time.Duration
+	start    time.Time
+}
+
+// Options are the wait.Options that turn observed states and retries into events.
+func (w *Waiter) Options() wait.Options {
+	return wait.Options{Interval: w.interval, OnState: w.State, OnRetry: w.Retry}
+}
+
+// State reports a newly observed state.
+func (w *Waiter) State(s string) {
+	w.run.emit(Event{Type: EventState, Fields: map[string]any{
+		"wait": w.what, "state": s, "elapsed": w.run.now().Sub(w.start).Seconds(), "timeout": w.timeout.Seconds()}})
+}
+
+// Retry reports a transient failure being retried.
+func (w *Waiter) Retry(a retry.Attempt) {
+	w.run.emit(Event{Type: EventRetry, Message: a.Err.Error(), Fields: map[string]any{
+		"wait": w.what, "attempt": a.N, "next": a.Next.Seconds()}})
+}
+
+// Done reports that the awaited condition holds.
+func (w *Waiter) Done() time.Duration {
+	d := w.run.now().Sub(w.start)
+	w.run.emit(Event{Type: EventWaitDone, Fields: map[string]any{"wait": w.what, "elapsed": d.Seconds()}})
+	return d
+}
+
+// Context bounds ctx by the wait's timeout.
+func (w *Waiter) Context(ctx context.Context) (context.Context, context.CancelFunc) {
+	if w.timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, w.timeout)
+}
