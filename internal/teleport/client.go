@@ -1,0 +1,168 @@
+// Package teleport registers clusters with Teleport through the official
+// API client: it checks the operator's credentials, issues the kube agent's
+// join token, waits for the agent to register and removes leftover tokens.
+// It also holds Emulator, an in-process Teleport auth service over real
+// gRPC and mTLS used by tests and `provision --sandbox`.
+package teleport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/gravitational/teleport/api/breaker"
+	"github.com/gravitational/teleport/api/client"
+	"github.com/gravitational/trace"
+	"google.golang.org/grpc"
+
+	"github.com/rawkode/rawkode-cloud/internal/retry"
+)
+
+// ErrNotFound is returned (wrapped) when a token or resource does not exist,
+// so undo steps can treat "already gone" as done.
+var ErrNotFound = errors.New("not found")
+
+// Config says how to reach Teleport and as whom.
+type Config struct {
+	// Proxy is the proxy or auth address, host:port (e.g. teleport.example.com:443).
+	Proxy string
+	// IdentityFile is the path of an identity file (`tctl auth sign --format=file`).
+	IdentityFile string
+	// IdentityContent is an identity file's content; wins over IdentityFile.
+	// With neither, the active `tsh` profile is used.
+	IdentityContent []byte
+	// DialTimeout bounds connecting; default 30s (the client's default).
+	DialTimeout time.Duration
+	// DialOpts are extra gRPC dial options (test seams, interceptors).
+	DialOpts []grpc.DialOption
+	// Retry is the policy for single calls; its OnRetry reports each retry.
+	// The caller's context bounds it.
+	Retry retry.Policy
+}
+
+// String describes the config without the identity's content (it holds a
+// private key), so printing a Config is safe.
+func (c Config) String() string {
+	id := "tsh profile"
+	switch {
+	case len(c.IdentityContent) > 0:
+		id = fmt.Sprintf("identity content (%d bytes, redacted)", len(c.IdentityContent))
+	case c.IdentityFile != "":
+		id = "identity file " + c.IdentityFile
+	}
+	return fmt.Sprintf("teleport proxy %s with %s", proxyName(c.Proxy), id)
+}
+
+// GoString keeps %#v from printing the identity's content.
+func (c Config) GoString() string { return "teleport.Config{" + c.String() + "}" }
+
+// LogValue keeps slog from printing the identity's content.
+func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// Client is a connected Teleport API client.
+type Client struct {
+	api   *client.Client
+	retry retry.Policy
+}
+
+// Connect dials Teleport with the configured identity. It does not call
+// anything yet: use Check to verify reachability and credentials.
+func Connect(ctx context.Context, cfg Config) (*Client, error) {
+	var creds client.Credentials
+	switch {
+	case len(cfg.IdentityContent) > 0:
+		creds = client.LoadIdentityFileFromString(string(cfg.IdentityContent))
+	case cfg.IdentityFile != "":
+		creds = client.LoadIdentityFile(cfg.IdentityFile)
+	default:
+		creds = client.LoadProfile("", "")
+	}
+	apiCfg := client.Config{
+		Credentials: []client.Credentials{creds},
+		DialTimeout: cfg.DialTimeout,
+		DialOpts:    cfg.DialOpts,
+		// Our retry policy is the one place that decides about retrying.
+		// The SDK's breaker would turn a burst of transient errors into
+		// "breaker is tripped" for a minute, hiding the real error and
+		// failing even the undo calls that follow.
+		CircuitBreakerConfig: breaker.NoopBreakerConfig(),
+	}
+	if cfg.Proxy != "" {
+		apiCfg.Addrs = []string{cfg.Proxy}
+	}
+	api, err := client.New(ctx, apiCfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to Teleport at %s: %w", proxyName(cfg.Proxy), classify(err))
+	}
+	return &Client{api: api, retry: cfg.Retry}, nil
+}
+
+func proxyName(p string) string {
+	if p == "" {
+		return "the tsh profile's proxy"
+	}
+	return p
+}
+
+// Close releases the connection.
+func (c *Client) Close() error {
+	return c.api.Close()
+}
+
+// Check verifies that Teleport answers and accepts the credentials, so
+// phase 0 fails before anything is bought.
+func (c *Client) Check(ctx context.Context) error {
+	err := c.retry.Do(ctx, func(ctx context.Context) error {
+		_, err := c.api.Ping(ctx)
+		return classify(err)
+	})
+	if err != nil {
+		return fmt.Errorf("check Teleport connection: %w", err)
+	}
+	return nil
+}
+
+// classify maps a Teleport API error to our sentinel and retry verdict.
+// The client's interceptors have already turned gRPC codes into trace
+// errors (Unavailable → ConnectionProblem, ResourceExhausted → LimitExceeded),
+// so the shared retry.Classify alone would miss them.
+func classify(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case trace.IsNotFound(err):
+		return retry.Permanent(fmt.Errorf("%w: %v", ErrNotFound, err))
+	case trace.IsConnectionProblem(err), trace.IsLimitExceeded(err):
+		return retry.Transient(err, 0)
+	case trace.IsAccessDenied(err), trace.IsBadParameter(err), trace.IsAlreadyExists(err),
+		trace.IsNotImplemented(err), trace.IsCompareFailed(err):
+		return retry.Permanent(err)
+	}
+	if transient, after := retry.Classify(err); transient {
+		return retry.Transient(err, after)
+	}
+	return retry.Permanent(err)
+}
+
+// redacted keeps secret out of err's message while errors.Is/As still see
+// the whole chain: servers may echo a token name back in their errors.
+type redacted struct {
+	err    error
+	secret string
+}
+
+func (r *redacted) Error() string {
+	return strings.ReplaceAll(r.err.Error(), r.secret, Redact(r.secret))
+}
+
+func (r *redacted) Unwrap() error { return r.err }
+
+func scrub(err error, secret string) error {
+	if err == nil || secret == "" {
+		return err
+	}
+	return &redacted{err: err, secret: secret}
+}

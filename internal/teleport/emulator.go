@@ -1,0 +1,323 @@
+package teleport
+
+import (
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/gravitational/teleport/api/client/proto"
+	"github.com/gravitational/teleport/api/types"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/rawkode/rawkode-cloud/internal/emulator"
+)
+
+// Fault points of the Teleport emulator.
+const (
+	// FaultConnect fires on Ping (what Check calls).
+	FaultConnect = "teleport.connect"
+	// FaultCreateToken fires on CreateTokenV2 and UpsertTokenV2.
+	FaultCreateToken = "teleport.create-token"
+	// FaultDeleteToken fires on DeleteToken.
+	FaultDeleteToken = "teleport.delete-token"
+	// FaultListKube fires on ListResources and WatchEvents.
+	FaultListKube = "teleport.list-kube"
+	// FaultAgent fires on Join: "never" drops the join silently (the agent
+	// never shows up), "error" refuses it; other kinds refuse it too.
+	FaultAgent = "teleport.agent"
+)
+
+// Counter names the emulator counts requests under.
+const (
+	OpPing          = "Ping"
+	OpCreateToken   = "CreateToken"
+	OpUpsertToken   = "UpsertToken"
+	OpGetToken      = "GetToken"
+	OpGetTokens     = "GetTokens"
+	OpDeleteToken   = "DeleteToken"
+	OpListResources = "ListResources"
+	OpWatchEvents   = "WatchEvents"
+	OpJoin          = "Join"
+)
+
+// ErrJoinRefused is returned by Emulator.Join when the token does not allow
+// a kube agent to join.
+var ErrJoinRefused = errors.New("join refused")
+
+// EmulatorOptions configure an Emulator. The zero value is usable.
+type EmulatorOptions struct {
+	// ClusterName is the Teleport cluster's name; default "sandbox.teleport.local".
+	ClusterName string
+	// User is the identity IdentityFile issues; default "rawkode-cloud".
+	User string
+	// Now is the emulator's clock for token expiry; default time.Now.
+	Now func() time.Time
+	// JoinDelay makes a successful Join register its kube server only after
+	// this long, like a real agent's first heartbeat.
+	JoinDelay time.Duration
+	// NoWatch makes WatchEvents answer Unimplemented, like an auth service
+	// that cannot watch, so clients must fall back to polling.
+	NoWatch bool
+	// Faults to share (e.g. with the sandbox's --fault flags); default a new set.
+	Faults *emulator.Faults
+	// OnRequest, when set, is told the counter name of every request after it
+	// is counted, so tests can react to "the client is now listing" without polling.
+	OnRequest func(op string)
+}
+
+// TokenInfo describes one stored provision token (inventory for tests and the sandbox).
+type TokenInfo struct {
+	Name    string // the full name: this is a secret, never log it
+	Roles   []string
+	Expires time.Time
+	Labels  map[string]string
+}
+
+// Emulator is an in-process Teleport auth service: the gRPC AuthService
+// subset the client uses, over mTLS with its own CA, keeping tokens and
+// kube servers in memory. Safe for concurrent use.
+type Emulator struct {
+	opts     EmulatorOptions
+	ca       *authority
+	faults   *emulator.Faults
+	counters *emulator.Counters
+	lis      net.Listener
+	srv      *grpc.Server
+	done     chan struct{}
+	closeOne sync.Once
+	timers   sync.WaitGroup
+
+	mu      sync.Mutex
+	tokens  map[string]*types.ProvisionTokenV2
+	kube    map[string]*types.KubernetesServerV3 // by kube cluster name
+	watches map[chan *proto.Event]struct{}
+}
+
+// NewEmulator generates a CA and starts serving on 127.0.0.1 with a port
+// chosen by the kernel.
+func NewEmulator(opts EmulatorOptions) (*Emulator, error) {
+	if opts.ClusterName == "" {
+		opts.ClusterName = "sandbox.teleport.local"
+	}
+	if opts.User == "" {
+		opts.User = "rawkode-cloud"
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	e := &Emulator{
+		opts:     opts,
+		faults:   opts.Faults,
+		counters: emulator.NewCounters(),
+		done:     make(chan struct{}),
+		tokens:   map[string]*types.ProvisionTokenV2{},
+		kube:     map[string]*types.KubernetesServerV3{},
+		watches:  map[chan *proto.Event]struct{}{},
+	}
+	if e.faults == nil {
+		e.faults = emulator.NewFaults()
+	}
+	// Certificates use the wall clock: opts.Now may be moved far ahead to
+	// expire tokens, which must not expire the TLS session too.
+	ca, err := newAuthority(opts.ClusterName, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("teleport emulator: %w", err)
+	}
+	e.ca = ca
+	serverCert, err := ca.serverTLS(time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("teleport emulator: %w", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.tlsCert)
+	creds := credentials.NewTLS(&tls.Config{
+		Certificates: []tls.Certificate{serverCert},
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		MinVersion:   tls.VersionTLS12,
+	})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("teleport emulator: listen: %w", err)
+	}
+	e.lis = lis
+	e.srv = grpc.NewServer(grpc.Creds(creds))
+	proto.RegisterAuthServiceServer(e.srv, &authServer{e: e})
+	go func() { _ = e.srv.Serve(lis) }()
+	return e, nil
+}
+
+// Addr is the host:port the auth service listens on (what Config.Proxy takes).
+func (e *Emulator) Addr() string { return e.lis.Addr().String() }
+
+// ClusterName is the emulated Teleport cluster's name.
+func (e *Emulator) ClusterName() string { return e.opts.ClusterName }
+
+// Faults is the emulator's fault set; see the Fault* constants.
+func (e *Emulator) Faults() *emulator.Faults { return e.faults }
+
+// Counters counts requests per Op* name.
+func (e *Emulator) Counters() *emulator.Counters { return e.counters }
+
+// IdentityFile issues an identity file for the configured user, valid for
+// an hour, in the format `tctl auth sign --format=file` writes.
+func (e *Emulator) IdentityFile() ([]byte, error) {
+	id, err := e.ca.identity(e.opts.User, time.Now(), time.Hour)
+	if err != nil {
+		return nil, fmt.Errorf("teleport emulator: issue identity: %w", err)
+	}
+	return id, nil
+}
+
+// Close stops serving, releasing hanging calls and open watches.
+func (e *Emulator) Close() {
+	e.closeOne.Do(func() {
+		close(e.done)
+		e.srv.Stop()
+		e.timers.Wait()
+	})
+}
+
+// Tokens lists the unexpired provision tokens, sorted by name. Expired ones
+// are left out, as the real backend drops them at their TTL.
+func (e *Emulator) Tokens() []TokenInfo {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.opts.Now()
+	var out []TokenInfo
+	for _, t := range e.tokens {
+		if expired(t, now) {
+			continue
+		}
+		out = append(out, TokenInfo{
+			Name:    t.GetName(),
+			Roles:   t.GetRoles().StringSlice(),
+			Expires: t.Expiry(),
+			Labels:  copyLabels(t.GetMetadata().Labels),
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// KubeServers lists the kube cluster names that have a registered agent, sorted.
+func (e *Emulator) KubeServers() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]string, 0, len(e.kube))
+	for name := range e.kube {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Join is a kube agent joining with token for kube cluster clusterName.
+// Like real Teleport, a token with a TTL stays usable by further agents
+// until it expires. With JoinDelay the kube server appears that much later.
+func (e *Emulator) Join(token, clusterName string) error {
+	e.count(OpJoin)
+	if kind, ok := e.faults.Check(FaultAgent); ok {
+		if kind == emulator.Never {
+			return nil
+		}
+		return fmt.Errorf("%w: emulated %s fault", ErrJoinRefused, kind)
+	}
+	if clusterName == "" {
+		return fmt.Errorf("%w: empty kube cluster name", ErrJoinRefused)
+	}
+	e.mu.Lock()
+	t, ok := e.tokens[token]
+	now := e.opts.Now()
+	e.mu.Unlock()
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: token %s not found", ErrJoinRefused, Redact(token))
+	case expired(t, now):
+		return fmt.Errorf("%w: token %s expired", ErrJoinRefused, Redact(token))
+	case !slices.Contains(t.GetRoles(), types.RoleKube):
+		return fmt.Errorf("%w: token %s does not allow role %s", ErrJoinRefused, Redact(token), types.RoleKube)
+	}
+	srv, err := newKubeServer(clusterName)
+	if err != nil {
+		return err
+	}
+	if e.opts.JoinDelay <= 0 {
+		e.register(srv)
+		return nil
+	}
+	e.timers.Add(1)
+	go func() {
+		defer e.timers.Done()
+		t := time.NewTimer(e.opts.JoinDelay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			e.register(srv)
+		case <-e.done:
+		}
+	}()
+	return nil
+}
+
+// Leave removes the kube server of clusterName, as when its node is destroyed.
+func (e *Emulator) Leave(clusterName string) {
+	e.mu.Lock()
+	srv, ok := e.kube[clusterName]
+	delete(e.kube, clusterName)
+	e.mu.Unlock()
+	if ok {
+		e.broadcast(types.OpDelete, srv)
+	}
+}
+
+func newKubeServer(clusterName string) (*types.KubernetesServerV3, error) {
+	cluster, err := types.NewKubernetesClusterV3(types.Metadata{Name: clusterName}, types.KubernetesClusterSpecV3{})
+	if err != nil {
+		return nil, fmt.Errorf("%w: kube cluster %q: %v", ErrJoinRefused, clusterName, err)
+	}
+	hostID := randomHex(16)
+	return types.NewKubernetesServerV3FromCluster(cluster, "teleport-kube-agent-0", hostID)
+}
+
+func (e *Emulator) register(srv *types.KubernetesServerV3) {
+	e.mu.Lock()
+	e.kube[srv.GetCluster().GetName()] = srv
+	e.mu.Unlock()
+	e.broadcast(types.OpPut, srv)
+}
+
+func (e *Emulator) count(op string) {
+	e.counters.Inc(op)
+	if e.opts.OnRequest != nil {
+		e.opts.OnRequest(op)
+	}
+}
+
+func expired(t *types.ProvisionTokenV2, now time.Time) bool {
+	exp := t.Expiry()
+	return !exp.IsZero() && !now.Before(exp)
+}
+
+func copyLabels(in map[string]string) map[string]string {
+	out := make(map[string]string, len(in))
+	for k, v := range in {
+		out[k] = v
+	}
+	return out
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // never fails: see crypto/rand.Read
+	return hex.EncodeToString(b)
+}
