@@ -1,0 +1,669 @@
+package talos
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+	"github.com/siderolabs/talos/pkg/machinery/config"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/rawkode/rawkode-cloud/internal/emulator"
+)
+
+// Ports the emulated node serves, as on a real control-plane node.
+const (
+	ApidPort    = 50000
+	KubeAPIPort = 6443
+)
+
+// Fault points of the emulated node. Every point also honours
+// Faults.SetLatency (the RPC or transition takes at least that long).
+//
+//	talos.maintenance  Version while in maintenance mode.
+//	                   error: codes.Internal; unavailable: codes.Unavailable;
+//	                   ratelimit: codes.ResourceExhausted; hang: no answer until
+//	                   the caller gives up; never: the node never leaves
+//	                   "booting" (every connection refused).
+//	talos.apply        ApplyConfiguration in maintenance mode (insecure).
+//	                   error/unavailable/ratelimit: the matching code, config not
+//	                   taken; hang: no answer, config not taken; never: the reply
+//	                   says applied but the node never reboots into it (it stays
+//	                   in maintenance mode without a config).
+//	talos.reboot       The reboot after a config was applied.
+//	                   never or hang: the node never comes back (refused forever);
+//	                   error: it comes back in maintenance mode, config lost;
+//	                   unavailable/ratelimit: the reboot takes twice as long.
+//	talos.bootstrap    Bootstrap. error/unavailable/ratelimit: the matching code,
+//	                   etcd not bootstrapped; hang: no answer; never: etcd is
+//	                   never ready, every call answers FailedPrecondition.
+//	talos.services     Service health. never: etcd stays Running but unhealthy;
+//	                   error: etcd goes Failed once bootstrapped;
+//	                   unavailable/ratelimit/hang: ServiceList and the Events
+//	                   stream fail with that code (or hang).
+//	talos.lockdown     ApplyConfiguration in configured mode (the secure re-apply).
+//	                   error/ratelimit: the matching code, nothing applied;
+//	                   unavailable: applied (firewall closes at once) but the
+//	                   connection is cut before the reply; hang: applied, the
+//	                   reply never comes; never: the reply says applied but
+//	                   nothing changes.
+const (
+	FaultMaintenance = "talos.maintenance"
+	FaultApply       = "talos.apply"
+	FaultReboot      = "talos.reboot"
+	FaultBootstrap   = "talos.bootstrap"
+	FaultServices    = "talos.services"
+	FaultLockdown    = "talos.lockdown"
+)
+
+// FaultPoints lists every fault point of the emulated node, for help texts.
+func FaultPoints() []string {
+	return []string{FaultMaintenance, FaultApply, FaultReboot, FaultBootstrap, FaultServices, FaultLockdown}
+}
+
+// Mode is the lifecycle stage of an emulated node.
+type Mode string
+
+// Node modes, in the order a fresh node goes through them.
+const (
+	ModeBooting     Mode = "booting"     // Talos is still being written/booted: nothing listens
+	ModeMaintenance Mode = "maintenance" // insecure TLS API waiting for a config
+	ModeRebooting   Mode = "rebooting"   // config taken, machine restarting: nothing listens
+	ModeConfigured  Mode = "configured"  // mTLS API, services starting
+)
+
+// Service names the emulated node runs.
+const (
+	ServiceAPID    = "apid"
+	ServiceEtcd    = "etcd"
+	ServiceKubelet = "kubelet"
+	ServiceTrustd  = "trustd"
+)
+
+// NodeOptions configure an emulated node. Zero values give a node that
+// boots at once and starts every service without delay.
+type NodeOptions struct {
+	// PublicIP is the node's own address: cert SANs and what Dialer maps.
+	// Default 203.0.113.10.
+	PublicIP netip.Addr
+	// OperatorIP is the source the node attributes every connection to, i.e.
+	// "the operator on the public internet". Default 198.51.100.7.
+	OperatorIP netip.Addr
+	// BootDelay is the time from NewNode until maintenance mode.
+	BootDelay time.Duration
+	// RebootDelay is how long the node is down after a config is applied.
+	RebootDelay time.Duration
+	// EtcdReadyDelay is the time after the reboot before Bootstrap is accepted
+	// (until then it answers FailedPrecondition).
+	EtcdReadyDelay time.Duration
+	// ServiceDelays is, per service, the time from its start until it is
+	// Running and healthy; etcd counts from the bootstrap.
+	ServiceDelays map[string]time.Duration
+	// Faults injects misbehaviour; see the Fault* points. Optional.
+	Faults *emulator.Faults
+	// Now stamps events; default time.Now.
+	Now func() time.Time
+}
+
+// Node is an emulated Talos control-plane node speaking the real gRPC
+// Machine API over real TLS/mTLS, with a stand-in kube-apiserver listener and
+// an enforced ingress firewall.
+type Node struct {
+	opts     NodeOptions
+	faults   *emulator.Faults
+	counters *emulator.Counters
+	now      func() time.Time
+
+	apiLn  net.Listener
+	kubeLn net.Listener
+
+	maintCert tls.Certificate
+	kubeCert  tls.Certificate
+
+	done      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+
+	mu           sync.Mutex
+	mode         Mode
+	gen          int     // bumped on every boot stage; stale timers check it
+	api          *apiGen // serving generation; nil while down
+	cfgBytes     []byte
+	fw           Firewall
+	applied      [][]byte
+	bootstrapped bool
+	bootstraps   int
+	etcdReady    bool
+	services     map[string]*serviceState
+	events       []*machine.Event
+	eventSeq     int
+	subs         map[int]chan *machine.Event
+	subSeq       int
+	kubeConns    map[net.Conn]struct{}
+	hooks        []func(cfg []byte)
+}
+
+// NewNode starts an emulated node on 127.0.0.1. It is "booting" until
+// BootDelay has passed, then waits in maintenance mode for a config.
+func NewNode(opts NodeOptions) (*Node, error) {
+	if !opts.PublicIP.IsValid() {
+		opts.PublicIP = netip.MustParseAddr("203.0.113.10")
+	}
+	if !opts.OperatorIP.IsValid() {
+		opts.OperatorIP = netip.MustParseAddr("198.51.100.7")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	// Timers read the delays concurrently: keep our own copy.
+	delays := make(map[string]time.Duration, len(opts.ServiceDelays))
+	for k, v := range opts.ServiceDelays {
+		delays[k] = v
+	}
+	opts.ServiceDelays = delays
+	n := &Node{
+		opts:      opts,
+		faults:    opts.Faults,
+		counters:  emulator.NewCounters(),
+		now:       opts.Now,
+		done:      make(chan struct{}),
+		mode:      ModeBooting,
+		subs:      map[int]chan *machine.Event{},
+		kubeConns: map[net.Conn]struct{}{},
+		services:  map[string]*serviceState{},
+	}
+	loopback := netip.MustParseAddr("127.0.0.1")
+	var err error
+	if n.maintCert, err = leafCert(n.now(), "talos-maintenance", []netip.Addr{opts.PublicIP, loopback}, nil, nil, nil); err != nil {
+		return nil, fmt.Errorf("maintenance certificate: %w", err)
+	}
+	if n.kubeCert, err = leafCert(n.now(), "kube-apiserver", []netip.Addr{opts.PublicIP, loopback}, []string{"kubernetes"}, nil, nil); err != nil {
+		return nil, fmt.Errorf("kube-apiserver certificate: %w", err)
+	}
+	if n.apiLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		return nil, fmt.Errorf("listen for the Talos API: %w", err)
+	}
+	if n.kubeLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		n.apiLn.Close()
+		return nil, fmt.Errorf("listen for the kube-apiserver stand-in: %w", err)
+	}
+	n.wg.Add(2)
+	go n.acceptAPI()
+	go n.acceptKube()
+
+	n.mu.Lock()
+	n.scheduleLocked(opts.BootDelay, FaultMaintenance, func() func() {
+		if n.faults.Peek(FaultMaintenance, emulator.Never) {
+			return nil // stays "booting": the pivot to Talos never finished
+		}
+		n.enterMaintenanceLocked()
+		return nil
+	})
+	n.mu.Unlock()
+	return n, nil
+}
+
+// Addr is the loopback address of the Talos API listener.
+func (n *Node) Addr() string { return n.apiLn.Addr().String() }
+
+// KubeAddr is the loopback address of the kube-apiserver stand-in.
+func (n *Node) KubeAddr() string { return n.kubeLn.Addr().String() }
+
+// PublicIP is the address the node pretends to have.
+func (n *Node) PublicIP() netip.Addr { return n.opts.PublicIP }
+
+// Counters counts the RPCs the node served, by method name.
+func (n *Node) Counters() *emulator.Counters { return n.counters }
+
+// Mode reports the node's lifecycle stage.
+func (n *Node) Mode() Mode {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.mode
+}
+
+// AppliedConfigs returns every config the node accepted, in order.
+func (n *Node) AppliedConfigs() [][]byte {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([][]byte, len(n.applied))
+	for i, b := range n.applied {
+		out[i] = append([]byte(nil), b...)
+	}
+	return out
+}
+
+// BootstrapCount is how many Bootstrap calls succeeded (should be one).
+func (n *Node) BootstrapCount() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.bootstraps
+}
+
+// CurrentConfig returns the config in effect (nil before the first reboot
+// into one), e.g. for the sandbox to read inline manifests.
+func (n *Node) CurrentConfig() []byte {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]byte(nil), n.cfgBytes...)
+}
+
+// Firewall returns the ingress firewall currently enforced.
+func (n *Node) Firewall() Firewall {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.fw
+}
+
+// Allowed reports whether a new connection from src to port would pass the
+// current firewall.
+func (n *Node) Allowed(port int, src netip.Addr) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.fw.Allowed(port, src)
+}
+
+// OnConfigured registers fn to be called with the config bytes every time a
+// config takes effect (after the reboot, and on each no-reboot re-apply).
+func (n *Node) OnConfigured(fn func(cfg []byte)) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.hooks = append(n.hooks, fn)
+}
+
+// Dialer maps <PublicIP>:50000 and <PublicIP>:6443 to the node's listeners,
+// as the network would. A port that is down or closed by the firewall for
+// OperatorIP is refused (ECONNREFUSED); other addresses are unreachable.
+func (n *Node) Dialer() func(ctx context.Context, addr string) (net.Conn, error) {
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		host, portStr, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, &net.OpError{Op: "dial", Net: "tcp", Err: err}
+		}
+		ip, err := netip.ParseAddr(host)
+		if err != nil || ip.Unmap() != n.opts.PublicIP.Unmap() {
+			return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.EHOSTUNREACH}
+		}
+		port, _ := strconv.Atoi(portStr)
+		var target string
+		switch port {
+		case ApidPort:
+			target = n.Addr()
+		case KubeAPIPort:
+			target = n.KubeAddr()
+		default:
+			return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+		}
+		if !n.admits(port) {
+			return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", target)
+	}
+}
+
+// admits says whether a new connection from the operator to port gets in now.
+func (n *Node) admits(port int) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch port {
+	case ApidPort:
+		if n.mode != ModeMaintenance && n.mode != ModeConfigured {
+			return false
+		}
+	case KubeAPIPort:
+		if n.mode != ModeConfigured {
+			return false
+		}
+	default:
+		return false
+	}
+	return n.fw.Allowed(port, n.opts.OperatorIP)
+}
+
+// Close stops the node, releasing hanging calls and open streams.
+func (n *Node) Close() {
+	n.closeOnce.Do(func() {
+		close(n.done)
+		n.apiLn.Close()
+		n.kubeLn.Close()
+		n.mu.Lock()
+		g := n.api
+		n.api = nil
+		n.gen++
+		kube := n.takeKubeConnsLocked()
+		n.mu.Unlock()
+		if g != nil {
+			g.stop(false)
+		}
+		closeAll(kube)
+		n.wg.Wait()
+	})
+}
+
+// scheduleLocked runs fn after d, then the latency configured for point,
+// unless the node moved on to another boot stage (or closed) first. fn runs
+// with n.mu held and may return a function to run once the lock is released.
+func (n *Node) scheduleLocked(d time.Duration, point string, fn func() func()) {
+	gen := n.gen
+	go func() {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-n.done:
+			return
+		}
+		ctx, cancel := untilClosed(n.done)
+		defer cancel()
+		if n.faults.Delay(ctx, point) != nil {
+			return
+		}
+		n.mu.Lock()
+		if n.gen != gen || isClosed(n.done) {
+			n.mu.Unlock()
+			return
+		}
+		after := fn()
+		n.mu.Unlock()
+		if after != nil {
+			after()
+		}
+	}()
+}
+
+// untilClosed is a context that ends when done closes (or cancel is called).
+func untilClosed(done <-chan struct{}) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// enterMaintenanceLocked starts serving the insecure maintenance API.
+func (n *Node) enterMaintenanceLocked() {
+	n.gen++
+	n.mode = ModeMaintenance
+	n.cfgBytes, n.fw = nil, Firewall{}
+	creds := credentials.NewTLS(&tls.Config{
+		Certificates: []tls.Certificate{n.maintCert},
+		MinVersion:   tls.VersionTLS12,
+	})
+	n.api = n.startGen(creds)
+}
+
+// enterConfiguredLocked starts serving mTLS with a certificate from the
+// config's OS CA and starts the services.
+func (n *Node) enterConfiguredLocked(cfg config.Provider, raw []byte) func() {
+	caCert, caKey, pool, err := osCA(cfg)
+	var cert tls.Certificate
+	if err == nil {
+		ips := []netip.Addr{n.opts.PublicIP, netip.MustParseAddr("127.0.0.1")}
+		var names []string
+		for _, san := range cfg.Machine().Security().CertSANs() {
+			if ip, perr := netip.ParseAddr(san); perr == nil {
+				ips = append(ips, ip)
+			} else {
+				names = append(names, san)
+			}
+		}
+		cert, err = leafCert(n.now(), "apid", ips, names, caCert, caKey)
+	}
+	if err != nil {
+		// A real node without a usable CA would never bring apid up.
+		n.mode = ModeRebooting
+		return nil
+	}
+	n.gen++
+	n.mode = ModeConfigured
+	n.cfgBytes, n.fw = append([]byte(nil), raw...), FirewallFromConfig(cfg)
+	creds := credentials.NewTLS(&tls.Config{
+		Certificates: []tls.Certificate{cert},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    pool,
+		MinVersion:   tls.VersionTLS12,
+	})
+	n.api = n.startGen(creds)
+	n.startServicesLocked()
+	return n.hooksCall(raw)
+}
+
+func (n *Node) hooksCall(raw []byte) func() {
+	hooks := append([]func([]byte){}, n.hooks...)
+	cp := append([]byte(nil), raw...)
+	return func() {
+		for _, h := range hooks {
+			h(cp)
+		}
+	}
+}
+
+// beginRebootLocked takes the node down and brings it back after RebootDelay
+// with cfg, as a real node does after an apply in REBOOT mode. It returns
+// what to do once the lock is released.
+func (n *Node) beginRebootLocked(cfg config.Provider, raw []byte) func() {
+	old := n.api
+	n.api = nil
+	n.gen++
+	n.mode = ModeRebooting
+	n.etcdReady = false
+	n.services = map[string]*serviceState{}
+	kube := n.takeKubeConnsLocked()
+	delay := n.opts.RebootDelay
+	if n.faults.Peek(FaultReboot, emulator.Unavailable) || n.faults.Peek(FaultReboot, emulator.RateLimit) {
+		delay *= 2
+	}
+	n.scheduleLocked(delay, FaultReboot, func() func() {
+		if kind, ok := n.faults.Check(FaultReboot); ok {
+			switch kind {
+			case emulator.Never, emulator.Hang:
+				return nil // the machine never comes back
+			case emulator.Error:
+				n.enterMaintenanceLocked() // the install failed: back to square one
+				return nil
+			}
+		}
+		return n.enterConfiguredLocked(cfg, raw)
+	})
+	return func() {
+		if old != nil {
+			// Graceful: replies already queued (the apply's) reach the client
+			// before the connections go away with the old OS.
+			go old.stop(true)
+		}
+		closeAll(kube)
+	}
+}
+
+func (n *Node) takeKubeConnsLocked() []net.Conn {
+	out := make([]net.Conn, 0, len(n.kubeConns))
+	for c := range n.kubeConns {
+		out = append(out, c)
+	}
+	n.kubeConns = map[net.Conn]struct{}{}
+	return out
+}
+
+func closeAll(conns []net.Conn) {
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// acceptAPI admits connections to the Talos API port and hands them to the
+// serving generation; refused ones are closed at once.
+func (n *Node) acceptAPI() {
+	defer n.wg.Done()
+	for {
+		c, err := n.apiLn.Accept()
+		if err != nil {
+			return
+		}
+		n.mu.Lock()
+		g := n.api
+		ok := g != nil && n.fw.Allowed(ApidPort, n.opts.OperatorIP)
+		if ok {
+			g.conns[c] = struct{}{}
+		}
+		n.mu.Unlock()
+		if !ok {
+			c.Close()
+			continue
+		}
+		g.ln.push(&trackedConn{Conn: c, forget: func() {
+			n.mu.Lock()
+			delete(g.conns, c)
+			n.mu.Unlock()
+		}})
+	}
+}
+
+// acceptKube stands in for kube-apiserver: a TLS endpoint that is up once the
+// node is configured and obeys the firewall.
+func (n *Node) acceptKube() {
+	defer n.wg.Done()
+	for {
+		c, err := n.kubeLn.Accept()
+		if err != nil {
+			return
+		}
+		n.mu.Lock()
+		ok := !isClosed(n.done) && n.mode == ModeConfigured && n.fw.Allowed(KubeAPIPort, n.opts.OperatorIP)
+		if ok {
+			n.kubeConns[c] = struct{}{}
+		}
+		n.mu.Unlock()
+		if !ok {
+			c.Close()
+			continue
+		}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			defer func() {
+				n.mu.Lock()
+				delete(n.kubeConns, c)
+				n.mu.Unlock()
+				c.Close()
+			}()
+			tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{n.kubeCert}, NextProtos: []string{"h2", "http/1.1"}})
+			if tc.Handshake() != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, tc)
+		}()
+	}
+}
+
+// apiGen is one boot stage's gRPC server: a fresh server per stage means a
+// reboot really drops every connection and stream of the previous OS.
+type apiGen struct {
+	srv   *grpc.Server
+	ln    *chanListener
+	done  chan struct{} // closed when the stage ends; releases hangs and streams
+	conns map[net.Conn]struct{}
+	once  sync.Once
+}
+
+func (n *Node) startGen(creds credentials.TransportCredentials) *apiGen {
+	g := &apiGen{
+		srv:   grpc.NewServer(grpc.Creds(creds)),
+		ln:    newChanListener(n.apiLn.Addr()),
+		done:  make(chan struct{}),
+		conns: map[net.Conn]struct{}{},
+	}
+	machine.RegisterMachineServiceServer(g.srv, &machineServer{n: n, g: g})
+	go func() { _ = g.srv.Serve(g.ln) }()
+	return g
+}
+
+func (g *apiGen) stop(graceful bool) {
+	g.once.Do(func() {
+		close(g.done)
+		if graceful {
+			g.srv.GracefulStop()
+		} else {
+			g.srv.Stop()
+		}
+	})
+}
+
+// cutLocked closes every connection of the stage without a goodbye, as a
+// firewall dropping established flows would.
+func (g *apiGen) cutLocked() []net.Conn {
+	out := make([]net.Conn, 0, len(g.conns))
+	for c := range g.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+type trackedConn struct {
+	net.Conn
+	once   sync.Once
+	forget func()
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(c.forget)
+	return c.Conn.Close()
+}
+
+// chanListener feeds admitted connections to a gRPC server.
+type chanListener struct {
+	addr   net.Addr
+	ch     chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, ch: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+func (l *chanListener) push(c net.Conn) {
+	select {
+	case l.ch <- c:
+	case <-l.closed:
+		c.Close()
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }
