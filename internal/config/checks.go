@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/scaleway/scaleway-sdk-go/scw"
+
+	"github.com/rawkode/rawkode-cloud/internal/ipdetect"
 )
 
 var (
@@ -182,21 +184,19 @@ func checkSecretPath(v string) error {
 	return nil
 }
 
-// CheckPublicIPv4 accepts only a public IPv4 address: the firewall opening is
-// made for it, and a private or loopback address would open nothing useful.
-func CheckPublicIPv4(v string) error {
-	a, err := netip.ParseAddr(v)
-	if err != nil || !a.Is4() {
-		return errors.New("must be an IPv4 address such as 203.0.113.7")
-	}
-	if a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsMulticast() || a.IsUnspecified() ||
-		netip.MustParsePrefix("100.64.0.0/10").Contains(a) {
-		return errors.New("must be a public IPv4 address (private, loopback, shared and link-local ranges cannot be the operator's address)")
+// checkOperatorIP accepts only a public IPv4 address, by the same rules as
+// detection: the firewall opening is made for it, and a private or
+// documentation address would open nothing useful.
+func checkOperatorIP(v string) error {
+	if _, err := ipdetect.ParseOperatorIP(v); err != nil {
+		// The caller already names the value and its source.
+		if inner := errors.Unwrap(err); inner != nil {
+			return inner
+		}
+		return err
 	}
 	return nil
 }
-
-func checkOperatorIP(v string) error { return CheckPublicIPv4(v) }
 
 func checkPositiveDuration(v string) error {
 	d, err := time.ParseDuration(v)
@@ -226,3 +226,6 @@ func checkDirPath(v string) error {
 	}
 	return nil
 }
+
+// CheckPublicIPv4 validates an address the firewall would open for.
+func CheckPublicIPv4(v string) error { return checkOperatorIP(v) }

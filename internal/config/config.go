@@ -194,9 +194,28 @@ func Load(src Sources) (*Config, error) {
 		}
 	}
 	if len(probs) > 0 {
-		return c, probs
+		return c, withValueProblems(c, probs)
 	}
 	return c, nil
+}
+
+// withValueProblems adds what is wrong with the values that did load, so a
+// broken file does not hide a bad environment variable until the next run.
+// Settings that already have a problem are not reported twice.
+func withValueProblems(c *Config, probs Problems) Problems {
+	reported := map[string]bool{}
+	for _, p := range probs {
+		reported[p.Setting] = true
+	}
+	var more Problems
+	if errors.As(c.Validate(Requirements{}), &more) {
+		for _, p := range more {
+			if !reported[p.Setting] {
+				probs = append(probs, p)
+			}
+		}
+	}
+	return probs
 }
 
 func fileExists(p string) bool {
@@ -240,9 +259,15 @@ func (c *Config) loadFile(path string, explicit bool) Problems {
 			probs = append(probs, Problem{Setting: k.Value, Source: FromFile, Origin: origin, Message: msg})
 			continue
 		}
+		if v.Kind == yaml.ScalarNode && (v.Tag == "!!null" || v.Value == "") {
+			// An empty key (a template's placeholder) sets nothing, as an empty
+			// environment variable does: it must not blank out the default.
+			continue
+		}
 		raw, err := scalar(s, v)
 		if err != nil {
-			probs = append(probs, Problem{Setting: s.Name, Source: FromFile, Origin: origin, Message: err.Error()})
+			probs = append(probs, Problem{Setting: s.Name, Source: FromFile, Origin: origin,
+				Message: fmt.Sprintf("value from file %s: %s", origin, err)})
 			continue
 		}
 		c.values[s.Name] = Value{Raw: raw, Source: FromFile, Origin: origin}

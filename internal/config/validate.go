@@ -16,7 +16,7 @@ type Problem struct {
 }
 
 func (p Problem) String() string {
-	if strings.HasPrefix(p.Message, p.Setting+":") || p.Setting == ConfigFile && p.Source == "" {
+	if _, known := Lookup(p.Setting); !known || strings.HasPrefix(p.Message, p.Setting+":") || p.Setting == ConfigFile && p.Source == "" {
 		return p.Message
 	}
 	return p.Setting + ": " + p.Message

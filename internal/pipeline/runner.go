@@ -93,6 +93,12 @@ func (f *Failure) ExitCode() int {
 		return fail.Incomplete
 	case f.Interrupted:
 		return fail.Interrupted
+	case fail.ExitCode(f.Err) == fail.Incomplete:
+		return fail.Incomplete
+	case fail.IsUsage(f.Err):
+		// A configuration problem found by a phase (phase 0 validates
+		// before anything is created).
+		return fail.Usage
 	}
 	return fail.Failed
 }
@@ -139,7 +145,7 @@ func (rn *Runner) Execute(ctx context.Context) (Result, error) {
 		start := now()
 		res.Phases[i].Start = start
 		run.emit(Event{Type: EventPhaseStart, Fields: map[string]any{"index": i, "total": len(rn.Phases)}})
-		err := p.Run(ctx, run)
+		err := safely(func() error { return p.Run(ctx, run) })
 		d := now().Sub(start)
 		res.Phases[i].Duration = d
 		if err != nil {
@@ -201,7 +207,7 @@ func (rn *Runner) undo(ctx context.Context, run *Run) []UndoStep {
 	var left []UndoStep
 	for _, st := range steps {
 		start := run.now()
-		err := st.Do(uctx)
+		err := safely(func() error { return st.Do(uctx) })
 		fields := map[string]any{"resource": st.Resource, "ok": err == nil, "duration": run.now().Sub(start).Seconds()}
 		if err != nil {
 			fields["error"] = err.Error()
@@ -214,6 +220,18 @@ func (rn *Runner) undo(ctx context.Context, run *Run) []UndoStep {
 	}
 	run.emit(Event{Type: EventUndoDone, Fields: map[string]any{"remaining": len(left)}})
 	return left
+}
+
+// safely turns a panic in phase or cleanup code into an error, so that a bug
+// after something billable was created still leads to its removal (or to it
+// being listed) instead of a crash that leaves it behind unreported.
+func safely(f func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("internal error (panic): %v", p)
+		}
+	}()
+	return f()
 }
 
 // Run is what a phase gets to talk to the runner: the undo stack and events.

@@ -3,6 +3,7 @@ package progress
 import (
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,9 +16,25 @@ import (
 type plain struct {
 	mu sync.Mutex
 	w  io.Writer
+	r  *redact.Redactor
 }
 
-func newPlain(w io.Writer, _ *redact.Redactor) *plain { return &plain{w: w} }
+func newPlain(w io.Writer, r *redact.Redactor) *plain { return &plain{w: w, r: r} }
+
+// oneLine keeps an event on its own line: multi-line messages (errors.Join)
+// are joined with " | " and other control characters (ANSI codes from a
+// remote error body) are dropped. Secrets are masked first, while a
+// multi-line secret still reads as registered.
+func (p *plain) oneLine(s string) string {
+	s = p.r.String(s)
+	s = strings.NewReplacer("\r\n", " | ", "\n", " | ", "\r", " | ").Replace(s)
+	return strings.Map(func(c rune) rune {
+		if c != '\t' && (c < 0x20 || c == 0x7f) {
+			return -1
+		}
+		return c
+	}, s)
+}
 
 func (p *plain) Emit(e pipeline.Event) {
 	p.mu.Lock()
@@ -31,7 +48,7 @@ func (p *plain) Emit(e pipeline.Event) {
 		fmt.Fprintf(p.w, "%s [%s] %s\n%s", ts, phase, e.Type, Block(e))
 		return
 	}
-	fmt.Fprintf(p.w, "%s [%s] %s\n", ts, phase, Describe(e))
+	fmt.Fprintf(p.w, "%s [%s] %s\n", ts, p.oneLine(phase), p.oneLine(Describe(e)))
 }
 
 func (p *plain) Close() {}

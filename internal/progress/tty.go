@@ -32,6 +32,7 @@ type tty struct {
 	live    bool
 	stop    chan struct{}
 	done    chan struct{}
+	closed  sync.Once
 }
 
 func newTTY(w io.Writer, _ *redact.Redactor) *tty {
@@ -141,12 +142,14 @@ func (t *tty) Emit(e pipeline.Event) {
 }
 
 func (t *tty) Close() {
-	close(t.stop)
-	<-t.done
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.clearLive()
-	t.live = false
+	t.closed.Do(func() {
+		close(t.stop)
+		<-t.done
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		t.clearLive()
+		t.live = false
+	})
 }
 
 // Block renders a summary or inventory event as an indented block.

@@ -6,8 +6,10 @@ package redact
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -40,11 +42,16 @@ func (r *Redactor) Add(values ...string) {
 	changed := false
 	for _, v := range values {
 		v = strings.TrimSpace(v)
-		if len(v) < minLen || r.has(v) {
+		if len(v) < minLen {
 			continue
 		}
-		r.values = append(r.values, v)
-		changed = true
+		for _, form := range encodedForms(v) {
+			if r.has(form) {
+				continue
+			}
+			r.values = append(r.values, form)
+			changed = true
+		}
 	}
 	if !changed {
 		return
@@ -55,6 +62,35 @@ func (r *Redactor) Add(values ...string) {
 		pairs = append(pairs, v, Mask)
 	}
 	r.replacer = strings.NewReplacer(pairs...)
+}
+
+// encodedForms is v as it appears raw, inside JSON strings (with and without
+// HTML escaping) and inside Go-quoted strings (%q). Output is redacted after
+// it is encoded, so a secret holding a quote, backslash, '&', '<' or a
+// newline (a PEM identity) would otherwise pass through in its escaped form.
+func encodedForms(v string) []string {
+	forms := []string{v}
+	add := func(f string) {
+		for _, x := range forms {
+			if x == f {
+				return
+			}
+		}
+		forms = append(forms, f)
+	}
+	if b, err := json.Marshal(v); err == nil {
+		add(string(b[1 : len(b)-1]))
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err == nil {
+		b := bytes.TrimSpace(buf.Bytes())
+		add(string(b[1 : len(b)-1]))
+	}
+	q := strconv.Quote(v)
+	add(q[1 : len(q)-1])
+	return forms
 }
 
 func (r *Redactor) has(v string) bool {
