@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"text/tabwriter"
 
@@ -15,6 +16,10 @@ func (a *app) configCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "config",
 		Short: "Inspect the resolved configuration",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return fail.UsageError(errors.New("config needs a subcommand: rawkode-cloud config show"))
+		},
 	}
 	show := &cobra.Command{
 		Use:   "show",
@@ -31,7 +36,15 @@ With --infisical-* settings present, Infisical is asked for the settings still u
 			if err != nil {
 				return err
 			}
-			if err := a.resolveSecrets(cmd.Context(), cfg, nil); err != nil {
+			if err := cfg.Validate(config.Requirements{}); err != nil {
+				// Show what was resolved, then what is wrong with it; Infisical
+				// is not asked while its own settings may be malformed.
+				if perr := a.printConfig(cfg); perr != nil {
+					return perr
+				}
+				return fail.UsageError(err)
+			}
+			if err := a.resolveSecrets(cmd.Context(), cfg); err != nil {
 				return err
 			}
 			if err := a.printConfig(cfg); err != nil {

@@ -1,21 +1,60 @@
 package cli
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/rawkode/rawkode-cloud/internal/config"
 	"github.com/rawkode/rawkode-cloud/internal/fail"
+	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
+	"github.com/rawkode/rawkode-cloud/internal/pivot"
+	"github.com/rawkode/rawkode-cloud/internal/provision"
+	"github.com/rawkode/rawkode-cloud/internal/scaleway"
 )
 
 type planOptions struct {
-	render  string
-	sandbox bool
+	render string
 }
 
 func (o *planOptions) addFlags(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&o.render, "render", "", "Also write the rendered artifacts to this directory (secret files 0600)")
+	cmd.Flags().StringVar(&o.render, "render", "", "Also write the artifacts the node would receive to this directory (files holding secrets are 0600)")
+}
+
+// Placeholders for what only a real run knows, from the documentation
+// address ranges (RFC 5737) so they can never be mistaken for real ones.
+const (
+	placeholderServerIP   = "192.0.2.10"
+	placeholderOperatorIP = "198.51.100.10"
+	placeholderToken      = "placeholder-join-token-minted-at-provision-time"
+	placeholderProxy      = "teleport.example.com:443"
+)
+
+// planStep is one phase of the plan.
+type planStep struct {
+	Phase   string   `json:"phase"`
+	Actions []string `json:"actions"`
+}
+
+type planDoc struct {
+	Cluster      string            `json:"cluster"`
+	Steps        []planStep        `json:"steps"`
+	Firewall     []string          `json:"firewall"`
+	Waits        map[string]string `json:"waits"`
+	Placeholders map[string]string `json:"placeholders"`
+	Rendered     []renderedFile    `json:"rendered,omitempty"`
+}
+
+type renderedFile struct {
+	Path   string `json:"path"`
+	Mode   string `json:"mode"`
+	Secret bool   `json:"secret"`
 }
 
 func (a *app) runPlan(cmd *cobra.Command, o *planOptions) error {
@@ -23,8 +62,221 @@ func (a *app) runPlan(cmd *cobra.Command, o *planOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := cfg.Validate(config.Requirements{Required: []string{config.ClusterName}}); err != nil {
+	req := config.Requirements{Required: []string{config.ClusterName}, Extra: func(c *config.Config) config.Problems {
+		if err := machineconfig.ValidateVersions(c.Get(config.TalosVersion), c.Get(config.KubernetesVersion)); err != nil {
+			return config.Problems{c.ProblemFor(config.TalosVersion, "cannot be generated for: "+err.Error())}
+		}
+		return nil
+	}}
+	if err := cfg.Validate(req); err != nil {
 		return fail.UsageError(err)
 	}
-	return fmt.Errorf("plan is not wired yet")
+	doc, arts, userData, err := buildPlan(cfg)
+	if err != nil {
+		return err
+	}
+	if o.render != "" {
+		files, err := renderArtifacts(o.render, userData, arts)
+		if err != nil {
+			return err
+		}
+		doc.Rendered = files
+	}
+	out := a.redactor.Writer(a.env.Out)
+	if cfg.Get(config.Output) == "json" {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(doc)
+	}
+	printPlan(out, doc)
+	return nil
+}
+
+func buildPlan(cfg *config.Config) (*planDoc, *machineconfig.Result, []byte, error) {
+	name := cfg.Get(config.ClusterName)
+	proxy := cfg.Get(config.TeleportProxy)
+	placeholders := map[string]string{
+		"server IP":           placeholderServerIP,
+		"operator IP":         placeholderOperatorIP,
+		"Teleport join token": placeholderToken,
+	}
+	if proxy == "" {
+		proxy = placeholderProxy
+		placeholders["Teleport proxy"] = placeholderProxy
+	}
+	if v := cfg.Get(config.OperatorIP); v != "" {
+		delete(placeholders, "operator IP")
+	}
+	opIP := placeholderOperatorIP
+	if v := cfg.Get(config.OperatorIP); v != "" {
+		opIP = v
+	}
+	pivotOpts := pivot.Options{
+		SchematicID: cfg.Get(config.TalosSchematicID), TalosVersion: cfg.Get(config.TalosVersion),
+		ImageFactoryURL: cfg.Get(config.ImageFactoryURL), InstallDisk: cfg.Get(config.TalosInstallDisk),
+	}
+	userData, err := pivot.Render(pivotOpts)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("render cloud-init user data: %w", err)
+	}
+	bundle, err := machineconfig.NewSecrets(cfg.Get(config.TalosVersion))
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("generate Talos secrets: %w", err)
+	}
+	endpoint := placeholderServerIP
+	if cfg.IsSet(config.CloudflareDNSName) {
+		endpoint = cfg.Get(config.CloudflareDNSName)
+	}
+	arts, err := machineconfig.Generate(machineconfig.Input{
+		ClusterName: name, Endpoint: endpoint, PublicIP: netip.MustParseAddr(placeholderServerIP),
+		DNSName: cfg.Get(config.CloudflareDNSName), KubernetesVersion: cfg.Get(config.KubernetesVersion),
+		TalosVersion: cfg.Get(config.TalosVersion), SchematicID: cfg.Get(config.TalosSchematicID),
+		InstallDisk: cfg.Get(config.TalosInstallDisk), OperatorIP: netip.MustParseAddr(opIP),
+		TeleportProxy: proxy, TeleportJoinToken: placeholderToken,
+		InfisicalClientID: cfg.Get(config.InfisicalClientID), InfisicalClientSecret: cfg.Get(config.InfisicalClientSecret),
+		Secrets: bundle,
+	})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("generate Talos machine config: %w", err)
+	}
+	fw, err := machineconfig.FirewallRules(arts.ControlPlane)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var openings []string
+	for _, r := range fw.Rules {
+		s := r.String()
+		if r.Operator() {
+			s += " (temporary: removed at lockdown)"
+		}
+		openings = append(openings, s)
+	}
+	openings = append([]string{"default ingress action: " + fw.DefaultAction}, openings...)
+
+	secrets := "Infisical " + provision.SecretsPath(name)
+	if !provision.InfisicalConfigured(cfg) {
+		secrets = "files in --secrets-out " + cfg.Get(config.SecretsOut)
+		if !cfg.IsSet(config.SecretsOut) {
+			secrets = "nowhere yet: provision needs Infisical or --secrets-out"
+		}
+	}
+	dnsStep := []string{"skipped: Cloudflare is not configured"}
+	if cfg.IsSet(config.CloudflareDNSName) {
+		dnsStep = []string{fmt.Sprintf("upsert A record %s → <server IP> in zone %s (undo restores the previous record)", cfg.Get(config.CloudflareDNSName), cfg.Get(config.CloudflareZoneID))}
+	}
+	ttl := cfg.Get(config.TeleportTokenTTL)
+	doc := &planDoc{
+		Cluster: name,
+		Steps: []planStep{
+			{"0 Resolve secrets", []string{"fill unset settings from Infisical (when configured)", "validate every setting", "check the offer and OS support cloud-init", "check Teleport is reachable with the given identity"}},
+			{"1 Order server", []string{fmt.Sprintf("order Elastic Metal offer %s in %s with OS %s, hostname %s, tags %s, cloud-init pivot to Talos %s (%d bytes of user data)",
+				orUnset(cfg.Get(config.ScalewayOfferID)), cfg.Get(config.ScalewayZone), orUnset(cfg.Get(config.ScalewayOSID)), name, strings.Join(scaleway.ClusterTags(name), ","), cfg.Get(config.TalosVersion), len(userData))}},
+			{"2 Wait for install and Talos", []string{"wait until the server is delivered and its OS install completed", "wait until Talos answers in maintenance mode on :50000"}},
+			{"3 Update DNS", dnsStep},
+			{"4 Generate config", []string{"detect the operator's public IPv4 (or use operator-ip)", fmt.Sprintf("mint a Teleport join token: role Kube, TTL %s", ttl), "generate Talos PKI and machine config in memory with inline manifests: infisical-machine-identity Secret, teleport-join-token Secret, Teleport kube agent", "store the secrets bundle and talosconfig: " + secrets}},
+			{"5 Bootstrap cluster", []string{"apply the config over the maintenance API", "wait for the reboot and mTLS", "bootstrap etcd once", "wait until etcd, kubelet, apid, trustd are healthy", "store the kubeconfig: " + secrets}},
+			{"6 Verify and lock down", []string{"wait until Teleport lists kube cluster " + name, "delete the used join token", "re-apply the config without the operator rules", "verify TCP 50000 and 6443 no longer answer from here"}},
+		},
+		Firewall: openings,
+		Waits: map[string]string{
+			"server delivery and OS install": waitText(cfg, config.ServerTimeout, config.ServerPollInterval),
+			"Talos maintenance mode":         waitText(cfg, config.TalosMaintenanceTimeout, config.TalosMaintenanceInterval),
+			"Talos mTLS after reboot":        waitText(cfg, config.TalosMTLSTimeout, config.TalosMTLSInterval),
+			"services healthy":               waitText(cfg, config.ServicesTimeout, config.ServicesInterval),
+			"Teleport kube agent":            waitText(cfg, config.TeleportAgentTimeout, config.TeleportAgentPollInterval),
+		},
+		Placeholders: placeholders,
+	}
+	return doc, arts, userData, nil
+}
+
+func orUnset(s string) string {
+	if s == "" {
+		return "<unset>"
+	}
+	return s
+}
+
+func waitText(cfg *config.Config, timeout, interval string) string {
+	return fmt.Sprintf("timeout %s, checked every %s", cfg.Get(timeout), cfg.Get(interval))
+}
+
+func renderArtifacts(dir string, userData []byte, arts *machineconfig.Result) ([]renderedFile, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", dir, err)
+	}
+	files := []struct {
+		name   string
+		data   []byte
+		secret bool
+	}{
+		{"user-data.yaml", userData, false},
+		{"controlplane.yaml", arts.ControlPlane, true},
+		{"controlplane-lockdown.yaml", arts.Lockdown, true},
+		{"talosconfig", arts.Talosconfig, true},
+	}
+	var out []renderedFile
+	for _, f := range files {
+		mode := os.FileMode(0o644)
+		if f.secret {
+			mode = 0o600
+		}
+		path := filepath.Join(dir, f.name)
+		if err := writeFileMode(path, f.data, mode); err != nil {
+			return nil, err
+		}
+		out = append(out, renderedFile{Path: path, Mode: fmt.Sprintf("%04o", mode), Secret: f.secret})
+	}
+	return out, nil
+}
+
+// writeFileMode creates path with mode from the first byte on.
+func writeFileMode(path string, data []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+func printPlan(w io.Writer, d *planDoc) {
+	fmt.Fprintf(w, "Plan for cluster %s (nothing is created by this command)\n\n", d.Cluster)
+	for _, s := range d.Steps {
+		fmt.Fprintf(w, "Phase %s\n", s.Phase)
+		for _, a := range s.Actions {
+			fmt.Fprintf(w, "  - %s\n", a)
+		}
+	}
+	fmt.Fprintln(w, "\nFirewall (Talos ingress):")
+	for _, f := range d.Firewall {
+		fmt.Fprintf(w, "  - %s\n", f)
+	}
+	fmt.Fprintln(w, "\nWaits:")
+	for _, k := range []string{"server delivery and OS install", "Talos maintenance mode", "Talos mTLS after reboot", "services healthy", "Teleport kube agent"} {
+		fmt.Fprintf(w, "  - %s: %s\n", k, d.Waits[k])
+	}
+	fmt.Fprintln(w, "\nPlaceholders (documentation addresses, replaced by real values at provision time):")
+	for _, k := range []string{"server IP", "operator IP", "Teleport proxy", "Teleport join token"} {
+		if v, ok := d.Placeholders[k]; ok {
+			fmt.Fprintf(w, "  - %s: %s\n", k, v)
+		}
+	}
+	if len(d.Rendered) > 0 {
+		fmt.Fprintln(w, "\nRendered:")
+		for _, f := range d.Rendered {
+			note := ""
+			if f.Secret {
+				note = " — holds secrets (private keys); keep it safe"
+			}
+			fmt.Fprintf(w, "  - %s (mode %s)%s\n", f.Path, f.Mode, note)
+		}
+	}
 }

@@ -1,48 +1,115 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/rawkode/rawkode-cloud/internal/config"
-	"github.com/rawkode/rawkode-cloud/internal/fail"
+	"github.com/rawkode/rawkode-cloud/internal/pipeline"
+	"github.com/rawkode/rawkode-cloud/internal/progress"
+	"github.com/rawkode/rawkode-cloud/internal/provision"
+	"github.com/rawkode/rawkode-cloud/internal/retry"
 )
 
 type provisionOptions struct {
-	sandbox bool
+	sandbox sandboxOptions
 }
 
 func (o *provisionOptions) addFlags(cmd *cobra.Command) {
-	cmd.Flags().BoolVar(&o.sandbox, "sandbox", false, "Run everything against in-process emulators of every external service (no account, nothing real is touched)")
-}
-
-// provisionRequired are the settings provision cannot start without.
-var provisionRequired = []string{
-	config.ClusterName, config.ScalewayAccessKey, config.ScalewaySecretKey, config.ScalewayProjectID,
-	config.ScalewayOfferID, config.ScalewayOSID, config.TeleportProxy,
+	o.sandbox.addFlags(cmd, true)
 }
 
 func (a *app) runProvision(cmd *cobra.Command, o *provisionOptions) error {
+	ctx := cmd.Context()
 	cfg, err := a.loadConfig(cmd)
 	if err != nil {
 		return err
 	}
-	if err := a.resolveSecrets(cmd.Context(), cfg, nil); err != nil {
+	if done, err := o.sandbox.listFaults(a.env.Out); done {
 		return err
 	}
-	if err := cfg.Validate(config.Requirements{Required: provisionRequired, Extra: provisionExtra}); err != nil {
-		return fail.UsageError(err)
+	sb, factory, err := a.startSandbox(ctx, cfg, &o.sandbox)
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("provisioning pipeline is not wired yet")
+	if sb != nil {
+		defer sb.Close()
+	}
+	rend := a.renderer(cfg)
+	defer rend.Close()
+	if sb != nil {
+		rend.Emit(pipeline.Event{Type: pipeline.EventInfo, Time: time.Now(), Phase: "sandbox",
+			Message: sb.Describe()})
+	}
+	factory.OnRetry = func(service string, at retry.Attempt) {
+		rend.Emit(pipeline.Event{Type: pipeline.EventRetry, Time: time.Now(), Message: at.Err.Error(),
+			Fields: map[string]any{"wait": service + " call", "attempt": at.N, "next": at.Next.Seconds()}})
+	}
+
+	p := provision.New(provision.Options{Config: cfg, Factory: factory, Redactor: a.redactor, Sandbox: sb != nil})
+	defer p.Close()
+	runner := pipeline.Runner{
+		Phases:        p.Phases(),
+		Sink:          rend,
+		UndoTimeout:   cfg.Duration(config.UndoTimeout),
+		KeepOnFailure: cfg.Bool(config.KeepOnFailure),
+	}
+	stopWatch := a.watchSecondInterrupt(ctx, rend)
+	res, runErr := runner.Execute(ctx)
+	stopWatch()
+	if runErr == nil {
+		summary := p.Summary()
+		summary["phase_timings"] = timings(res)
+		summary["total"] = progress.FormatDuration(res.Duration)
+		rend.Emit(pipeline.Event{Type: pipeline.EventSummary, Time: time.Now(), Message: "cluster " + cfg.Get(config.ClusterName) + " is up and locked down", Fields: summary})
+	}
+	if sb != nil {
+		rend.Emit(sb.InventoryEvent())
+	}
+	return runErr
 }
 
-// provisionExtra checks rules that span settings.
-func provisionExtra(cfg *config.Config) config.Problems {
-	var probs config.Problems
-	if !infisicalConfigured(cfg) && !cfg.IsSet(config.SecretsOut) {
-		probs = append(probs, config.Problem{Setting: config.SecretsOut, Source: config.Unset,
-			Message: "the cluster's talosconfig, kubeconfig and secrets bundle must be kept somewhere: configure Infisical (infisical-* settings) or name a directory with --secrets-out (files are written 0600)"})
+func timings(res pipeline.Result) []string {
+	out := make([]string, 0, len(res.Phases))
+	for _, ph := range res.Phases {
+		out = append(out, fmt.Sprintf("%s: %s (%s)", ph.Title, progress.FormatDuration(ph.Duration), ph.Status))
 	}
-	return probs
+	return out
+}
+
+// watchSecondInterrupt tells the user, when Ctrl-C comes again during
+// cleanup, that cleanup goes on and will list whatever it cannot remove:
+// abandoning it silently would leave billed servers behind.
+func (a *app) watchSecondInterrupt(ctx context.Context, sink pipeline.Sink) func() {
+	if a.env.Interrupts == nil {
+		return func() {}
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-ctx.Done():
+		case <-stop:
+			return
+		}
+		// Drain the signal that cancelled ctx, then answer every later one.
+		select {
+		case <-a.env.Interrupts:
+		default:
+		}
+		for {
+			select {
+			case <-stop:
+				return
+			case <-a.env.Interrupts:
+				sink.Emit(pipeline.Event{Type: pipeline.EventWarn, Time: time.Now(), Phase: "cleanup",
+					Message: "interrupt received again: cleanup keeps running so nothing is left billing; it will list anything it cannot remove"})
+			}
+		}
+	}()
+	return func() { close(stop); <-done }
 }

@@ -2,60 +2,44 @@ package cli
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/rawkode/rawkode-cloud/internal/config"
-	"github.com/rawkode/rawkode-cloud/internal/fail"
+	"github.com/rawkode/rawkode-cloud/internal/provision"
 )
 
 // SecretLister fetches the settings stored in Infisical (name → value).
-// It is a seam: production uses the Infisical SDK, tests a fake.
+// It is a seam for tests; nil means the real Infisical through the SDK.
 type SecretLister func(ctx context.Context, cfg *config.Config) (map[string]string, error)
 
-// resolveSecrets is phase 0's first half: when Infisical is configured, ask
-// it for the settings that are still unset. Nothing else is contacted.
-func (a *app) resolveSecrets(ctx context.Context, cfg *config.Config, report func(filled []string)) error {
-	if !infisicalConfigured(cfg) {
-		return nil
-	}
-	// Infisical's own settings must be well formed before we dial it.
-	if err := cfg.Validate(config.Requirements{}); err != nil {
-		return fail.UsageError(err)
-	}
-	list := a.env.Secrets
-	if list == nil {
-		list = listInfisical
-	}
-	secrets, err := list(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("read settings from Infisical: %w", err)
-	}
-	public := map[string]bool{}
-	for _, s := range config.Schema {
-		if s.Infisical != "" && !s.Secret {
-			public[s.Infisical] = true
-		}
-	}
-	for name, v := range secrets {
-		// Whatever the store holds that is not a known plain setting is
-		// treated as secret: over-redaction is safe, the reverse is not.
-		if !public[name] {
-			a.redactor.Add(v)
-		}
-	}
-	filled := cfg.FillFromInfisical(secrets)
-	a.redactor.Add(cfg.Secrets()...)
-	if report != nil {
-		report(filled)
-	}
-	return nil
+// listerStore adapts a SecretLister to a read-only secret store.
+type listerStore struct {
+	list SecretLister
+	cfg  *config.Config
 }
 
-func infisicalConfigured(cfg *config.Config) bool {
-	for _, name := range []string{config.InfisicalURL, config.InfisicalClientID, config.InfisicalClientSecret, config.InfisicalProjectID} {
-		if cfg.IsSet(name) {
-			return true
+func (l listerStore) List(ctx context.Context) (map[string]string, error)    { return l.list(ctx, l.cfg) }
+func (l listerStore) Write(context.Context, string, map[string]string) error { return nil }
+func (l listerStore) Delete(context.Context, string, []string) error         { return nil }
+func (l listerStore) Close()                                                 {}
+
+// factory is the production adapter factory, with the test seam applied.
+func (a *app) factory() provision.Factory {
+	f := provision.Factory{}
+	if a.env.Secrets != nil {
+		list := a.env.Secrets
+		f.SecretStore = func(_ context.Context, cfg *config.Config) (provision.SecretStore, error) {
+			return listerStore{list: list, cfg: cfg}, nil
 		}
 	}
-	return false
+	return f
+}
+
+// resolveSecrets fills unset settings from Infisical for commands that only
+// read (config show): the same code phase 0 of provision runs.
+func (a *app) resolveSecrets(ctx context.Context, cfg *config.Config) error {
+	store, _, err := provision.FillFromInfisical(ctx, a.factory(), cfg, a.redactor.Add)
+	if store != nil {
+		store.Close()
+	}
+	return err
 }

@@ -61,7 +61,8 @@ type Options struct {
 	// RetryInitial is the first backoff of single-call retries (default 200ms).
 	RetryInitial time.Duration
 	// OnRetry is told about retries of single calls (ApplyInsecure,
-	// ApplySecure); wait methods report through their wait.Options.
+	// ApplySecure, Kubeconfig); wait methods report through their
+	// wait.Options.
 	OnRetry func(retry.Attempt)
 }
 

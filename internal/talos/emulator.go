@@ -56,6 +56,10 @@ const (
 //	                   connection is cut before the reply; hang: applied, the
 //	                   reply never comes; never: the reply says applied but
 //	                   nothing changes.
+//	talos.kubeconfig   Kubeconfig (admin kubeconfig download).
+//	                   error: codes.Internal; unavailable: codes.Unavailable;
+//	                   ratelimit: codes.ResourceExhausted; hang: no answer
+//	                   until the caller gives up. Nothing is issued.
 const (
 	FaultMaintenance = "talos.maintenance"
 	FaultApply       = "talos.apply"
@@ -63,11 +67,12 @@ const (
 	FaultBootstrap   = "talos.bootstrap"
 	FaultServices    = "talos.services"
 	FaultLockdown    = "talos.lockdown"
+	FaultKubeconfig  = "talos.kubeconfig"
 )
 
 // FaultPoints lists every fault point of the emulated node, for help texts.
 func FaultPoints() []string {
-	return []string{FaultMaintenance, FaultApply, FaultReboot, FaultBootstrap, FaultServices, FaultLockdown}
+	return []string{FaultMaintenance, FaultApply, FaultReboot, FaultBootstrap, FaultServices, FaultLockdown, FaultKubeconfig}
 }
 
 // Mode is the lifecycle stage of an emulated node.
@@ -127,7 +132,6 @@ type Node struct {
 	kubeLn net.Listener
 
 	maintCert tls.Certificate
-	kubeCert  tls.Certificate
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -150,6 +154,9 @@ type Node struct {
 	subSeq       int
 	kubeConns    map[net.Conn]struct{}
 	hooks        []func(cfg []byte)
+	// kubeCert is what the kube-apiserver stand-in serves: self-signed until
+	// a config brings the cluster CA, then issued by it.
+	kubeCert tls.Certificate
 }
 
 // NewNode starts an emulated node on 127.0.0.1. It is "booting" until
@@ -447,6 +454,9 @@ func (n *Node) enterConfiguredLocked(cfg config.Provider, raw []byte) func() {
 		MinVersion:   tls.VersionTLS12,
 	})
 	n.api = n.startGen(creds)
+	if kc, kerr := n.kubeServingCert(cfg); kerr == nil {
+		n.kubeCert = kc
+	}
 	n.startServicesLocked()
 	return n.hooksCall(raw)
 }
@@ -552,6 +562,7 @@ func (n *Node) acceptKube() {
 		}
 		n.mu.Lock()
 		ok := !isClosed(n.done) && n.mode == ModeConfigured && n.fw.Allowed(KubeAPIPort, n.opts.OperatorIP)
+		cert := n.kubeCert
 		if ok {
 			n.kubeConns[c] = struct{}{}
 		}
@@ -569,7 +580,7 @@ func (n *Node) acceptKube() {
 				n.mu.Unlock()
 				c.Close()
 			}()
-			tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{n.kubeCert}, NextProtos: []string{"h2", "http/1.1"}})
+			tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}})
 			if tc.Handshake() != nil {
 				return
 			}

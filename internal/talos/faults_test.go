@@ -90,6 +90,14 @@ func TestFaults(t *testing.T) {
 		// probe afterwards can tell.
 		{point: FaultLockdown, fault: emulator.Fault{Kind: emulator.Never}, from: stageHealthy, run: lockdown(true),
 			check: func(t *testing.T, r faultRun) { mustPorts(t, r, true) }},
+
+		// talos.kubeconfig
+		{point: FaultKubeconfig, fault: emulator.Fault{Kind: emulator.Error}, from: stageBootstrapped, run: fetchKubeconfig, wantSubstr: "emulated failure"},
+		{point: FaultKubeconfig, fault: emulator.Fault{Kind: emulator.Unavailable, Times: 2}, from: stageBootstrapped, run: fetchKubeconfig, wantRetries: true},
+		{point: FaultKubeconfig, fault: emulator.Fault{Kind: emulator.RateLimit, Times: 1}, from: stageBootstrapped, run: fetchKubeconfig, wantRetries: true},
+		{point: FaultKubeconfig, fault: emulator.Fault{Kind: emulator.Hang, Times: 1}, from: stageBootstrapped, run: fetchKubeconfig, wantRetries: true},
+		{point: FaultKubeconfig, fault: emulator.Fault{Kind: emulator.Unavailable}, from: stageBootstrapped, run: withTimeout(short, fetchKubeconfig),
+			wantSubstr: "emulated outage", wantRetries: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.point+"="+tt.fault.String(), func(t *testing.T) {
@@ -166,6 +174,22 @@ func bootstrap(ctx context.Context, r faultRun) error {
 
 func services(ctx context.Context, r faultRun) error {
 	return r.c.WaitServices(ctx, r.ip(), r.fx.talosconfig, nil, r.rec.opts())
+}
+
+// fetchKubeconfig downloads the kubeconfig and insists it is a complete one.
+func fetchKubeconfig(ctx context.Context, r faultRun) error {
+	raw, err := r.c.Kubeconfig(ctx, r.ip(), r.fx.talosconfig)
+	if err != nil {
+		return err
+	}
+	kc, err := parseKubeconfig(raw)
+	if err != nil {
+		return err
+	}
+	if kc.CurrentContext == "" || len(kc.Users) != 1 || kc.Users[0].User.ClientKeyData == "" {
+		return fmt.Errorf("incomplete kubeconfig: context %q, %d users", kc.CurrentContext, len(kc.Users))
+	}
+	return nil
 }
 
 func lockdown(wantApplied bool) func(context.Context, faultRun) error {

@@ -271,6 +271,8 @@ func TestErrorsNeverLeakTalosconfigSecrets(t *testing.T) {
 			c.Bootstrap(ctx, "192.0.2.1", tc, wait.Options{}),
 			c.WaitServices(ctx, "192.0.2.1", tc, nil, wait.Options{}),
 		}
+		_, kerr := c.Kubeconfig(ctx, "192.0.2.1", tc)
+		errs = append(errs, kerr)
 		_, err := c.ApplySecure(ctx, "192.0.2.1", tc, []byte("cfg"))
 		errs = append(errs, err)
 		for _, err := range errs {

@@ -1,0 +1,70 @@
+package provision
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"github.com/rawkode/rawkode-cloud/internal/cloudflare"
+	"github.com/rawkode/rawkode-cloud/internal/scaleway"
+	"github.com/rawkode/rawkode-cloud/internal/teleport"
+	"github.com/rawkode/rawkode-cloud/internal/wait"
+)
+
+// The phases see the outside world only through these narrow interfaces;
+// the SDK adapters implement them, and tests can stand in for any of them.
+
+// Servers orders and removes Elastic Metal servers.
+type Servers interface {
+	ListSSHKeyIDs(ctx context.Context) ([]string, error)
+	CheckCompatibility(ctx context.Context, offerID, osID string) error
+	CreateServer(ctx context.Context, spec scaleway.ServerSpec) (*scaleway.Server, error)
+	WaitIPv4(ctx context.Context, id string, opts wait.Options) (*scaleway.Server, error)
+	WaitReady(ctx context.Context, id string, opts wait.Options) (*scaleway.Server, error)
+	GetServer(ctx context.Context, id string) (*scaleway.Server, error)
+	DeleteServer(ctx context.Context, id string, opts wait.Options) error
+	FindServers(ctx context.Context, tags ...string) ([]scaleway.Server, error)
+}
+
+// DNS points a name at the server and puts it back on undo.
+type DNS interface {
+	UpsertA(ctx context.Context, name, ipv4 string) (cloudflare.Change, error)
+	Revert(ctx context.Context, ch cloudflare.Change) error
+	FindA(ctx context.Context, name string) ([]cloudflare.Record, error)
+	DeleteRecord(ctx context.Context, id string) error
+}
+
+// SecretStore reads settings and keeps the cluster's credentials.
+type SecretStore interface {
+	List(ctx context.Context) (map[string]string, error)
+	Write(ctx context.Context, path string, secrets map[string]string) error
+	Delete(ctx context.Context, path string, names []string) error
+	Close()
+}
+
+// Teleport mints join tokens and confirms the cluster registered.
+type Teleport interface {
+	Check(ctx context.Context) error
+	CreateKubeToken(ctx context.Context, clusterName string, ttl time.Duration) (teleport.Token, error)
+	DeleteToken(ctx context.Context, name string) error
+	ListKubeTokens(ctx context.Context, clusterName string) ([]teleport.Token, error)
+	WaitKubeServer(ctx context.Context, clusterName string, opts wait.Options) error
+	Close() error
+}
+
+// Talos drives the node through the Talos API.
+type Talos interface {
+	WaitMaintenance(ctx context.Context, ip string, opts wait.Options) error
+	ApplyInsecure(ctx context.Context, ip string, cfg []byte) error
+	WaitMTLS(ctx context.Context, ip string, talosconfig []byte, opts wait.Options) error
+	Bootstrap(ctx context.Context, ip string, talosconfig []byte, opts wait.Options) error
+	WaitServices(ctx context.Context, ip string, talosconfig []byte, services []string, opts wait.Options) error
+	Kubeconfig(ctx context.Context, ip string, talosconfig []byte) ([]byte, error)
+	ApplySecure(ctx context.Context, ip string, talosconfig, cfg []byte) (bool, error)
+	ProbePorts(ctx context.Context, ip string, ports []int) (map[int]bool, error)
+}
+
+// IPDetector finds the operator's public IPv4.
+type IPDetector interface {
+	Detect(ctx context.Context) (netip.Addr, error)
+}

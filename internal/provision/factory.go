@@ -1,0 +1,117 @@
+package provision
+
+import (
+	"context"
+	"net/http"
+	"os"
+
+	"github.com/rawkode/rawkode-cloud/internal/cloudflare"
+	"github.com/rawkode/rawkode-cloud/internal/config"
+	"github.com/rawkode/rawkode-cloud/internal/infisical"
+	"github.com/rawkode/rawkode-cloud/internal/ipdetect"
+	"github.com/rawkode/rawkode-cloud/internal/retry"
+	"github.com/rawkode/rawkode-cloud/internal/scaleway"
+	"github.com/rawkode/rawkode-cloud/internal/talos"
+	"github.com/rawkode/rawkode-cloud/internal/teleport"
+)
+
+// Factory builds the SDK adapters from settings. Production leaves every
+// endpoint empty (each SDK's default, or SCW_API_URL for Scaleway); the
+// sandbox points them at its emulators. Nothing else differs.
+type Factory struct {
+	ScalewayAPIURL    string
+	CloudflareBaseURL string
+	IPDetectURLs      []string
+	// IPAllowNonPublic accepts an emulator's loopback answer.
+	IPAllowNonPublic bool
+	TalosDialer      talos.Dialer
+	HTTPClient       *http.Client
+	// OnRetry is told about every retried call, by service.
+	OnRetry func(service string, a retry.Attempt)
+	// SecretStore, when set, replaces the Infisical login (tests).
+	SecretStore func(ctx context.Context, cfg *config.Config) (SecretStore, error)
+}
+
+func (f Factory) policy(service string) retry.Policy {
+	p := retry.Policy{}
+	if f.OnRetry != nil {
+		p.OnRetry = func(a retry.Attempt) { f.OnRetry(service, a) }
+	}
+	return p
+}
+
+// Infisical logs in with Universal Auth.
+func (f Factory) Infisical(ctx context.Context, cfg *config.Config) (SecretStore, error) {
+	if f.SecretStore != nil {
+		return f.SecretStore(ctx, cfg)
+	}
+	return infisical.Connect(ctx, infisical.Config{
+		SiteURL:      cfg.Get(config.InfisicalURL),
+		ClientID:     cfg.Get(config.InfisicalClientID),
+		ClientSecret: cfg.Get(config.InfisicalClientSecret),
+		ProjectID:    cfg.Get(config.InfisicalProjectID),
+		Environment:  cfg.Get(config.InfisicalEnvironment),
+		SecretPath:   cfg.Get(config.InfisicalSecretPath),
+		Retry:        f.policy("infisical"),
+	})
+}
+
+// Scaleway builds the Elastic Metal client (no network call).
+func (f Factory) Scaleway(cfg *config.Config) (Servers, error) {
+	return scaleway.New(scaleway.Config{
+		AccessKey:  cfg.Get(config.ScalewayAccessKey),
+		SecretKey:  cfg.Get(config.ScalewaySecretKey),
+		ProjectID:  cfg.Get(config.ScalewayProjectID),
+		Zone:       cfg.Get(config.ScalewayZone),
+		APIURL:     f.ScalewayAPIURL,
+		HTTPClient: f.HTTPClient,
+		Retry:      f.policy("scaleway"),
+	})
+}
+
+// Cloudflare builds the DNS client; nil when Cloudflare is not configured.
+func (f Factory) Cloudflare(cfg *config.Config) (DNS, error) {
+	if !cfg.IsSet(config.CloudflareAPIToken) {
+		return nil, nil
+	}
+	return cloudflare.New(cloudflare.Config{
+		APIToken:   cfg.Get(config.CloudflareAPIToken),
+		ZoneID:     cfg.Get(config.CloudflareZoneID),
+		BaseURL:    f.CloudflareBaseURL,
+		HTTPClient: f.HTTPClient,
+		Comment:    "managed by rawkode-cloud (cluster " + cfg.Get(config.ClusterName) + ")",
+		Retry:      f.policy("cloudflare"),
+	})
+}
+
+// Teleport connects with the identity the settings name: its content (from
+// the secret store), a file, or else the tsh profile.
+func (f Factory) Teleport(ctx context.Context, cfg *config.Config) (Teleport, error) {
+	tc := teleport.Config{
+		Proxy: cfg.Get(config.TeleportProxy),
+		Retry: f.policy("teleport"),
+	}
+	switch {
+	case cfg.IsSet(config.TeleportIdentity):
+		tc.IdentityContent = []byte(cfg.Get(config.TeleportIdentity))
+	case cfg.IsSet(config.TeleportIdentityFile):
+		// Read here rather than by path so a file that vanished since
+		// validation gives one clear error.
+		b, err := os.ReadFile(cfg.Get(config.TeleportIdentityFile))
+		if err != nil {
+			return nil, err
+		}
+		tc.IdentityContent = b
+	}
+	return teleport.Connect(ctx, tc)
+}
+
+// Talos builds the Talos client.
+func (f Factory) Talos(*config.Config) Talos {
+	return talos.New(talos.Options{Dialer: f.TalosDialer, OnRetry: f.policy("talos").OnRetry})
+}
+
+// IPDetector builds the public-IP detector.
+func (f Factory) IPDetector(*config.Config) IPDetector {
+	return ipdetect.Detector{URLs: f.IPDetectURLs, HTTPClient: f.HTTPClient, AllowNonPublic: f.IPAllowNonPublic}
+}

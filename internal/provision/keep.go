@@ -1,0 +1,92 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/rawkode/rawkode-cloud/internal/config"
+	"github.com/rawkode/rawkode-cloud/internal/pipeline"
+)
+
+// fileNames maps stored secrets to file names under --secrets-out.
+var fileNames = map[string]string{
+	SecretTalosBundle: "secrets.yaml",
+	SecretTalosconfig: "talosconfig",
+	SecretKubeconfig:  "kubeconfig",
+}
+
+// keep stores cluster credentials where the user said: Infisical when it is
+// configured, otherwise the --secrets-out directory (files 0600). Never
+// anywhere else. Each write pushes its own undo: credentials of a cluster
+// that was rolled back are useless, and stale ones are a liability.
+func (p *Provisioner) keep(ctx context.Context, r *pipeline.Run, items map[string][]byte) error {
+	names := make([]string, 0, len(items))
+	for n := range items {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if p.store != nil {
+		path := p.secretsPath()
+		values := make(map[string]string, len(items))
+		for n, v := range items {
+			values[n] = string(v)
+		}
+		if err := p.store.Write(ctx, path, values); err != nil {
+			return fmt.Errorf("store %s in Infisical at %s: %w", strings.Join(names, ", "), path, err)
+		}
+		r.Undo(pipeline.UndoStep{
+			Resource: fmt.Sprintf("Infisical secrets %s in %s", strings.Join(names, ", "), path),
+			Command:  fmt.Sprintf("infisical secrets delete %s --path %s --env %s", strings.Join(names, " "), path, p.cfg.Get(config.InfisicalEnvironment)),
+			Do:       func(ctx context.Context) error { return p.store.Delete(ctx, path, names) },
+		})
+		p.stored = "Infisical " + path
+		r.Info("credentials stored in Infisical", map[string]any{"path": path, "secrets": names})
+		return nil
+	}
+	dir := p.cfg.Get(config.SecretsOut)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create --secrets-out directory %s: %w", dir, err)
+	}
+	for _, n := range names {
+		path := filepath.Join(dir, fileNames[n])
+		if err := writeSecretFile(path, items[n]); err != nil {
+			return err
+		}
+		r.Undo(pipeline.UndoStep{
+			Resource: "file " + path,
+			Command:  "rm " + path,
+			Do: func(context.Context) error {
+				if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+					return err
+				}
+				return nil
+			},
+		})
+	}
+	p.stored = dir
+	r.Info("credentials written (mode 0600)", map[string]any{"dir": dir, "secrets": names})
+	return nil
+}
+
+// writeSecretFile creates path with mode 0600 from the start, so the
+// content is never readable by others, not even for a moment.
+func writeSecretFile(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Chmod(0o600); err != nil { // an existing file keeps its old mode otherwise
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Close()
+}

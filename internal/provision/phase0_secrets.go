@@ -1,0 +1,132 @@
+package provision
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/rawkode/rawkode-cloud/internal/config"
+	"github.com/rawkode/rawkode-cloud/internal/fail"
+	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
+	"github.com/rawkode/rawkode-cloud/internal/pipeline"
+)
+
+// Required are the settings provisioning cannot start without.
+var Required = []string{
+	config.ClusterName, config.ScalewayAccessKey, config.ScalewaySecretKey, config.ScalewayProjectID,
+	config.ScalewayOfferID, config.ScalewayOSID, config.TeleportProxy,
+}
+
+// Requirements is everything phase 0 validates locally.
+func Requirements() config.Requirements {
+	return config.Requirements{Required: Required, Extra: extraChecks}
+}
+
+func extraChecks(cfg *config.Config) config.Problems {
+	var probs config.Problems
+	if err := machineconfig.ValidateVersions(cfg.Get(config.TalosVersion), cfg.Get(config.KubernetesVersion)); err != nil {
+		probs = append(probs, cfg.ProblemFor(config.TalosVersion, "cannot be generated for: "+err.Error()))
+	}
+	if !InfisicalConfigured(cfg) && !cfg.IsSet(config.SecretsOut) {
+		probs = append(probs, config.Problem{Setting: config.SecretsOut, Source: config.Unset,
+			Message: "the cluster's talosconfig, kubeconfig and secrets bundle must be kept somewhere: configure Infisical (the infisical-* settings) or name a directory with --secrets-out (files are written 0600)"})
+	}
+	return probs
+}
+
+// InfisicalConfigured reports whether any Infisical login setting is present
+// (validation then insists on all of them).
+func InfisicalConfigured(cfg *config.Config) bool {
+	for _, name := range []string{config.InfisicalURL, config.InfisicalClientID, config.InfisicalClientSecret, config.InfisicalProjectID} {
+		if cfg.IsSet(name) {
+			return true
+		}
+	}
+	return false
+}
+
+// FillFromInfisical is the first half of phase 0, shared with `config show`:
+// log in, read the settings and fill only those still unset. The store stays
+// open for the caller (nil when Infisical is not configured).
+func FillFromInfisical(ctx context.Context, f Factory, cfg *config.Config, addSecret func(...string)) (SecretStore, []string, error) {
+	if !InfisicalConfigured(cfg) {
+		return nil, nil, nil
+	}
+	// Infisical's own settings must be complete and well formed before we dial it.
+	if err := cfg.Validate(config.Requirements{}); err != nil {
+		return nil, nil, fail.UsageError(err)
+	}
+	store, err := f.Infisical(ctx, cfg)
+	if err != nil {
+		return nil, nil, fail.UsageError(fmt.Errorf("log in to Infisical: %w", err))
+	}
+	values, err := store.List(ctx)
+	if err != nil {
+		store.Close()
+		return nil, nil, fail.UsageError(fmt.Errorf("read settings from Infisical: %w", err))
+	}
+	public := map[string]bool{}
+	for _, s := range config.Schema {
+		if s.Infisical != "" && !s.Secret {
+			public[s.Infisical] = true
+		}
+	}
+	for name, v := range values {
+		// Anything the store holds that is not a known plain setting is
+		// treated as secret: over-redaction is safe, the reverse is not.
+		if !public[name] {
+			addSecret(v)
+		}
+	}
+	filled := cfg.FillFromInfisical(values)
+	addSecret(cfg.Secrets()...)
+	return store, filled, nil
+}
+
+// resolveSecrets is phase 0: everything later phases need is checked here,
+// before phase 1 spends money. Any failure is a configuration error (exit 2).
+func (p *Provisioner) resolveSecrets(ctx context.Context, r *pipeline.Run) error {
+	f := p.opts.Factory
+	store, filled, err := FillFromInfisical(ctx, f, p.cfg, p.opts.Redactor.Add)
+	if err != nil {
+		return err
+	}
+	p.store = store
+	if store != nil {
+		r.Info(fmt.Sprintf("filled %d setting(s) from Infisical", len(filled)), map[string]any{"settings": filled})
+	} else {
+		r.Info("Infisical not configured; using file, environment and flags only", nil)
+	}
+	if err := p.cfg.Validate(Requirements()); err != nil {
+		return fail.UsageError(err)
+	}
+
+	if p.scw, err = f.Scaleway(p.cfg); err != nil {
+		return fail.UsageError(err)
+	}
+	offer, osID := p.cfg.Get(config.ScalewayOfferID), p.cfg.Get(config.ScalewayOSID)
+	if err := p.scw.CheckCompatibility(ctx, offer, osID); err != nil {
+		return fail.UsageError(fmt.Errorf("check offer and OS before ordering: %w", err))
+	}
+	r.Info("offer and OS support cloud-init", map[string]any{"offer": offer, "os": osID})
+
+	if p.tp, err = f.Teleport(ctx, p.cfg); err != nil {
+		return fail.UsageError(fmt.Errorf("connect to Teleport: %w", err))
+	}
+	if err := p.tp.Check(ctx); err != nil {
+		return fail.UsageError(fmt.Errorf("check Teleport %s: %w", p.cfg.Get(config.TeleportProxy), err))
+	}
+	r.Info("Teleport reachable and credentials accepted", map[string]any{"proxy": p.cfg.Get(config.TeleportProxy)})
+
+	if p.dns, err = f.Cloudflare(p.cfg); err != nil {
+		return fail.UsageError(err)
+	}
+	if p.dns != nil {
+		// A read proves the token and zone work without changing anything.
+		if _, err := p.dns.FindA(ctx, p.cfg.Get(config.CloudflareDNSName)); err != nil {
+			return fail.UsageError(fmt.Errorf("check Cloudflare zone %s: %w", p.cfg.Get(config.CloudflareZoneID), err))
+		}
+	}
+	p.talos = f.Talos(p.cfg)
+	p.ip = f.IPDetector(p.cfg)
+	return nil
+}

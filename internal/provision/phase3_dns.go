@@ -1,0 +1,35 @@
+package provision
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/rawkode/rawkode-cloud/internal/config"
+	"github.com/rawkode/rawkode-cloud/internal/pipeline"
+)
+
+// updateDNS is phase 3: point the A record at the server, remembering what
+// was there so undo can put it back exactly.
+func (p *Provisioner) updateDNS(ctx context.Context, r *pipeline.Run) error {
+	if p.dns == nil {
+		r.Skip("Cloudflare is not configured")
+		return nil
+	}
+	name := p.cfg.Get(config.CloudflareDNSName)
+	ch, err := p.dns.UpsertA(ctx, name, p.publicIP)
+	// Even a failed upsert may have changed the record (an update whose
+	// answer was lost); its Change is always safe to revert.
+	if ch.Changed() || err != nil {
+		r.Undo(pipeline.UndoStep{
+			Resource: "Cloudflare " + ch.String(),
+			Command:  fmt.Sprintf("check the A record %s in Cloudflare zone %s", name, p.cfg.Get(config.CloudflareZoneID)),
+			Do:       func(ctx context.Context) error { return p.dns.Revert(ctx, ch) },
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("point %s at %s: %w", name, p.publicIP, err)
+	}
+	p.dnsChange = &ch
+	r.Info("DNS "+ch.String(), map[string]any{"name": name, "ip": p.publicIP})
+	return nil
+}

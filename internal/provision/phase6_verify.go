@@ -1,0 +1,79 @@
+package provision
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/rawkode/rawkode-cloud/internal/config"
+	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
+	"github.com/rawkode/rawkode-cloud/internal/pipeline"
+	"github.com/rawkode/rawkode-cloud/internal/teleport"
+)
+
+// verifyAndLockDown is phase 6. Only once Teleport lists the cluster's kube
+// agent is there another way in, so only then are the operator's openings
+// removed. If the agent never shows up, nothing is undone: the server stays
+// with the firewall open so the operator can find out why (exit 3).
+func (p *Provisioner) verifyAndLockDown(ctx context.Context, r *pipeline.Run) error {
+	name := p.clusterName()
+	w := r.Wait("kube agent of "+name+" to register with Teleport", p.timeout(config.TeleportAgentTimeout), p.cfg.Duration(config.TeleportAgentPollInterval))
+	wctx, cancel := w.Context(ctx)
+	err := p.tp.WaitKubeServer(wctx, name, w.Options())
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return err // interrupted: undo as usual
+		}
+		return pipeline.LeaveRunning(fmt.Errorf("Teleport verification failed: %w", err), p.debugHint())
+	}
+	w.Done()
+
+	// The agent has its own identity now; a join token left valid is only a liability.
+	if err := p.tp.DeleteToken(ctx, p.token.Name); err != nil {
+		r.Warn("could not delete the used join token; it expires by itself", map[string]any{"token": teleport.Redact(p.token.Name), "expires": p.token.Expires})
+	}
+
+	ip := p.publicIP
+	applied, err := p.talos.ApplySecure(ctx, ip, p.artifacts.Talosconfig, p.artifacts.Lockdown)
+	if err != nil {
+		return fmt.Errorf("apply lockdown config to %s: %w", ip, err)
+	}
+	if !applied {
+		return fmt.Errorf("apply lockdown config to %s: the node did not confirm it", ip)
+	}
+	ports := []int{machineconfig.TalosAPIPort, machineconfig.KubernetesAPIPort}
+	open, err := p.talos.ProbePorts(ctx, ip, ports)
+	if err != nil {
+		return fmt.Errorf("verify lockdown of %s: %w", ip, err)
+	}
+	p.portsAfter = open
+	var still []string
+	for _, port := range ports {
+		if open[port] {
+			still = append(still, fmt.Sprint(port))
+		}
+	}
+	sort.Strings(still)
+	if len(still) > 0 {
+		return fmt.Errorf("lockdown of %s did not take: TCP %s still reachable from here", ip, strings.Join(still, ", "))
+	}
+	p.lockedDown = true
+	r.Info("locked down: Talos API and Kubernetes API no longer reachable from the internet", map[string]any{"ip": ip, "ports_closed": ports})
+	return nil
+}
+
+// debugHint tells the operator what to check when the agent did not register.
+func (p *Provisioner) debugHint() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "The server was left running with the temporary firewall open, so you can look at it:\n")
+	fmt.Fprintf(&b, "  server:        %s (zone %s)\n", p.server.ID, p.server.Zone)
+	fmt.Fprintf(&b, "  IP:            %s (Talos API and Kubernetes API open to %s only)\n", p.publicIP, p.operatorIP)
+	fmt.Fprintf(&b, "  join token:    %s… expires %s\n", teleport.Redact(p.token.Name), p.token.Expires.UTC().Format("2006-01-02 15:04:05Z"))
+	fmt.Fprintf(&b, "  credentials:   %s\n", p.stored)
+	fmt.Fprintf(&b, "Check: talosctl -n %s logs kubelet; kubectl -n teleport logs deploy/teleport-kube-agent;\n", p.publicIP)
+	fmt.Fprintf(&b, "       that the proxy %s is reachable from the node and the token has not expired.\n", p.cfg.Get(config.TeleportProxy))
+	fmt.Fprintf(&b, "Remove everything with: rawkode-cloud destroy --cluster-name %s", p.clusterName())
+	return b.String()
+}

@@ -1,0 +1,220 @@
+package sandbox_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rawkode/rawkode-cloud/internal/config"
+	"github.com/rawkode/rawkode-cloud/internal/emulator"
+	"github.com/rawkode/rawkode-cloud/internal/fail"
+	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
+	"github.com/rawkode/rawkode-cloud/internal/pipeline"
+	"github.com/rawkode/rawkode-cloud/internal/provision"
+	"github.com/rawkode/rawkode-cloud/internal/redact"
+	"github.com/rawkode/rawkode-cloud/internal/sandbox"
+)
+
+// testSpeed runs the realistic profile fast enough for the suite while the
+// CLI's waits, scaled by the same factor, keep their proportions.
+const testSpeed = 400
+
+type result struct {
+	sb     *sandbox.Sandbox
+	code   int
+	err    error
+	events []pipeline.Event
+	prov   *provision.Provisioner
+}
+
+type runOpts struct {
+	faults  map[string]emulator.Fault
+	cancel  func(e pipeline.Event) bool // cancel the run when this returns true
+	cluster string
+}
+
+func provisionSandbox(t *testing.T, o runOpts) result {
+	t.Helper()
+	sb, err := sandbox.Start(sandbox.Options{Speed: testSpeed, Faults: o.faults})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sb.Close)
+	cfg := config.New()
+	if o.cluster != "" {
+		cfg.Set(config.ClusterName, o.cluster, config.FromFlag, "--cluster-name")
+	}
+	sb.Apply(cfg)
+	red := redact.New()
+	red.Add(cfg.Secrets()...)
+	p := provision.New(provision.Options{Config: cfg, Factory: sb.Factory(), Redactor: red, Sandbox: true})
+	t.Cleanup(p.Close)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rec := &pipeline.Recorder{}
+	var once sync.Once
+	sink := pipeline.SinkFunc(func(e pipeline.Event) {
+		rec.Emit(e)
+		if o.cancel != nil && o.cancel(e) {
+			once.Do(cancel)
+		}
+	})
+	runner := pipeline.Runner{Phases: p.Phases(), Sink: sink, UndoTimeout: cfg.Duration(config.UndoTimeout)}
+	_, err = runner.Execute(ctx)
+	return result{sb: sb, code: fail.ExitCode(err), err: err, events: rec.Events(), prov: p}
+}
+
+func TestProvisionSucceedsEndToEnd(t *testing.T) {
+	t.Parallel()
+	r := provisionSandbox(t, runOpts{cluster: "e2e"})
+	if r.err != nil {
+		t.Fatalf("provision failed (exit %d): %v\n%s", r.code, r.err, dump(r.events))
+	}
+	inv := r.sb.Inventory()
+	if len(inv.Servers) != 1 || len(inv.DNSRecords) != 1 || len(inv.KubeServers) != 1 {
+		t.Fatalf("inventory after success: %+v", inv)
+	}
+	if len(inv.Tokens) != 0 {
+		t.Errorf("join tokens left valid after the agent joined: %v", inv.Tokens)
+	}
+	if len(inv.Secrets) != 3 {
+		t.Errorf("stored secrets = %v, want bundle, talosconfig and kubeconfig", inv.Secrets)
+	}
+	ip, _ := inv.Servers[0]["ip"].(string)
+	if inv.DNSRecords[0]["content"] != ip {
+		t.Errorf("DNS record points at %v, server has %s", inv.DNSRecords[0]["content"], ip)
+	}
+	node := r.sb.Node(ip)
+	if node == nil {
+		t.Fatal("no emulated node for the server")
+	}
+	cfgs := node.AppliedConfigs()
+	if len(cfgs) < 2 {
+		t.Fatalf("node got %d configs, want the initial and the lockdown", len(cfgs))
+	}
+	if !hasOperatorRules(t, cfgs[0]) {
+		t.Error("initial config lacks the operator /32 rules")
+	}
+	if hasOperatorRules(t, cfgs[len(cfgs)-1]) {
+		t.Error("last applied config still has operator rules: not locked down")
+	}
+	for _, port := range []int{machineconfig.TalosAPIPort, machineconfig.KubernetesAPIPort} {
+		if node.Allowed(port, sandbox.OperatorIP) {
+			t.Errorf("port %d still admits the operator after lockdown", port)
+		}
+	}
+	if s := r.prov.Summary(); s["locked_down"] != true {
+		t.Errorf("summary says not locked down: %v", s)
+	}
+}
+
+func hasOperatorRules(t *testing.T, cfg []byte) bool {
+	t.Helper()
+	fw, err := machineconfig.FirewallRules(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range fw.Rules {
+		if r.Operator() {
+			found = true
+			for _, s := range r.Subnets {
+				if s.Bits() != 32 {
+					t.Errorf("operator rule %s opens %s, want a /32", r.Name, s)
+				}
+			}
+		}
+	}
+	return found
+}
+
+func dump(events []pipeline.Event) string {
+	var b strings.Builder
+	for _, e := range events {
+		fmt.Fprintf(&b, "  %s [%s] %s %v\n", e.Type, e.Phase, e.Message, e.Fields)
+	}
+	return b.String()
+}
+
+// Each phase's failure removes everything and exits 1.
+func TestFailureInEachPhaseLeavesNothing(t *testing.T) {
+	t.Parallel()
+	cases := map[string]string{
+		"phase 1 order":     "scaleway.create-server=error",
+		"phase 2 install":   "scaleway.install=error",
+		"phase 2 talos":     "talos.maintenance=never",
+		"phase 3 dns":       "cloudflare.upsert-record=error",
+		"phase 4 token":     "teleport.create-token=error",
+		"phase 4 secrets":   "infisical.write-secrets=error",
+		"phase 5 apply":     "talos.apply=error",
+		"phase 5 reboot":    "talos.reboot=never",
+		"phase 5 bootstrap": "talos.bootstrap=error",
+		"phase 5 services":  "talos.services=never",
+		"phase 6 lockdown":  "talos.lockdown=error",
+	}
+	for name, spec := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			faults, err := sandbox.ParseFaults([]string{spec})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := provisionSandbox(t, runOpts{faults: faults})
+			if r.code != fail.Failed {
+				t.Fatalf("exit code %d (%v), want %d\n%s", r.code, r.err, fail.Failed, dump(r.events))
+			}
+			if inv := r.sb.Inventory(); !inv.Empty() {
+				t.Fatalf("left behind after undo: %+v\n%s", inv, dump(r.events))
+			}
+		})
+	}
+}
+
+func TestAgentNeverRegistersLeavesServerRunning(t *testing.T) {
+	t.Parallel()
+	faults, _ := sandbox.ParseFaults([]string{"teleport.agent=never"})
+	r := provisionSandbox(t, runOpts{faults: faults})
+	if r.code != fail.LeftRunning {
+		t.Fatalf("exit code %d (%v), want %d", r.code, r.err, fail.LeftRunning)
+	}
+	var f *pipeline.Failure
+	if !errors.As(r.err, &f) || !strings.Contains(f.Hint, "destroy") {
+		t.Errorf("no debugging hint with the destroy command: %v", r.err)
+	}
+	inv := r.sb.Inventory()
+	if len(inv.Servers) != 1 {
+		t.Fatalf("servers = %v, want the one left for debugging", inv.Servers)
+	}
+	ip, _ := inv.Servers[0]["ip"].(string)
+	node := r.sb.Node(ip)
+	if node == nil || !node.Allowed(machineconfig.TalosAPIPort, sandbox.OperatorIP) {
+		t.Error("firewall closed although verification failed: the operator could not debug")
+	}
+}
+
+// Cancellation in each phase removes everything and exits 130.
+func TestInterruptInEachPhase(t *testing.T) {
+	t.Parallel()
+	phases := []string{"Resolve secrets", "Order server", "Wait for install and Talos", "Update DNS", "Generate config", "Bootstrap cluster", "Verify and lock down"}
+	for _, ph := range phases {
+		t.Run(ph, func(t *testing.T) {
+			t.Parallel()
+			r := provisionSandbox(t, runOpts{cancel: func(e pipeline.Event) bool {
+				// Cancel once the phase is under way (its first own event
+				// after the start, or the start itself for short phases).
+				return e.Phase == ph && e.Type != pipeline.EventPhaseDone
+			}})
+			if r.code != fail.Interrupted {
+				t.Fatalf("exit code %d (%v), want %d\n%s", r.code, r.err, fail.Interrupted, dump(r.events))
+			}
+			if inv := r.sb.Inventory(); !inv.Empty() {
+				t.Fatalf("left behind after interrupt: %+v\n%s", inv, dump(r.events))
+			}
+		})
+	}
+}

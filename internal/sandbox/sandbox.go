@@ -1,0 +1,464 @@
+// Package sandbox starts an emulator of every external system in-process on
+// loopback and wires them together so that the real provisioning pipeline
+// can run against them: the emulated Scaleway boots an emulated Talos node
+// when a server's install completes, the node's kube agent joins the
+// emulated Teleport with the token it finds in its applied config, and
+// deleting the server takes the node and its agent away.
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rawkode/rawkode-cloud/internal/cloudflare"
+	"github.com/rawkode/rawkode-cloud/internal/config"
+	"github.com/rawkode/rawkode-cloud/internal/emulator"
+	"github.com/rawkode/rawkode-cloud/internal/infisical"
+	"github.com/rawkode/rawkode-cloud/internal/ipdetect"
+	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
+	"github.com/rawkode/rawkode-cloud/internal/pipeline"
+	"github.com/rawkode/rawkode-cloud/internal/provision"
+	"github.com/rawkode/rawkode-cloud/internal/scaleway"
+	"github.com/rawkode/rawkode-cloud/internal/talos"
+	"github.com/rawkode/rawkode-cloud/internal/teleport"
+)
+
+// DefaultSpeed is how much faster than real time the sandbox runs by
+// default: a realistic 20-minute provisioning takes about 12 seconds.
+const DefaultSpeed = 100
+
+// OperatorIP is the public address the sandbox's operator appears to have.
+var OperatorIP = netip.MustParseAddr("198.51.100.7")
+
+// Sandbox credentials: obviously fake, never valid anywhere real.
+const (
+	CloudflareToken       = "sandbox-cloudflare-token-0000000000000000"
+	InfisicalClientID     = "sandbox-client-id"
+	InfisicalClientSecret = "sandbox-client-secret-00000000000000000"
+	InfisicalProjectID    = "sandbox-project"
+	DefaultClusterName    = "sandbox"
+	DefaultDNSZone        = "sandbox.example.com"
+)
+
+// Options configure a sandbox.
+type Options struct {
+	// Speed divides every realistic duration; DefaultSpeed when zero.
+	Speed float64
+	// Faults to inject, by fault point.
+	Faults map[string]emulator.Fault
+	// Profile overrides the realistic durations (before Speed applies).
+	Profile *Profile
+}
+
+// Profile holds realistic real-world durations of what the sandbox emulates.
+type Profile struct {
+	AssignIP, Deliver, StartInstall, Install, Delete time.Duration // Scaleway
+	Pivot, Reboot, EtcdReady                         time.Duration // Talos node
+	Services                                         map[string]time.Duration
+	AgentStart, AgentHeartbeat                       time.Duration // Teleport kube agent
+}
+
+// RealisticProfile is what a provisioning on Elastic Metal roughly looks like.
+func RealisticProfile() Profile {
+	return Profile{
+		AssignIP: 20 * time.Second, Deliver: 4 * time.Minute, StartInstall: 30 * time.Second,
+		Install: 10 * time.Minute, Delete: time.Minute,
+		Pivot: 3 * time.Minute, Reboot: 90 * time.Second, EtcdReady: 15 * time.Second,
+		Services: map[string]time.Duration{
+			talos.ServiceAPID: 5 * time.Second, talos.ServiceTrustd: 5 * time.Second,
+			talos.ServiceKubelet: 30 * time.Second, talos.ServiceEtcd: 20 * time.Second,
+		},
+		AgentStart: 45 * time.Second, AgentHeartbeat: 5 * time.Second,
+	}
+}
+
+// Sandbox is a running set of emulators.
+type Sandbox struct {
+	speed   float64
+	profile Profile
+	faults  *emulator.Faults
+
+	Scaleway   *scaleway.Emulator
+	Cloudflare *cloudflare.Emulator
+	Infisical  *infisical.Emulator
+	Teleport   *teleport.Emulator
+	IP         *ipdetect.Emulator
+	identity   []byte
+
+	mu     sync.Mutex
+	nodes  map[string]*talos.Node // by public IP
+	ips    map[string]string      // server ID → public IP
+	closed bool
+	timers []*time.Timer
+}
+
+// Start brings every emulator up.
+func Start(opts Options) (*Sandbox, error) {
+	speed := opts.Speed
+	if speed <= 0 {
+		speed = DefaultSpeed
+	}
+	prof := RealisticProfile()
+	if opts.Profile != nil {
+		prof = *opts.Profile
+	}
+	s := &Sandbox{speed: speed, profile: prof, faults: emulator.NewFaults(), nodes: map[string]*talos.Node{}, ips: map[string]string{}}
+	for p, f := range opts.Faults {
+		s.faults.Set(p, f)
+	}
+	sc := s.Scaled
+	s.Scaleway = scaleway.NewEmulator(scaleway.EmulatorOptions{
+		Faults: s.faults,
+		Delays: &scaleway.Delays{AssignIP: sc(prof.AssignIP), Deliver: sc(prof.Deliver), StartInstall: sc(prof.StartInstall),
+			Install: sc(prof.Install), Delete: sc(prof.Delete)},
+		OnInstalled: s.bootNode,
+		OnDeleted:   s.removeNode,
+	})
+	s.Cloudflare = cloudflare.NewEmulator(cloudflare.EmulatorOptions{
+		Token:  CloudflareToken,
+		Zones:  []cloudflare.Zone{{ID: cloudflare.DefaultZoneID, Name: DefaultDNSZone}},
+		Faults: s.faults,
+	})
+	s.Infisical = infisical.NewEmulator(infisical.EmulatorOptions{
+		Identities: []infisical.Identity{{ClientID: InfisicalClientID, ClientSecret: InfisicalClientSecret}},
+		Projects:   []infisical.Project{{ID: InfisicalProjectID}},
+		Faults:     s.faults,
+	})
+	var err error
+	s.Teleport, err = teleport.NewEmulator(teleport.EmulatorOptions{Faults: s.faults, JoinDelay: sc(prof.AgentHeartbeat)})
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("start Teleport emulator: %w", err)
+	}
+	if s.identity, err = s.Teleport.IdentityFile(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("issue sandbox Teleport identity: %w", err)
+	}
+	s.IP = ipdetect.NewEmulatorWithFaults(OperatorIP.String(), s.faults)
+	return s, nil
+}
+
+// Scaled converts a realistic duration to sandbox time.
+func (s *Sandbox) Scaled(d time.Duration) time.Duration {
+	return time.Duration(float64(d) / s.speed)
+}
+
+// Speed is the time-scale factor in force.
+func (s *Sandbox) Speed() float64 { return s.speed }
+
+// Faults is the fault set shared by every emulator.
+func (s *Sandbox) Faults() *emulator.Faults { return s.faults }
+
+// Describe says what runs, for the first line of output.
+func (s *Sandbox) Describe() string {
+	return fmt.Sprintf("sandbox: every service is an in-process emulator on 127.0.0.1; time runs %g× faster than real, and the CLI's waits and intervals are scaled by the same factor", s.speed)
+}
+
+// bootNode starts the emulated Talos node on a server whose OS install
+// completed: the cloud-init pivot is what happens during BootDelay.
+func (s *Sandbox) bootNode(srv scaleway.Server) {
+	ip, err := netip.ParseAddr(srv.IPv4)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	services := map[string]time.Duration{}
+	for k, v := range s.profile.Services {
+		services[k] = s.Scaled(v)
+	}
+	node, err := talos.NewNode(talos.NodeOptions{
+		PublicIP: ip, OperatorIP: OperatorIP,
+		BootDelay: s.Scaled(s.profile.Pivot), RebootDelay: s.Scaled(s.profile.Reboot),
+		EtcdReadyDelay: s.Scaled(s.profile.EtcdReady), ServiceDelays: services,
+		Faults: s.faults,
+	})
+	if err != nil {
+		return
+	}
+	node.OnConfigured(func(cfg []byte) { s.startAgent(srv.IPv4, node, cfg) })
+	s.nodes[srv.IPv4] = node
+	s.ips[srv.ID] = srv.IPv4
+}
+
+// startAgent plays the Teleport kube agent the node runs from its inline
+// manifests: once the cluster is bootstrapped it joins with the token it was
+// given, under the cluster name it was given — nothing else.
+func (s *Sandbox) startAgent(ip string, node *talos.Node, cfg []byte) {
+	token, cluster, err := machineconfig.TeleportJoin(cfg)
+	if err != nil || token == "" {
+		return
+	}
+	var try func()
+	try = func() {
+		if s.Node(ip) != node {
+			return // the server was deleted or the sandbox closed
+		}
+		if node.BootstrapCount() == 0 {
+			// No API server without etcd: the agent's pod cannot start yet.
+			s.after(s.Scaled(s.profile.AgentStart)/4+time.Millisecond, try)
+			return
+		}
+		_ = s.Teleport.Join(token, cluster)
+	}
+	s.after(s.Scaled(s.profile.AgentStart), try)
+}
+
+func (s *Sandbox) after(d time.Duration, fn func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.timers = append(s.timers, time.AfterFunc(d, fn))
+}
+
+// removeNode takes the node and its agent away with the deleted server.
+func (s *Sandbox) removeNode(id string) {
+	s.mu.Lock()
+	n := s.nodes[s.ips[id]]
+	delete(s.nodes, s.ips[id])
+	delete(s.ips, id)
+	s.mu.Unlock()
+	if n != nil {
+		for _, cfg := range n.AppliedConfigs() {
+			if _, cluster, err := machineconfig.TeleportJoin(cfg); err == nil {
+				s.Teleport.Leave(cluster)
+			}
+		}
+		n.Close()
+	}
+}
+
+// Node returns the emulated node at a server IP (nil when none).
+func (s *Sandbox) Node(ip string) *talos.Node {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nodes[ip]
+}
+
+// Nodes returns every running emulated node.
+func (s *Sandbox) Nodes() []*talos.Node {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*talos.Node, 0, len(s.nodes))
+	for _, n := range s.nodes {
+		out = append(out, n)
+	}
+	return out
+}
+
+// dial routes "<server-ip>:<port>" to that server's emulated node; any other
+// address is refused like an unreachable host, so nothing leaves the machine.
+func (s *Sandbox) dial(ctx context.Context, addr string) (net.Conn, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	if n := s.Node(host); n != nil {
+		return n.Dialer()(ctx, addr)
+	}
+	return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+}
+
+// Factory points every adapter at the emulators.
+func (s *Sandbox) Factory() provision.Factory {
+	return provision.Factory{
+		ScalewayAPIURL:    s.Scaleway.URL(),
+		CloudflareBaseURL: s.Cloudflare.URL(),
+		IPDetectURLs:      []string{s.IP.URL()},
+		IPAllowNonPublic:  true,
+		TalosDialer:       s.dial,
+	}
+}
+
+// Apply overrides every endpoint and credential with the sandbox's, so that
+// nothing reaches a real service whatever the file, environment or flags
+// say, and scales the CLI's waits by the sandbox speed. Other settings (the
+// cluster name, versions) are honoured.
+func (s *Sandbox) Apply(cfg *config.Config) {
+	set := func(name, v string) { cfg.Set(name, v, config.FromSandbox, "sandbox") }
+	set(config.ScalewayAccessKey, scaleway.SandboxAccessKey)
+	set(config.ScalewaySecretKey, scaleway.SandboxSecretKey)
+	set(config.ScalewayProjectID, scaleway.SeedProjectID)
+	set(config.ScalewayZone, scaleway.DefaultZone)
+	set(config.ScalewayOfferID, scaleway.CloudInitOfferID)
+	set(config.ScalewayOSID, scaleway.UbuntuOSID)
+	set(config.TeleportProxy, s.Teleport.Addr())
+	set(config.TeleportIdentity, string(s.identity))
+	set(config.TeleportIdentityFile, "")
+	set(config.CloudflareAPIToken, CloudflareToken)
+	set(config.CloudflareZoneID, cloudflare.DefaultZoneID)
+	if !cfg.IsSet(config.ClusterName) {
+		set(config.ClusterName, DefaultClusterName)
+	}
+	set(config.CloudflareDNSName, cfg.Get(config.ClusterName)+"."+DefaultDNSZone)
+	set(config.InfisicalURL, s.Infisical.URL())
+	set(config.InfisicalClientID, InfisicalClientID)
+	set(config.InfisicalClientSecret, InfisicalClientSecret)
+	set(config.InfisicalProjectID, InfisicalProjectID)
+	set(config.InfisicalEnvironment, "prod")
+	set(config.InfisicalSecretPath, "/")
+	set(config.OperatorIP, "")
+	set(config.SecretsOut, "") // credentials go to the emulated Infisical: nothing on disk
+	for _, name := range []string{
+		config.ServerTimeout, config.ServerPollInterval, config.TalosMaintenanceTimeout, config.TalosMaintenanceInterval,
+		config.TalosMTLSTimeout, config.TalosMTLSInterval, config.ServicesTimeout, config.ServicesInterval,
+		config.TeleportAgentTimeout, config.TeleportAgentPollInterval, config.UndoTimeout,
+	} {
+		d := cfg.Duration(name)
+		set(name, s.Scaled(d).String())
+	}
+}
+
+// Close stops every emulator.
+func (s *Sandbox) Close() {
+	s.mu.Lock()
+	s.closed = true
+	for _, t := range s.timers {
+		t.Stop()
+	}
+	nodes := s.nodes
+	s.nodes = map[string]*talos.Node{}
+	s.mu.Unlock()
+	for _, n := range nodes {
+		n.Close()
+	}
+	for _, c := range []interface{ Close() }{s.Scaleway, s.Cloudflare, s.Infisical, s.IP} {
+		if c != nil && !isNil(c) {
+			c.Close()
+		}
+	}
+	if s.Teleport != nil {
+		s.Teleport.Close()
+	}
+}
+
+func isNil(c interface{ Close() }) bool {
+	switch v := c.(type) {
+	case *scaleway.Emulator:
+		return v == nil
+	case *cloudflare.Emulator:
+		return v == nil
+	case *infisical.Emulator:
+		return v == nil
+	case *ipdetect.Emulator:
+		return v == nil
+	}
+	return false
+}
+
+// Inventory is what is left in the emulators.
+type Inventory struct {
+	Servers     []map[string]any `json:"servers"`
+	DNSRecords  []map[string]any `json:"dns_records"`
+	Tokens      []map[string]any `json:"tokens"`
+	KubeServers []map[string]any `json:"kube_servers"`
+	Secrets     []map[string]any `json:"secrets"`
+}
+
+// Empty reports whether nothing is left anywhere.
+func (i Inventory) Empty() bool {
+	return len(i.Servers)+len(i.DNSRecords)+len(i.Tokens)+len(i.KubeServers)+len(i.Secrets) == 0
+}
+
+// Inventory lists what every emulator holds. A Teleport token's name is the
+// secret itself, so only a short prefix is shown.
+func (s *Sandbox) Inventory() Inventory {
+	inv := Inventory{Servers: []map[string]any{}, DNSRecords: []map[string]any{}, Tokens: []map[string]any{}, KubeServers: []map[string]any{}, Secrets: []map[string]any{}}
+	for _, srv := range s.Scaleway.Servers() {
+		inv.Servers = append(inv.Servers, map[string]any{"id": srv.ID, "name": srv.Name, "status": srv.Status,
+			"install_status": srv.InstallStatus, "ip": srv.IPv4, "tags": strings.Join(srv.Tags, ",")})
+	}
+	for _, r := range s.Cloudflare.Records() {
+		inv.DNSRecords = append(inv.DNSRecords, map[string]any{"id": r.ID, "name": r.Name, "type": r.Type, "content": r.Content})
+	}
+	for _, t := range s.Teleport.Tokens() {
+		inv.Tokens = append(inv.Tokens, map[string]any{"name": teleport.Redact(t.Name), "roles": strings.Join(t.Roles, ","),
+			"expires": t.Expires.UTC().Format(time.RFC3339)})
+	}
+	for _, k := range s.Teleport.KubeServers() {
+		inv.KubeServers = append(inv.KubeServers, map[string]any{"name": k})
+	}
+	for _, sec := range s.Infisical.Secrets() {
+		inv.Secrets = append(inv.Secrets, map[string]any{"project": sec.Project, "environment": sec.Environment, "path": sec.Path, "name": sec.Name})
+	}
+	return inv
+}
+
+// InventoryEvent is the inventory as the final progress event.
+func (s *Sandbox) InventoryEvent() pipeline.Event {
+	inv := s.Inventory()
+	msg := "sandbox inventory: nothing left"
+	if !inv.Empty() {
+		msg = "sandbox inventory: what the emulators hold now"
+	}
+	return pipeline.Event{Type: pipeline.EventInventory, Time: time.Now(), Phase: "sandbox", Message: msg, Fields: map[string]any{
+		"servers": inv.Servers, "dns_records": inv.DNSRecords, "tokens": inv.Tokens,
+		"kube_servers": inv.KubeServers, "secrets": inv.Secrets,
+	}}
+}
+
+// FaultPoints lists every point --sandbox-fault accepts, with what it hits.
+var FaultPoints = []struct{ Point, What string }{
+	{"scaleway.list-ssh-keys", "IAM list of the project's SSH keys"},
+	{"scaleway.get-catalogue", "offer and OS look-ups before ordering"},
+	{"scaleway.create-server", "the CreateServer call"},
+	{"scaleway.get-server", "server status polls"},
+	{"scaleway.install", "the OS install (error: install fails; never: stays installing)"},
+	{"scaleway.delete-server", "DeleteServer during undo or destroy"},
+	{"scaleway.list-servers", "finding servers by tag (destroy)"},
+	{"cloudflare.list-records", "DNS record look-ups"},
+	{"cloudflare.upsert-record", "creating or updating the A record"},
+	{"cloudflare.delete-record", "deleting or restoring the record"},
+	{"infisical.login", "Universal Auth login"},
+	{"infisical.list-secrets", "reading settings"},
+	{"infisical.write-secrets", "storing the cluster's credentials"},
+	{"infisical.delete-secrets", "removing stored credentials on undo"},
+	{"ipdetect", "public-IP detection"},
+	{"teleport.connect", "connecting to Teleport (Ping)"},
+	{"teleport.create-token", "minting the join token"},
+	{"teleport.delete-token", "deleting the join token"},
+	{"teleport.list-kube", "listing/watching kube servers"},
+	{"teleport.agent", "the kube agent joining (never: it never registers)"},
+	{"talos.maintenance", "reaching maintenance mode (never: the pivot never finishes)"},
+	{"talos.apply", "applying the config in maintenance mode"},
+	{"talos.reboot", "the reboot into the configuration (never: it never comes back)"},
+	{"talos.bootstrap", "the etcd bootstrap"},
+	{"talos.services", "service health (never: etcd never healthy)"},
+	{"talos.kubeconfig", "downloading the admin kubeconfig"},
+	{"talos.lockdown", "re-applying the config without the operator rules"},
+}
+
+// ParseFaults parses --sandbox-fault values and rejects unknown points.
+func ParseFaults(specs []string) (map[string]emulator.Fault, error) {
+	known := map[string]bool{}
+	names := make([]string, 0, len(FaultPoints))
+	for _, p := range FaultPoints {
+		known[p.Point] = true
+		names = append(names, p.Point)
+	}
+	sort.Strings(names)
+	out := map[string]emulator.Fault{}
+	for _, spec := range specs {
+		point, f, err := emulator.ParseFault(spec)
+		if err != nil {
+			return nil, err
+		}
+		if !known[point] {
+			return nil, fmt.Errorf("fault %q: unknown fault point %q (see --sandbox-fault list)", spec, point)
+		}
+		out[point] = f
+	}
+	return out, nil
+}
