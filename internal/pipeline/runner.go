@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/rawkode/rawkode-cloud/internal/fail"
@@ -128,6 +129,8 @@ func (rn *Runner) Execute(ctx context.Context) (Result, error) {
 		sink = Discard
 	}
 	run := &Run{sink: sink, now: now, undo: &undoStack{}}
+	run.bgCtx, run.bgCancel = context.WithCancel(ctx)
+	defer run.bgCancel()
 	res := Result{Start: now()}
 	titles := make([]string, len(rn.Phases))
 	for i, p := range rn.Phases {
@@ -141,7 +144,7 @@ func (rn *Runner) Execute(ctx context.Context) (Result, error) {
 			res.Duration = now().Sub(res.Start)
 			return res, rn.fail(ctx, run, p.Title(), err)
 		}
-		run.phase = p.Title()
+		run.setPhase(p.Title())
 		start := now()
 		res.Phases[i].Start = start
 		run.emit(Event{Type: EventPhaseStart, Fields: map[string]any{"index": i, "total": len(rn.Phases)}})
@@ -163,11 +166,16 @@ func (rn *Runner) Execute(ctx context.Context) (Result, error) {
 		}
 		run.emit(Event{Type: EventPhaseDone, Fields: map[string]any{"duration": d.Seconds()}})
 	}
+	// Phases join what they start; anything still running is not needed.
+	run.settle()
 	res.Duration = now().Sub(res.Start)
 	return res, nil
 }
 
 func (rn *Runner) fail(ctx context.Context, run *Run, phase string, err error) error {
+	// Background work may still be creating something: stop it and wait, so
+	// that whatever it created is on the undo stack before cleanup starts.
+	run.settle()
 	f := &Failure{Phase: phase, Err: err, Interrupted: errors.Is(ctx.Err(), context.Canceled) || errors.Is(err, context.Canceled)}
 	var lr *leaveRunning
 	switch {
@@ -202,7 +210,7 @@ func (rn *Runner) undo(ctx context.Context, run *Run) []UndoStep {
 	}
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
-	run.phase = "cleanup"
+	run.setPhase("cleanup")
 	run.emit(Event{Type: EventUndoStart, Fields: map[string]any{"steps": len(steps)}})
 	var left []UndoStep
 	for _, st := range steps {
@@ -239,8 +247,83 @@ type Run struct {
 	sink    Sink
 	now     func() time.Time
 	undo    *undoStack
-	phase   string
 	skipped string
+
+	mu    sync.Mutex
+	phase string
+
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	tasks    sync.WaitGroup
+}
+
+func (r *Run) setPhase(p string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.phase = p
+}
+
+func (r *Run) currentPhase() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.phase
+}
+
+// Task is background work started by a phase.
+type Task struct {
+	done chan struct{}
+	err  error
+}
+
+// Go runs fn in the background so that work which does not depend on what
+// the current phase awaits can overlap with it. The runner waits for every
+// task before it undoes anything (a resource created in the background is
+// on the undo stack before cleanup starts) and cancels their context on
+// failure. A phase that needs the result calls Wait.
+func (r *Run) Go(fn func(ctx context.Context) error) *Task {
+	t := &Task{done: make(chan struct{})}
+	r.tasks.Add(1)
+	go func() {
+		defer r.tasks.Done()
+		defer close(t.done)
+		t.err = safely(func() error { return fn(r.bgCtx) })
+	}()
+	return t
+}
+
+// Done runs fn now, in the caller's goroutine, and returns it as a finished
+// task: the same code path for callers that choose not to overlap work.
+func (r *Run) Done(fn func(ctx context.Context) error) *Task {
+	t := &Task{done: make(chan struct{})}
+	t.err = safely(func() error { return fn(r.bgCtx) })
+	close(t.done)
+	return t
+}
+
+// Wait returns the task's error once it has finished, or ctx's error.
+func (t *Task) Wait(ctx context.Context) error {
+	select {
+	case <-t.done:
+		return t.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Finished reports whether the task has ended.
+func (t *Task) Finished() bool {
+	select {
+	case <-t.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// settle cancels background tasks and waits for them.
+func (r *Run) settle() {
+	r.bgCancel()
+	r.tasks.Wait()
 }
 
 // Undo registers the removal of something just created. Call it right after
@@ -274,7 +357,7 @@ func (r *Run) emit(e Event) {
 		e.Time = r.now()
 	}
 	if e.Phase == "" {
-		e.Phase = r.phase
+		e.Phase = r.currentPhase()
 	}
 	r.sink.Emit(e)
 }

@@ -2,7 +2,10 @@ package provision
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/rawkode/rawkode-cloud/internal/config"
 	"github.com/rawkode/rawkode-cloud/internal/fail"
@@ -99,34 +102,95 @@ func (p *Provisioner) resolveSecrets(ctx context.Context, r *pipeline.Run) error
 	if err := p.cfg.Validate(Requirements()); err != nil {
 		return fail.UsageError(err)
 	}
-
 	if p.scw, err = f.Scaleway(p.cfg); err != nil {
 		return fail.UsageError(err)
 	}
-	offer, osID := p.cfg.Get(config.ScalewayOfferID), p.cfg.Get(config.ScalewayOSID)
-	if err := p.scw.CheckCompatibility(ctx, offer, osID); err != nil {
-		return fail.UsageError(fmt.Errorf("check offer and OS before ordering: %w", err))
-	}
-	r.Info("offer and OS support cloud-init", map[string]any{"offer": offer, "os": osID})
-
-	if p.tp, err = f.Teleport(ctx, p.cfg); err != nil {
-		return fail.UsageError(fmt.Errorf("connect to Teleport: %w", err))
-	}
-	if err := p.tp.Check(ctx); err != nil {
-		return fail.UsageError(fmt.Errorf("check Teleport %s: %w", p.cfg.Get(config.TeleportProxy), err))
-	}
-	r.Info("Teleport reachable and credentials accepted", map[string]any{"proxy": p.cfg.Get(config.TeleportProxy)})
-
 	if p.dns, err = f.Cloudflare(p.cfg); err != nil {
 		return fail.UsageError(err)
 	}
-	if p.dns != nil {
-		// A read proves the token and zone work without changing anything.
-		if _, err := p.dns.FindA(ctx, p.cfg.Get(config.CloudflareDNSName)); err != nil {
-			return fail.UsageError(fmt.Errorf("check Cloudflare zone %s: %w", p.cfg.Get(config.CloudflareZoneID), err))
-		}
-	}
 	p.talos = f.Talos(p.cfg)
 	p.ip = f.IPDetector(p.cfg)
+
+	// The remote checks are independent: run them side by side (nothing
+	// spends money yet, and every second here delays the order) and report
+	// every failure at once.
+	checks := []func(context.Context, *pipeline.Run) error{p.checkScaleway, p.checkTeleport, p.checkCloudflare, p.checkOperatorIP}
+	errs := make([]error, len(checks))
+	var wg sync.WaitGroup
+	for i, check := range checks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = check(ctx, r)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fail.UsageError(err)
+	}
+
+	// The Talos PKI needs nothing from the server: generate it while the
+	// hardware is delivered instead of on the critical path in phase 4.
+	if !p.opts.Sequential {
+		p.bundleTask = r.Go(p.generateSecrets)
+	}
+	return nil
+}
+
+// generateSecrets creates the Talos PKI: seconds of CPU.
+func (p *Provisioner) generateSecrets(context.Context) error {
+	start := time.Now()
+	b, err := machineconfig.NewSecrets(p.cfg.Get(config.TalosVersion))
+	p.bundleCPU = time.Since(start)
+	p.bundle = b
+	return err
+}
+
+func (p *Provisioner) checkScaleway(ctx context.Context, r *pipeline.Run) error {
+	offer, osID := p.cfg.Get(config.ScalewayOfferID), p.cfg.Get(config.ScalewayOSID)
+	if err := p.scw.CheckCompatibility(ctx, offer, osID); err != nil {
+		return fmt.Errorf("check offer and OS before ordering: %w", err)
+	}
+	keys, err := p.scw.ListSSHKeyIDs(ctx)
+	if err != nil {
+		return fmt.Errorf("list SSH keys (the OS install requires one): %w", err)
+	}
+	p.sshKeys = keys
+	r.Info("offer and OS support cloud-init", map[string]any{"offer": offer, "os": osID, "ssh_keys": len(keys)})
+	return nil
+}
+
+func (p *Provisioner) checkTeleport(ctx context.Context, r *pipeline.Run) error {
+	tp, err := p.opts.Factory.Teleport(ctx, p.cfg)
+	if err != nil {
+		return fmt.Errorf("connect to Teleport: %w", err)
+	}
+	p.tp = tp
+	if err := tp.Check(ctx); err != nil {
+		return fmt.Errorf("check Teleport %s: %w", p.cfg.Get(config.TeleportProxy), err)
+	}
+	r.Info("Teleport reachable and credentials accepted", map[string]any{"proxy": p.cfg.Get(config.TeleportProxy)})
+	return nil
+}
+
+func (p *Provisioner) checkCloudflare(ctx context.Context, _ *pipeline.Run) error {
+	if p.dns == nil {
+		return nil
+	}
+	// A read proves the token and zone work without changing anything.
+	if _, err := p.dns.FindA(ctx, p.cfg.Get(config.CloudflareDNSName)); err != nil {
+		return fmt.Errorf("check Cloudflare zone %s: %w", p.cfg.Get(config.CloudflareZoneID), err)
+	}
+	return nil
+}
+
+// checkOperatorIP settles the firewall's source address before ordering:
+// finding out in phase 4 that it cannot be detected would waste a server.
+func (p *Provisioner) checkOperatorIP(ctx context.Context, r *pipeline.Run) error {
+	a, err := p.operatorAddress(ctx, r)
+	if err != nil {
+		return err
+	}
+	p.operatorIP = a
 	return nil
 }

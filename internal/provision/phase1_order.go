@@ -15,11 +15,7 @@ import (
 // the cloud-init pivot; the undo that deletes the server is pushed the moment
 // the API says it exists.
 func (p *Provisioner) orderServer(ctx context.Context, r *pipeline.Run) error {
-	keys, err := p.scw.ListSSHKeyIDs(ctx)
-	if err != nil {
-		return fmt.Errorf("list SSH keys: %w", err)
-	}
-	p.sshKeys = keys
+	keys := p.sshKeys // listed in phase 0, before any money is spent
 	userData, err := pivot.Render(p.pivotOptions())
 	if err != nil {
 		return fmt.Errorf("render cloud-init user data: %w", err)

@@ -8,11 +8,24 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 )
 
-// updateDNS is phase 3: point the A record at the server, remembering what
-// was there so undo can put it back exactly.
+// updateDNS is phase 3: the A record points at the server. The upsert was
+// started as soon as the IP was known (phase 2), so this phase normally only
+// collects its outcome.
 func (p *Provisioner) updateDNS(ctx context.Context, r *pipeline.Run) error {
 	if p.dns == nil {
 		r.Skip("Cloudflare is not configured")
+		return nil
+	}
+	if p.dnsTask == nil {
+		p.dnsTask = p.spawn(r, func(ctx context.Context) error { return p.upsertDNS(ctx, r) })
+	}
+	return p.dnsTask.Wait(ctx)
+}
+
+// upsertDNS points the record at the server, remembering what was there so
+// undo can put it back exactly.
+func (p *Provisioner) upsertDNS(ctx context.Context, r *pipeline.Run) error {
+	if p.dns == nil {
 		return nil
 	}
 	name := p.cfg.Get(config.CloudflareDNSName)
@@ -21,7 +34,7 @@ func (p *Provisioner) updateDNS(ctx context.Context, r *pipeline.Run) error {
 	// answer was lost); its Change is always safe to revert.
 	if ch.Changed() || err != nil {
 		r.Undo(pipeline.UndoStep{
-			Resource: "Cloudflare " + ch.String(),
+			Resource: fmt.Sprintf("Cloudflare A record %s (%s)", name, ch.String()),
 			Command:  fmt.Sprintf("check the A record %s in Cloudflare zone %s", name, p.cfg.Get(config.CloudflareZoneID)),
 			Do:       func(ctx context.Context) error { return p.dns.Revert(ctx, ch) },
 		})

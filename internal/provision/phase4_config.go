@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/rawkode/rawkode-cloud/internal/config"
 	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
@@ -11,17 +12,28 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/teleport"
 )
 
-// generateConfig is phase 4: the operator's address, a short-lived Teleport
-// join token, the Talos PKI and machine configs (all in memory), and the
-// credentials stored before the node ever sees its config, so that nothing
-// is lost if the run dies after phase 5 starts.
+// generateConfig is phase 4: a short-lived Teleport join token, the Talos
+// PKI and machine configs (all in memory), and the credentials stored before
+// the node ever sees its config, so that nothing is lost if the run dies
+// after phase 5 starts. All of it normally ran in the background while the
+// pivot wrote Talos to disk; this phase collects it.
 func (p *Provisioner) generateConfig(ctx context.Context, r *pipeline.Run) error {
-	op, err := p.operatorAddress(ctx, r)
-	if err != nil {
-		return err
+	if p.prepTask == nil {
+		p.startPrep(r)
 	}
-	p.operatorIP = op
+	start := time.Now()
+	err := p.prepTask.Wait(ctx)
+	p.onPath(time.Since(start))
+	return err
+}
 
+// startPrep begins phase 4's work. The token is minted now, when the TTL
+// still covers what is left: the pivot, the reboot and the agent's start.
+func (p *Provisioner) startPrep(r *pipeline.Run) {
+	p.prepTask = p.spawn(r, func(ctx context.Context) error { return p.prepare(ctx, r) })
+}
+
+func (p *Provisioner) prepare(ctx context.Context, r *pipeline.Run) error {
 	ttl := p.cfg.Duration(config.TeleportTokenTTL)
 	tok, err := p.tp.CreateKubeToken(ctx, p.clusterName(), ttl)
 	if err != nil {
@@ -29,17 +41,19 @@ func (p *Provisioner) generateConfig(ctx context.Context, r *pipeline.Run) error
 	}
 	p.token = tok
 	p.opts.Redactor.Add(tok.Name)
+	expires := tok.Expires.UTC().Format("15:04:05Z")
 	r.Undo(pipeline.UndoStep{
-		Resource: fmt.Sprintf("Teleport join token %s (expires %s)", teleport.Redact(tok.Name), tok.Expires.UTC().Format("15:04:05Z")),
-		Command:  fmt.Sprintf("tctl tokens rm <token %s…> (it expires by itself at %s)", teleport.Redact(tok.Name), tok.Expires.UTC().Format("15:04:05Z")),
+		Resource: fmt.Sprintf("Teleport join token %s (expires %s)", teleport.Redact(tok.Name), expires),
+		Command:  fmt.Sprintf("tctl tokens rm <token %s> (it expires by itself at %s)", teleport.Redact(tok.Name), expires),
 		Do:       func(ctx context.Context) error { return p.tp.DeleteToken(ctx, tok.Name) },
 	})
 	r.Info("Teleport join token minted", map[string]any{"role": "Kube", "ttl": ttl.String(), "token": teleport.Redact(tok.Name)})
 
-	if p.bundle == nil {
-		if p.bundle, err = machineconfig.NewSecrets(p.cfg.Get(config.TalosVersion)); err != nil {
-			return fmt.Errorf("generate Talos secrets: %w", err)
-		}
+	if p.bundleTask == nil {
+		p.bundleTask = p.spawn(r, p.generateSecrets)
+	}
+	if err := p.bundleTask.Wait(ctx); err != nil {
+		return fmt.Errorf("generate Talos secrets: %w", err)
 	}
 	p.artifacts, err = machineconfig.Generate(p.machineInput())
 	if err != nil {
@@ -54,7 +68,6 @@ func (p *Provisioner) generateConfig(ctx context.Context, r *pipeline.Run) error
 			r.Info("temporary firewall opening", map[string]any{"rule": rule.String()})
 		}
 	}
-
 	bundle, err := machineconfig.MarshalSecrets(p.bundle)
 	if err != nil {
 		return fmt.Errorf("encode Talos secrets: %w", err)

@@ -48,10 +48,15 @@ func (p *Provisioner) bootstrap(ctx context.Context, r *pipeline.Run) error {
 	}
 	w.Done()
 
-	kc, err := p.talos.Kubeconfig(ctx, ip, tc)
-	if err != nil {
-		return fmt.Errorf("fetch kubeconfig from %s: %w", ip, err)
-	}
-	p.kubeconfig = kc
-	return p.keep(ctx, r, map[string][]byte{SecretKubeconfig: kc})
+	// Nothing in phase 6 needs the kubeconfig: fetch and store it alongside
+	// the Teleport wait; phase 6 joins it before declaring success.
+	p.kubeTask = p.spawn(r, func(ctx context.Context) error {
+		kc, err := p.talos.Kubeconfig(ctx, ip, tc)
+		if err != nil {
+			return fmt.Errorf("fetch kubeconfig from %s: %w", ip, err)
+		}
+		p.kubeconfig = kc
+		return p.keep(ctx, r, map[string][]byte{SecretKubeconfig: kc})
+	})
+	return nil
 }

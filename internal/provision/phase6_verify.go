@@ -30,10 +30,15 @@ func (p *Provisioner) verifyAndLockDown(ctx context.Context, r *pipeline.Run) er
 	}
 	w.Done()
 
-	// The agent has its own identity now; a join token left valid is only a liability.
-	if err := p.tp.DeleteToken(ctx, p.token.Name); err != nil {
-		r.Warn("could not delete the used join token; it expires by itself", map[string]any{"token": teleport.Redact(p.token.Name), "expires": p.token.Expires})
-	}
+	// The agent has its own identity now; a join token left valid is only a
+	// liability. Deleting it does not hold up the lockdown.
+	tok := p.token
+	tokenGone := p.spawn(r, func(ctx context.Context) error {
+		if err := p.tp.DeleteToken(ctx, tok.Name); err != nil {
+			r.Warn("could not delete the used join token; it expires by itself", map[string]any{"token": teleport.Redact(tok.Name), "expires": tok.Expires})
+		}
+		return nil
+	})
 
 	ip := p.publicIP
 	applied, err := p.talos.ApplySecure(ctx, ip, p.artifacts.Talosconfig, p.artifacts.Lockdown)
@@ -61,6 +66,10 @@ func (p *Provisioner) verifyAndLockDown(ctx context.Context, r *pipeline.Run) er
 	}
 	p.lockedDown = true
 	r.Info("locked down: Talos API and Kubernetes API no longer reachable from the internet", map[string]any{"ip": ip, "ports_closed": ports})
+	_ = tokenGone.Wait(ctx)
+	if err := p.kubeTask.Wait(ctx); err != nil {
+		return err
+	}
 	return nil
 }
 

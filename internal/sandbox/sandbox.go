@@ -92,6 +92,8 @@ type Sandbox struct {
 	IP         *ipdetect.Emulator
 	identity   []byte
 
+	agentMu sync.Mutex // orders agent joins against node removal
+
 	mu     sync.Mutex
 	nodes  map[string]*talos.Node // by public IP
 	ips    map[string]string      // server ID → public IP
@@ -201,6 +203,10 @@ func (s *Sandbox) startAgent(ip string, node *talos.Node, cfg []byte) {
 	}
 	var try func()
 	try = func() {
+		// Held across the check and the join so that a server deleted in
+		// between cannot leave a kube server registered behind it.
+		s.agentMu.Lock()
+		defer s.agentMu.Unlock()
 		if s.Node(ip) != node {
 			return // the server was deleted or the sandbox closed
 		}
@@ -225,6 +231,8 @@ func (s *Sandbox) after(d time.Duration, fn func()) {
 
 // removeNode takes the node and its agent away with the deleted server.
 func (s *Sandbox) removeNode(id string) {
+	s.agentMu.Lock()
+	defer s.agentMu.Unlock()
 	s.mu.Lock()
 	n := s.nodes[s.ips[id]]
 	delete(s.nodes, s.ips[id])

@@ -100,6 +100,7 @@ type Emulator struct {
 	tokens  map[string]*types.ProvisionTokenV2
 	kube    map[string]*types.KubernetesServerV3 // by kube cluster name
 	watches map[chan *proto.Event]struct{}
+	pending map[string]chan struct{} // joins awaiting their first heartbeat, by cluster
 }
 
 // NewEmulator generates a CA and starts serving on 127.0.0.1 with a port
@@ -255,6 +256,18 @@ func (e *Emulator) Join(token, clusterName string) error {
 		e.register(srv)
 		return nil
 	}
+	// The agent's first heartbeat comes later; an agent that leaves (its
+	// machine deleted) before then never registers.
+	e.mu.Lock()
+	if e.pending == nil {
+		e.pending = map[string]chan struct{}{}
+	}
+	left := make(chan struct{})
+	if old, ok := e.pending[clusterName]; ok {
+		close(old)
+	}
+	e.pending[clusterName] = left
+	e.mu.Unlock()
 	e.timers.Add(1)
 	go func() {
 		defer e.timers.Done()
@@ -262,7 +275,16 @@ func (e *Emulator) Join(token, clusterName string) error {
 		defer t.Stop()
 		select {
 		case <-t.C:
-			e.register(srv)
+			e.mu.Lock()
+			current := e.pending[clusterName] == left
+			if current {
+				delete(e.pending, clusterName)
+			}
+			e.mu.Unlock()
+			if current {
+				e.register(srv)
+			}
+		case <-left:
 		case <-e.done:
 		}
 	}()
@@ -272,6 +294,10 @@ func (e *Emulator) Join(token, clusterName string) error {
 // Leave removes the kube server of clusterName, as when its node is destroyed.
 func (e *Emulator) Leave(clusterName string) {
 	e.mu.Lock()
+	if left, ok := e.pending[clusterName]; ok {
+		close(left)
+		delete(e.pending, clusterName)
+	}
 	srv, ok := e.kube[clusterName]
 	delete(e.kube, clusterName)
 	e.mu.Unlock()
