@@ -21,6 +21,7 @@ func (a *app) configCmd() *cobra.Command {
 			return fail.UsageError(errors.New("config needs a subcommand: rawkode-cloud config show"))
 		},
 	}
+	sbOpts := &sandboxOptions{}
 	show := &cobra.Command{
 		Use:   "show",
 		Short: "Print every setting with its value and where it came from",
@@ -28,6 +29,7 @@ func (a *app) configCmd() *cobra.Command {
 Secret values are never printed: only whether they are set and where from.
 With --infisical-* settings present, Infisical is asked for the settings still unset.`,
 		Example: `  rawkode-cloud config show
+  rawkode-cloud config show --sandbox
   RAWKODE_CLOUD_CLUSTER_NAME=demo rawkode-cloud config show --output json
   rawkode-cloud config show --config ./staging.yaml`,
 		Args: cobra.NoArgs,
@@ -35,6 +37,13 @@ With --infisical-* settings present, Infisical is asked for the settings still u
 			cfg, err := a.loadConfig(cmd)
 			if err != nil {
 				return err
+			}
+			sb, factory, err := a.startSandbox(cmd.Context(), cfg, sbOpts)
+			if err != nil {
+				return err
+			}
+			if sb != nil {
+				defer sb.Close()
 			}
 			if err := cfg.Validate(config.Requirements{}); err != nil {
 				// Show what was resolved, then what is wrong with it; Infisical
@@ -44,7 +53,7 @@ With --infisical-* settings present, Infisical is asked for the settings still u
 				}
 				return fail.UsageError(err)
 			}
-			if err := a.resolveSecrets(cmd.Context(), cfg); err != nil {
+			if err := a.resolveSecrets(cmd.Context(), factory, cfg); err != nil {
 				return err
 			}
 			if err := a.printConfig(cfg); err != nil {
@@ -58,6 +67,7 @@ With --infisical-* settings present, Infisical is asked for the settings still u
 		},
 	}
 	settingsFlags(show)
+	sbOpts.addFlags(show, false)
 	cmd.AddCommand(show)
 	return cmd
 }

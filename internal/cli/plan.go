@@ -165,15 +165,24 @@ func buildPlan(cfg *config.Config) (*planDoc, *machineconfig.Result, []byte, err
 		dnsStep = []string{fmt.Sprintf("upsert A record %s → <server IP> in zone %s (undo restores the previous record)", cfg.Get(config.CloudflareDNSName), cfg.Get(config.CloudflareZoneID))}
 	}
 	ttl := cfg.Get(config.TeleportTokenTTL)
+	var manifests []string
+	if ms, err := machineconfig.InlineManifests(arts.ControlPlane); err == nil {
+		for _, m := range ms {
+			manifests = append(manifests, m.Name)
+		}
+	}
 	doc := &planDoc{
 		Cluster: name,
 		Steps: []planStep{
-			{"0 Resolve secrets", []string{"fill unset settings from Infisical (when configured)", "validate every setting", "check the offer and OS support cloud-init", "check Teleport is reachable with the given identity"}},
+			{"0 Resolve secrets", []string{"fill unset settings from Infisical (when configured)", "validate every setting",
+				"side by side: check the offer and OS support cloud-init, list the project's SSH keys, check Teleport is reachable with the given identity, check the Cloudflare zone, detect the operator's public IPv4 (or use operator-ip)",
+				"start generating the Talos PKI in the background"}},
 			{"1 Order server", []string{fmt.Sprintf("order Elastic Metal offer %s in %s with OS %s, hostname %s, tags %s, cloud-init pivot to Talos %s (%d bytes of user data)",
 				orUnset(cfg.Get(config.ScalewayOfferID)), cfg.Get(config.ScalewayZone), orUnset(cfg.Get(config.ScalewayOSID)), name, strings.Join(scaleway.ClusterTags(name), ","), cfg.Get(config.TalosVersion), len(userData))}},
-			{"2 Wait for install and Talos", []string{"wait until the server is delivered and its OS install completed", "wait until Talos answers in maintenance mode on :50000"}},
+			{"2 Wait for install and Talos", []string{"wait for the public IPv4 (start the DNS upsert as soon as it is known)", "wait until the server is delivered and its OS install completed, probing Talos on :50000 alongside",
+				"when the install completes, prepare phase 4 in the background while the pivot writes Talos", "wait until Talos answers in maintenance mode"}},
 			{"3 Update DNS", dnsStep},
-			{"4 Generate config", []string{"detect the operator's public IPv4 (or use operator-ip)", fmt.Sprintf("mint a Teleport join token: role Kube, TTL %s", ttl), "generate Talos PKI and machine config in memory with inline manifests: infisical-machine-identity Secret, teleport-join-token Secret, Teleport kube agent", "store the secrets bundle and talosconfig: " + secrets}},
+			{"4 Generate config", []string{fmt.Sprintf("mint a Teleport join token: role Kube, TTL %s", ttl), "generate the machine config in memory with inline manifests: " + strings.Join(manifests, ", "), "store the secrets bundle and talosconfig: " + secrets}},
 			{"5 Bootstrap cluster", []string{"apply the config over the maintenance API", "wait for the reboot and mTLS", "bootstrap etcd once", "wait until etcd, kubelet, apid, trustd are healthy", "store the kubeconfig: " + secrets}},
 			{"6 Verify and lock down", []string{"wait until Teleport lists kube cluster " + name, "delete the used join token", "re-apply the config without the operator rules", "verify TCP 50000 and 6443 no longer answer from here"}},
 		},

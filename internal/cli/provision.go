@@ -11,15 +11,18 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 	"github.com/rawkode/rawkode-cloud/internal/progress"
 	"github.com/rawkode/rawkode-cloud/internal/provision"
+	"github.com/rawkode/rawkode-cloud/internal/report"
 	"github.com/rawkode/rawkode-cloud/internal/retry"
 )
 
 type provisionOptions struct {
 	sandbox sandboxOptions
+	report  string
 }
 
 func (o *provisionOptions) addFlags(cmd *cobra.Command) {
 	o.sandbox.addFlags(cmd, true)
+	cmd.Flags().StringVar(&o.report, "report", "", "Write a JSON performance report to this file (mode 0600): phase and wait timings, request counts, cli_added_seconds; works with and without --sandbox")
 }
 
 func (a *app) runProvision(cmd *cobra.Command, o *provisionOptions) error {
@@ -57,9 +60,28 @@ func (a *app) runProvision(cmd *cobra.Command, o *provisionOptions) error {
 		UndoTimeout:   cfg.Duration(config.UndoTimeout),
 		KeepOnFailure: cfg.Bool(config.KeepOnFailure),
 	}
+	rec := &pipeline.Recorder{}
+	if o.report != "" {
+		runner.Sink = pipeline.Tee(rend, rec)
+	}
+	cpuBefore := report.ProcessCPU()
 	stopWatch := a.watchSecondInterrupt(ctx, rend)
 	res, runErr := runner.Execute(ctx)
 	stopWatch()
+	if o.report != "" {
+		cpu := report.ProcessCPU() - cpuBefore
+		if cpuBefore < 0 {
+			cpu = -1
+		}
+		rep := report.Build(report.Input{Events: rec.Events(), Result: res, Err: runErr, CPUOnPath: p.CPUOnPath(),
+			ProcessCPU: cpu, Sandbox: sb, Redact: a.redactor.String})
+		if err := report.Write(o.report, rep); err != nil {
+			rend.Emit(pipeline.Event{Type: pipeline.EventWarn, Time: time.Now(), Message: err.Error()})
+		} else {
+			rend.Emit(pipeline.Event{Type: pipeline.EventInfo, Time: time.Now(), Message: "performance report written",
+				Fields: map[string]any{"path": o.report, "cli_added_seconds_real": rep.CLIAddedSecondsReal}})
+		}
+	}
 	if runErr == nil {
 		summary := p.Summary()
 		summary["phase_timings"] = timings(res)

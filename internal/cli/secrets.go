@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/rawkode/rawkode-cloud/internal/config"
+	"github.com/rawkode/rawkode-cloud/internal/infisical"
 	"github.com/rawkode/rawkode-cloud/internal/provision"
 )
 
@@ -18,6 +19,9 @@ type listerStore struct {
 }
 
 func (l listerStore) List(ctx context.Context) (map[string]string, error)    { return l.list(ctx, l.cfg) }
+func (l listerStore) Get(context.Context, string, string) (string, error) {
+	return "", infisical.ErrNotFound
+}
 func (l listerStore) Write(context.Context, string, map[string]string) error { return nil }
 func (l listerStore) Delete(context.Context, string, []string) error         { return nil }
 func (l listerStore) Close()                                                 {}
@@ -36,8 +40,8 @@ func (a *app) factory() provision.Factory {
 
 // resolveSecrets fills unset settings from Infisical for commands that only
 // read (config show): the same code phase 0 of provision runs.
-func (a *app) resolveSecrets(ctx context.Context, cfg *config.Config) error {
-	store, _, err := provision.FillFromInfisical(ctx, a.factory(), cfg, a.redactor.Add)
+func (a *app) resolveSecrets(ctx context.Context, f provision.Factory, cfg *config.Config) error {
+	store, _, err := provision.FillFromInfisical(ctx, f, cfg, a.redactor.Add)
 	if store != nil {
 		store.Close()
 	}

@@ -110,8 +110,9 @@ func (in Input) Validate() error {
 	check(isHostPort(in.TeleportProxy), "teleport proxy %q is not host:port", in.TeleportProxy)
 	check(in.TeleportJoinToken != "", "teleport join token is empty")
 	check(in.TeleportAgentVersion == "" || isImageTag(in.TeleportAgentVersion), "teleport agent version %q is not an image tag", in.TeleportAgentVersion)
-	check(in.InfisicalClientID != "", "infisical client ID is empty")
-	check(in.InfisicalClientSecret != "", "infisical client secret is empty")
+	// The in-cluster Infisical identity is optional (a cluster provisioned
+	// with --secrets-out has none), but half of one is a mistake.
+	check((in.InfisicalClientID == "") == (in.InfisicalClientSecret == ""), "infisical client ID and secret must be given together")
 	check(in.Secrets != nil, "secrets bundle is missing")
 
 	if err := ValidateVersions(in.TalosVersion, in.KubernetesVersion); err != nil {

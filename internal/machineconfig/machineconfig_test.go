@@ -736,7 +736,7 @@ func TestGenerateRejectsBadInput(t *testing.T) {
 		{"bad schematic", func(in *machineconfig.Input) { in.SchematicID = "nope" }, "schematic ID"},
 		{"bad proxy", func(in *machineconfig.Input) { in.TeleportProxy = "teleport" }, "teleport proxy"},
 		{"no join token", func(in *machineconfig.Input) { in.TeleportJoinToken = "" }, "join token is empty"},
-		{"no infisical secret", func(in *machineconfig.Input) { in.InfisicalClientSecret = "" }, "client secret is empty"},
+		{"half an infisical identity", func(in *machineconfig.Input) { in.InfisicalClientSecret = "" }, "must be given together"},
 		{"no bundle", func(in *machineconfig.Input) { in.Secrets = nil }, "secrets bundle"},
 		{"bad endpoint", func(in *machineconfig.Input) { in.Endpoint = "https://x:6443" }, "endpoint"},
 	}
@@ -883,5 +883,28 @@ func compareGolden(t *testing.T, name string, got []byte) {
 	if !bytes.Equal(got, want) {
 		diff := cmp.Diff(strings.Split(string(want), "\n"), strings.Split(string(got), "\n"))
 		t.Errorf("%s differs from the golden file (run go test -update to accept):\n%s", path, diff)
+	}
+}
+
+// A cluster provisioned without Infisical gets no machine-identity manifest.
+func TestGenerateWithoutInfisicalIdentity(t *testing.T) {
+	t.Parallel()
+	in := validInput(t)
+	in.InfisicalClientID, in.InfisicalClientSecret = "", ""
+	res, err := machineconfig.Generate(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := machineconfig.InlineManifests(res.ControlPlane)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.Name == machineconfig.ManifestInfisical {
+			t.Fatalf("manifest %s present without an identity", m.Name)
+		}
+	}
+	if len(ms) != 2 {
+		t.Fatalf("manifests = %d, want the Teleport agent and its token", len(ms))
 	}
 }

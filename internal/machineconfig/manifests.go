@@ -96,6 +96,9 @@ func inlineManifests(in manifestInput) ([]Manifest, error) {
 	manifests := make([]Manifest, 0, len(sets))
 
 	for _, set := range sets {
+		if set.name == ManifestInfisical && in.infisicalClientID == "" {
+			continue // no machine identity to hand over
+		}
 		contents, err := yamlStream(set.objects)
 		if err != nil {
 			return nil, fmt.Errorf("render inline manifest %s: %w", set.name, err)

@@ -37,6 +37,7 @@ type DNS interface {
 // SecretStore reads settings and keeps the cluster's credentials.
 type SecretStore interface {
 	List(ctx context.Context) (map[string]string, error)
+	Get(ctx context.Context, path, name string) (string, error)
 	Write(ctx context.Context, path string, secrets map[string]string) error
 	Delete(ctx context.Context, path string, names []string) error
 	Close()

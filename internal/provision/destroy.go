@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/rawkode/rawkode-cloud/internal/config"
 	"github.com/rawkode/rawkode-cloud/internal/fail"
+	"github.com/rawkode/rawkode-cloud/internal/infisical"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 	"github.com/rawkode/rawkode-cloud/internal/scaleway"
 	"github.com/rawkode/rawkode-cloud/internal/teleport"
@@ -98,8 +100,13 @@ func (d *Destroyer) find(ctx context.Context, r *pipeline.Run) error {
 			return fmt.Errorf("look up server %s: %w", id, err)
 		default:
 			d.servers = []scaleway.Server{*srv}
-			if d.cluster == "" {
-				d.cluster = clusterFromTags(srv.Tags)
+			// The server's own tag says which cluster it belongs to; tokens
+			// and secrets are looked up under that name.
+			if tagged := clusterFromTags(srv.Tags); tagged != "" && tagged != d.cluster {
+				if d.cluster != "" {
+					r.Warn(fmt.Sprintf("server %s belongs to cluster %s, not %s: using %s", id, tagged, d.cluster, tagged), nil)
+				}
+				d.cluster = tagged
 			}
 		}
 	} else {
@@ -216,11 +223,24 @@ func (d *Destroyer) deleteSecrets(ctx context.Context, r *pipeline.Run) error {
 		return nil
 	}
 	path := SecretsPath(d.cluster)
-	names := []string{SecretTalosBundle, SecretTalosconfig, SecretKubeconfig}
-	if err := d.store.Delete(ctx, path, names); err != nil {
+	var present []string
+	for _, n := range []string{SecretTalosBundle, SecretTalosconfig, SecretKubeconfig} {
+		_, err := d.store.Get(ctx, path, n)
+		switch {
+		case err == nil:
+			present = append(present, n)
+		case !errors.Is(err, infisical.ErrNotFound):
+			return incomplete(fmt.Errorf("look up secrets at %s: %w", path, err))
+		}
+	}
+	if len(present) == 0 {
+		r.Skip("no secrets stored at " + path)
+		return nil
+	}
+	if err := d.store.Delete(ctx, path, present); err != nil {
 		return incomplete(fmt.Errorf("delete secrets at %s: %w", path, err))
 	}
-	d.removed = append(d.removed, "Infisical secrets at "+path)
+	d.removed = append(d.removed, fmt.Sprintf("Infisical secrets %s at %s", strings.Join(present, ", "), path))
 	return nil
 }
 

@@ -3,7 +3,9 @@ package provision
 import (
 	"context"
 	"net/http"
+	"net/netip"
 	"os"
+	"time"
 
 	"github.com/rawkode/rawkode-cloud/internal/cloudflare"
 	"github.com/rawkode/rawkode-cloud/internal/config"
@@ -30,10 +32,26 @@ type Factory struct {
 	OnRetry func(service string, a retry.Attempt)
 	// SecretStore, when set, replaces the Infisical login (tests).
 	SecretStore func(ctx context.Context, cfg *config.Config) (SecretStore, error)
+	// AttemptTimeout bounds one attempt of any call (one HTTP request, one
+	// RPC, one probe), so a hung service costs a retry instead of the run;
+	// zero keeps each adapter's own default (10s to 60s). The sandbox
+	// scales it with its clock.
+	AttemptTimeout time.Duration
+	// CallBudget bounds a call and its retries when nothing else does (the
+	// call is not part of a wait, nor of cleanup, which have deadlines of
+	// their own); zero means DefaultCallBudget.
+	CallBudget time.Duration
 }
 
+// DefaultCallBudget is how long one call outside any wait may keep retrying
+// a failing or hung service before the run gives up on it (and undoes).
+const DefaultCallBudget = 3 * time.Minute
+
 func (f Factory) policy(service string) retry.Policy {
-	p := retry.Policy{}
+	p := retry.Policy{Budget: f.CallBudget}
+	if p.Budget <= 0 {
+		p.Budget = DefaultCallBudget
+	}
 	if f.OnRetry != nil {
 		p.OnRetry = func(a retry.Attempt) { f.OnRetry(service, a) }
 	}
@@ -53,6 +71,8 @@ func (f Factory) Infisical(ctx context.Context, cfg *config.Config) (SecretStore
 		Environment:  cfg.Get(config.InfisicalEnvironment),
 		SecretPath:   cfg.Get(config.InfisicalSecretPath),
 		Retry:        f.policy("infisical"),
+		// Zero keeps the adapter's default.
+		AttemptTimeout: f.AttemptTimeout,
 	})
 }
 
@@ -64,7 +84,7 @@ func (f Factory) Scaleway(cfg *config.Config) (Servers, error) {
 		ProjectID:  cfg.Get(config.ScalewayProjectID),
 		Zone:       cfg.Get(config.ScalewayZone),
 		APIURL:     f.ScalewayAPIURL,
-		HTTPClient: f.HTTPClient,
+		HTTPClient: f.httpClient(),
 		Retry:      f.policy("scaleway"),
 	})
 }
@@ -79,8 +99,10 @@ func (f Factory) Cloudflare(cfg *config.Config) (DNS, error) {
 		ZoneID:     cfg.Get(config.CloudflareZoneID),
 		BaseURL:    f.CloudflareBaseURL,
 		HTTPClient: f.HTTPClient,
-		Comment:    "managed by rawkode-cloud (cluster " + cfg.Get(config.ClusterName) + ")",
-		Retry:      f.policy("cloudflare"),
+		// Zero keeps the adapter's default.
+		RequestTimeout: f.AttemptTimeout,
+		Comment:        "managed by rawkode-cloud (cluster " + cfg.Get(config.ClusterName) + ")",
+		Retry:          f.policy("cloudflare"),
 	})
 }
 
@@ -88,8 +110,9 @@ func (f Factory) Cloudflare(cfg *config.Config) (DNS, error) {
 // the secret store), a file, or else the tsh profile.
 func (f Factory) Teleport(ctx context.Context, cfg *config.Config) (Teleport, error) {
 	tc := teleport.Config{
-		Proxy: cfg.Get(config.TeleportProxy),
-		Retry: f.policy("teleport"),
+		Proxy:       cfg.Get(config.TeleportProxy),
+		Retry:       f.policy("teleport"),
+		DialTimeout: f.AttemptTimeout, // zero keeps the client's default
 	}
 	switch {
 	case cfg.IsSet(config.TeleportIdentity):
@@ -108,10 +131,44 @@ func (f Factory) Teleport(ctx context.Context, cfg *config.Config) (Teleport, er
 
 // Talos builds the Talos client.
 func (f Factory) Talos(*config.Config) Talos {
-	return talos.New(talos.Options{Dialer: f.TalosDialer, OnRetry: f.policy("talos").OnRetry})
+	p := f.policy("talos")
+	return talos.New(talos.Options{Dialer: f.TalosDialer, OnRetry: p.OnRetry, RetryBudget: p.Budget, AttemptTimeout: f.AttemptTimeout})
 }
 
 // IPDetector builds the public-IP detector.
 func (f Factory) IPDetector(*config.Config) IPDetector {
-	return ipdetect.Detector{URLs: f.IPDetectURLs, HTTPClient: f.HTTPClient, AllowNonPublic: f.IPAllowNonPublic}
+	d := ipdetect.Detector{URLs: f.IPDetectURLs, HTTPClient: f.HTTPClient, AllowNonPublic: f.IPAllowNonPublic, PerTry: f.AttemptTimeout}
+	return retryingDetector{d: d, policy: f.policy("ipdetect")}
+}
+
+// retryingDetector retries a detection that failed transiently (every
+// service timed out or answered 5xx/429): the detector itself asks each
+// service only once, and its caller makes a single call.
+type retryingDetector struct {
+	d      ipdetect.Detector
+	policy retry.Policy
+}
+
+func (r retryingDetector) Detect(ctx context.Context) (netip.Addr, error) {
+	var a netip.Addr
+	err := r.policy.Do(ctx, func(ctx context.Context) error {
+		var err error
+		a, err = r.d.Detect(ctx)
+		return err
+	})
+	return a, err
+}
+
+// httpClient is the Scaleway client's: its adapter bounds a request only
+// through the client's Timeout.
+func (f Factory) httpClient() *http.Client {
+	if f.AttemptTimeout <= 0 {
+		return f.HTTPClient // nil: the adapter's default (60s per request)
+	}
+	var c http.Client
+	if f.HTTPClient != nil {
+		c = *f.HTTPClient
+	}
+	c.Timeout = f.AttemptTimeout
+	return &c
 }

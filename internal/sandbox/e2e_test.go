@@ -218,3 +218,77 @@ func TestInterruptInEachPhase(t *testing.T) {
 		})
 	}
 }
+
+func destroy(t *testing.T, sb *sandbox.Sandbox, cluster, serverID string, deleteSecrets bool) (*provision.Destroyer, error) {
+	t.Helper()
+	cfg := config.New()
+	if cluster != "" {
+		cfg.Set(config.ClusterName, cluster, config.FromFlag, "--cluster-name")
+	}
+	sb.Apply(cfg)
+	d := provision.NewDestroyer(provision.DestroyOptions{Config: cfg, Factory: sb.Factory(), ServerID: serverID, DeleteSecrets: deleteSecrets})
+	defer d.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := (&pipeline.Runner{Phases: d.Phases()}).Execute(ctx)
+	return d, err
+}
+
+func TestDestroyByServerIDAndByClusterName(t *testing.T) {
+	t.Parallel()
+	for _, byID := range []bool{true, false} {
+		name := "by-cluster-name"
+		if byID {
+			name = "by-server-id"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			r := provisionSandbox(t, runOpts{cluster: "doomed"})
+			if r.err != nil {
+				t.Fatalf("provision: %v", r.err)
+			}
+			id := ""
+			cluster := "doomed"
+			if byID {
+				id, _ = r.sb.Inventory().Servers[0]["id"].(string)
+			}
+			d, err := destroy(t, r.sb, cluster, id, true)
+			if err != nil {
+				t.Fatalf("destroy: %v", err)
+			}
+			if len(d.Removed()) == 0 {
+				t.Error("destroy reports nothing removed")
+			}
+			inv := r.sb.Inventory()
+			if len(inv.Servers)+len(inv.DNSRecords)+len(inv.Tokens)+len(inv.KubeServers) != 0 {
+				t.Errorf("left after destroy: %+v", inv)
+			}
+			if len(inv.Secrets) != 0 {
+				t.Errorf("secrets left although --delete-secrets: %v", inv.Secrets)
+			}
+			// Twice in a row: everything is already gone, and that is success.
+			d, err = destroy(t, r.sb, "doomed", id, true)
+			if err != nil {
+				t.Fatalf("second destroy: %v", err)
+			}
+			if len(d.Removed()) != 0 {
+				t.Errorf("second destroy removed %v", d.Removed())
+			}
+		})
+	}
+}
+
+func TestDestroyKeepsSecretsByDefault(t *testing.T) {
+	t.Parallel()
+	r := provisionSandbox(t, runOpts{cluster: "keeper"})
+	if r.err != nil {
+		t.Fatalf("provision: %v", r.err)
+	}
+	if _, err := destroy(t, r.sb, "keeper", "", false); err != nil {
+		t.Fatal(err)
+	}
+	inv := r.sb.Inventory()
+	if len(inv.Servers) != 0 || len(inv.Secrets) != 3 {
+		t.Errorf("want the server gone and the 3 stored secrets kept: %+v", inv)
+	}
+}
