@@ -100,6 +100,11 @@ type Policy struct {
 	Initial     time.Duration // first backoff; default 200ms
 	Max         time.Duration // cap on one backoff; default 10s
 	MaxAttempts int           // 0: until the context's deadline
+	// Budget bounds the whole loop when ctx has no deadline of its own: a
+	// call outside any wait must not retry a hung or failing API forever.
+	// A deadline on ctx (a wait's, or cleanup's longer one) always wins.
+	// 0 means no bound.
+	Budget time.Duration
 	// OnRetry, when set, is told about every retry before it waits.
 	OnRetry func(Attempt)
 }
@@ -114,6 +119,11 @@ func (p Policy) Do(ctx context.Context, op func(context.Context) error) error {
 	}
 	if maxDelay <= 0 {
 		maxDelay = 10 * time.Second
+	}
+	if _, ok := ctx.Deadline(); !ok && p.Budget > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.Budget)
+		defer cancel()
 	}
 	delay := initial
 	for n := 1; ; n++ {

@@ -55,6 +55,10 @@ type Options struct {
 	Faults map[string]emulator.Fault
 	// Profile overrides the realistic durations (before Speed applies).
 	Profile *Profile
+	// PollOnly takes the streams away, as the seed design never used them:
+	// Teleport cannot watch and the Talos node has no event stream, so the
+	// CLI falls back to polling. For comparisons only.
+	PollOnly bool
 }
 
 // Profile holds realistic real-world durations of what the sandbox emulates.
@@ -91,14 +95,18 @@ type Sandbox struct {
 	Teleport   *teleport.Emulator
 	IP         *ipdetect.Emulator
 	identity   []byte
+	pollOnly   bool
+	tl         timeline
 
 	agentMu sync.Mutex // orders agent joins against node removal
 
-	mu     sync.Mutex
-	nodes  map[string]*talos.Node // by public IP
-	ips    map[string]string      // server ID → public IP
-	closed bool
-	timers []*time.Timer
+	mu    sync.Mutex
+	nodes map[string]*talos.Node // by public IP
+	// nodeCounters outlive their nodes, for request counts.
+	nodeCounters []*emulator.Counters
+	ips          map[string]string // server ID → public IP
+	closed       bool
+	timers       []*time.Timer
 }
 
 // Start brings every emulator up.
@@ -111,7 +119,8 @@ func Start(opts Options) (*Sandbox, error) {
 	if opts.Profile != nil {
 		prof = *opts.Profile
 	}
-	s := &Sandbox{speed: speed, profile: prof, faults: emulator.NewFaults(), nodes: map[string]*talos.Node{}, ips: map[string]string{}}
+	s := &Sandbox{speed: speed, profile: prof, faults: emulator.NewFaults(), nodes: map[string]*talos.Node{}, ips: map[string]string{},
+		pollOnly: opts.PollOnly}
 	for p, f := range opts.Faults {
 		s.faults.Set(p, f)
 	}
@@ -120,8 +129,9 @@ func Start(opts Options) (*Sandbox, error) {
 		Faults: s.faults,
 		Delays: &scaleway.Delays{AssignIP: sc(prof.AssignIP), Deliver: sc(prof.Deliver), StartInstall: sc(prof.StartInstall),
 			Install: sc(prof.Install), Delete: sc(prof.Delete)},
-		OnInstalled: s.bootNode,
-		OnDeleted:   s.removeNode,
+		OnInstalled:  s.bootNode,
+		OnDeleted:    s.removeNode,
+		OnTransition: s.tl.server,
 	})
 	s.Cloudflare = cloudflare.NewEmulator(cloudflare.EmulatorOptions{
 		Token:  CloudflareToken,
@@ -134,7 +144,9 @@ func Start(opts Options) (*Sandbox, error) {
 		Faults:     s.faults,
 	})
 	var err error
-	s.Teleport, err = teleport.NewEmulator(teleport.EmulatorOptions{Faults: s.faults, JoinDelay: sc(prof.AgentHeartbeat)})
+	s.Teleport, err = teleport.NewEmulator(teleport.EmulatorOptions{Faults: s.faults, JoinDelay: sc(prof.AgentHeartbeat),
+		NoWatch: opts.PollOnly,
+		OnEvent: func(name, cluster string, at time.Time) { s.tl.add("teleport: "+name, cluster, at) }})
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("start Teleport emulator: %w", err)
@@ -154,6 +166,9 @@ func (s *Sandbox) Scaled(d time.Duration) time.Duration {
 
 // Speed is the time-scale factor in force.
 func (s *Sandbox) Speed() float64 { return s.speed }
+
+// Profile is the realistic profile in force (before Speed applies).
+func (s *Sandbox) Profile() Profile { return s.profile }
 
 // Faults is the fault set shared by every emulator.
 func (s *Sandbox) Faults() *emulator.Faults { return s.faults }
@@ -183,11 +198,13 @@ func (s *Sandbox) bootNode(srv scaleway.Server) {
 		PublicIP: ip, OperatorIP: OperatorIP,
 		BootDelay: s.Scaled(s.profile.Pivot), RebootDelay: s.Scaled(s.profile.Reboot),
 		EtcdReadyDelay: s.Scaled(s.profile.EtcdReady), ServiceDelays: services,
-		Faults: s.faults,
+		Faults: s.faults, NoEvents: s.pollOnly,
+		OnEvent: func(name string, at time.Time) { s.tl.add("talos: "+name, srv.IPv4, at) },
 	})
 	if err != nil {
 		return
 	}
+	s.nodeCounters = append(s.nodeCounters, node.Counters())
 	node.OnConfigured(func(cfg []byte) { s.startAgent(srv.IPv4, node, cfg) })
 	s.nodes[srv.IPv4] = node
 	s.ips[srv.ID] = srv.IPv4
@@ -215,7 +232,11 @@ func (s *Sandbox) startAgent(ip string, node *talos.Node, cfg []byte) {
 			s.after(s.Scaled(s.profile.AgentStart)/4+time.Millisecond, try)
 			return
 		}
-		_ = s.Teleport.Join(token, cluster)
+		if err := s.Teleport.Join(token, cluster); err != nil {
+			// A real agent keeps trying to join (its pod restarts), so a
+			// transient refusal delays the registration, it does not stop it.
+			s.after(s.Scaled(s.profile.AgentHeartbeat)+time.Millisecond, try)
+		}
 	}
 	s.after(s.Scaled(s.profile.AgentStart), try)
 }
@@ -287,6 +308,14 @@ func (s *Sandbox) Factory() provision.Factory {
 		IPDetectURLs:      []string{s.IP.URL()},
 		IPAllowNonPublic:  true,
 		TalosDialer:       s.dial,
+		// A hung emulator must cost what a hung service costs in real
+		// life, scaled: the adapters' own per-attempt timeouts (10s–60s)
+		// and the 3-minute budget of a call outside any wait are not
+		// settings, so Apply cannot scale them. The floors keep a loaded
+		// machine's TLS handshakes from timing out, and leave room for a
+		// 429's Retry-After (whole seconds) to be honoured twice.
+		AttemptTimeout: max(s.Scaled(30*time.Second), time.Second),
+		CallBudget:     max(s.Scaled(provision.DefaultCallBudget), 5*time.Second),
 	}
 }
 
@@ -295,7 +324,7 @@ func (s *Sandbox) Factory() provision.Factory {
 // say, and scales the CLI's waits by the sandbox speed. Other settings (the
 // cluster name, versions) are honoured.
 func (s *Sandbox) Apply(cfg *config.Config) {
-	set := func(name, v string) { cfg.Set(name, v, config.FromSandbox, "sandbox") }
+	set := func(name, v string) { cfg.Set(name, v, config.FromSandbox, "") }
 	set(config.ScalewayAccessKey, scaleway.SandboxAccessKey)
 	set(config.ScalewaySecretKey, scaleway.SandboxSecretKey)
 	set(config.ScalewayProjectID, scaleway.SeedProjectID)

@@ -60,6 +60,9 @@ type Options struct {
 	AttemptTimeout time.Duration
 	// RetryInitial is the first backoff of single-call retries (default 200ms).
 	RetryInitial time.Duration
+	// RetryBudget bounds single-call retries when the caller's context has
+	// no deadline (see retry.Policy.Budget); zero means no bound.
+	RetryBudget time.Duration
 	// OnRetry is told about retries of single calls (ApplyInsecure,
 	// ApplySecure, Kubeconfig); wait methods report through their
 	// wait.Options.
@@ -92,7 +95,7 @@ func (c *Client) dial(ctx context.Context, addr string) (net.Conn, error) {
 }
 
 func (c *Client) policy() retry.Policy {
-	return retry.Policy{Initial: c.opts.RetryInitial, OnRetry: c.opts.OnRetry}
+	return retry.Policy{Initial: c.opts.RetryInitial, OnRetry: c.opts.OnRetry, Budget: c.opts.RetryBudget}
 }
 
 func (c *Client) attempt(ctx context.Context) (context.Context, context.CancelFunc) {

@@ -117,7 +117,26 @@ type NodeOptions struct {
 	Faults *emulator.Faults
 	// Now stamps events; default time.Now.
 	Now func() time.Time
+	// OnEvent, when set, is told each lifecycle event (the Event* names)
+	// the moment it happens, so that a sandbox can say when an awaited
+	// condition really became true. It runs with the node's lock held: it
+	// must return quickly and must not call the Node.
+	OnEvent func(name string, at time.Time)
+	// NoEvents makes the Events stream answer Unimplemented, like an apid
+	// without it, so clients must poll ServiceList (the seed design did).
+	NoEvents bool
 }
+
+// Lifecycle events reported through NodeOptions.OnEvent.
+const (
+	EventMaintenance  = "maintenance"  // the maintenance API answers
+	EventApplied      = "applied"      // a config was taken; the node goes down to reboot
+	EventConfigured   = "configured"   // back up with its config: mTLS API, services starting
+	EventEtcdReady    = "etcd-ready"   // etcd waits for the bootstrap (Bootstrap is accepted)
+	EventBootstrapped = "bootstrapped" // Bootstrap succeeded
+	// EventHealthyPrefix + a service name: that service is Running and healthy.
+	EventHealthyPrefix = "healthy:"
+)
 
 // Node is an emulated Talos control-plane node speaking the real gRPC
 // Machine API over real TLS/mTLS, with a stand-in kube-apiserver listener and
@@ -420,6 +439,14 @@ func (n *Node) enterMaintenanceLocked() {
 		MinVersion:   tls.VersionTLS12,
 	})
 	n.api = n.startGen(creds)
+	n.eventLocked(EventMaintenance)
+}
+
+// eventLocked reports a lifecycle event to OnEvent; n.mu is held.
+func (n *Node) eventLocked(name string) {
+	if n.opts.OnEvent != nil {
+		n.opts.OnEvent(name, n.now())
+	}
 }
 
 // enterConfiguredLocked starts serving mTLS with a certificate from the
@@ -457,6 +484,7 @@ func (n *Node) enterConfiguredLocked(cfg config.Provider, raw []byte) func() {
 	if kc, kerr := n.kubeServingCert(cfg); kerr == nil {
 		n.kubeCert = kc
 	}
+	n.eventLocked(EventConfigured)
 	n.startServicesLocked()
 	return n.hooksCall(raw)
 }
@@ -481,6 +509,7 @@ func (n *Node) beginRebootLocked(cfg config.Provider, raw []byte) func() {
 	n.mode = ModeRebooting
 	n.etcdReady = false
 	n.services = map[string]*serviceState{}
+	n.eventLocked(EventApplied)
 	kube := n.takeKubeConnsLocked()
 	delay := n.opts.RebootDelay
 	if n.faults.Peek(FaultReboot, emulator.Unavailable) || n.faults.Peek(FaultReboot, emulator.RateLimit) {

@@ -235,6 +235,7 @@ func (s *machineServer) Bootstrap(ctx context.Context, _ *machine.BootstrapReque
 	}
 	s.n.bootstrapped = true
 	s.n.bootstraps++
+	s.n.eventLocked(EventBootstrapped)
 	s.n.startEtcdLocked()
 	return &machine.BootstrapResponse{Messages: []*machine.Bootstrap{{}}}, nil
 }
@@ -255,6 +256,9 @@ func (s *machineServer) Events(req *machine.EventsRequest, stream grpc.ServerStr
 	ctx := stream.Context()
 	if err := s.configuredOnly(); err != nil {
 		return err
+	}
+	if s.n.opts.NoEvents {
+		return status.Error(codes.Unimplemented, "method Events not implemented")
 	}
 	if _, err := s.fault(ctx, FaultServices, emulator.Unavailable, emulator.RateLimit, emulator.Hang); err != nil {
 		return err

@@ -150,6 +150,7 @@ func (n *Node) startServicesLocked() {
 		n.setServiceLocked(id, machine.ServiceStateEvent_PREPARING, "Running pre state", &health{})
 		n.scheduleLocked(n.serviceDelay(id), FaultServices, func() func() {
 			n.setServiceLocked(id, machine.ServiceStateEvent_RUNNING, "Health check successful", &health{known: true, healthy: true})
+			n.eventLocked(EventHealthyPrefix + id)
 			return nil
 		})
 	}
@@ -162,6 +163,7 @@ func (n *Node) startServicesLocked() {
 	n.scheduleLocked(n.opts.EtcdReadyDelay, FaultBootstrap, func() func() {
 		n.etcdReady = true
 		n.setServiceLocked(ServiceEtcd, machine.ServiceStateEvent_PREPARING, "Running pre state: waiting for bootstrap", &health{})
+		n.eventLocked(EventEtcdReady)
 		return nil
 	})
 }
@@ -179,6 +181,7 @@ func (n *Node) startEtcdLocked() {
 			// stays Running but unhealthy, as etcd without quorum does
 		default:
 			n.setServiceLocked(ServiceEtcd, machine.ServiceStateEvent_RUNNING, "Health check successful", &health{known: true, healthy: true})
+			n.eventLocked(EventHealthyPrefix + ServiceEtcd)
 		}
 		return nil
 	})

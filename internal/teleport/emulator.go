@@ -72,7 +72,18 @@ type EmulatorOptions struct {
 	// OnRequest, when set, is told the counter name of every request after it
 	// is counted, so tests can react to "the client is now listing" without polling.
 	OnRequest func(op string)
+	// OnEvent, when set, is told when a kube agent joins (EventJoined) and
+	// when its kube server registers (EventRegistered), with the kube
+	// cluster's name, so that a sandbox can say when an awaited condition
+	// really became true. It must return quickly and not call the Emulator.
+	OnEvent func(name, clusterName string, at time.Time)
 }
+
+// Events reported through EmulatorOptions.OnEvent.
+const (
+	EventJoined     = "joined"     // an agent's join was accepted
+	EventRegistered = "registered" // its kube server is listed (first heartbeat)
+)
 
 // TokenInfo describes one stored provision token (inventory for tests and the sandbox).
 type TokenInfo struct {
@@ -252,6 +263,7 @@ func (e *Emulator) Join(token, clusterName string) error {
 	if err != nil {
 		return err
 	}
+	e.event(EventJoined, clusterName)
 	if e.opts.JoinDelay <= 0 {
 		e.register(srv)
 		return nil
@@ -319,7 +331,14 @@ func (e *Emulator) register(srv *types.KubernetesServerV3) {
 	e.mu.Lock()
 	e.kube[srv.GetCluster().GetName()] = srv
 	e.mu.Unlock()
+	e.event(EventRegistered, srv.GetCluster().GetName())
 	e.broadcast(types.OpPut, srv)
+}
+
+func (e *Emulator) event(name, cluster string) {
+	if e.opts.OnEvent != nil {
+		e.opts.OnEvent(name, cluster, time.Now())
+	}
 }
 
 func (e *Emulator) count(op string) {

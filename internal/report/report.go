@@ -1,0 +1,368 @@
+// Package report turns one provisioning run into the JSON that
+// `provision --report FILE` writes: phase and wait timings, when each awaited
+// condition really became true (in the sandbox, from the emulators' own
+// timeline), request counts, and how many seconds the CLI itself added on top
+// of what the hardware and services took.
+package report
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/rawkode/rawkode-cloud/internal/pipeline"
+	"github.com/rawkode/rawkode-cloud/internal/sandbox"
+)
+
+// Definitions explain the report's fields; they are written into every
+// report so that a reader does not need the source.
+var Definitions = map[string]string{
+	"cli_added_seconds": "wall_seconds minus critical_path_seconds, both in sandbox seconds: what the CLI added on top of " +
+		"what the emulated hardware and services took (null outside the sandbox, where the critical path is unknown)",
+	"cli_added_seconds_real": "cli_added_seconds in real time: (cli_added_seconds - active_seconds) * time_scale + active_seconds. " +
+		"Detection lag inside waits is sandbox time and scales; the CLI's own active work (CPU, loopback round trips) is real time and does not",
+	"critical_path_seconds": "what a CLI reacting instantly and doing no work would take, from the profile along the dependency chain: " +
+		"order -> IP -> delivered -> install started -> install completed -> pivot -> maintenance; apply -> reboot -> configured; " +
+		"configured -> etcd ready -> bootstrap -> etcd healthy (other services count from configured); the kube agent starts " +
+		"AgentStart after configured, retries until the bootstrap, then registers one heartbeat later; end = max(services healthy, registered)",
+	"critical_path_replayed_seconds": "the same chain with each emulator-driven link measured on the timeline instead of taken from the profile; " +
+		"the difference to critical_path_seconds is the emulators' own timer slop",
+	"active_seconds": "wall time outside every wait (phase 0 checks, CPU work, API calls that create or apply things): " +
+		"time the CLI spends working rather than waiting",
+	"wall_seconds":        "from the start of phase 0 to the end of the last phase",
+	"time_scale":          "how many times faster than real time the sandbox ran (1 for a real run)",
+	"cpu_on_path_seconds": "CPU-bound work the critical path had to wait for (PKI and config generation not finished in time)",
+	"process_cpu_seconds": "user+system CPU of the whole process during the run (in the sandbox this includes the emulators)",
+	"waits.lag_seconds": "observed minus the later of condition_true and started: how long the CLI took to notice. " +
+		"null when the condition time is unknown (real runs)",
+	"requests": "requests served per service and operation (sandbox: the emulators' counters; null for real runs, not measured); " +
+		"requests_total leaves out operations the emulated agent makes (teleport Join)",
+	"times": "every *_at field is seconds since the start of the run (started_at)",
+}
+
+// Report is the JSON document. cli_added_seconds and
+// cli_added_seconds_real are fixed names at the top level.
+type Report struct {
+	CLIAddedSeconds     *float64 `json:"cli_added_seconds"`
+	CLIAddedSecondsReal *float64 `json:"cli_added_seconds_real"`
+	ActiveSeconds       float64  `json:"active_seconds"`
+	WallSeconds         float64  `json:"wall_seconds"`
+	WallSecondsReal     *float64 `json:"wall_seconds_real"`
+	TimeScale           float64  `json:"time_scale"`
+	Sandbox             bool     `json:"sandbox"`
+	Configuration       string   `json:"configuration,omitempty"`
+	Outcome             string   `json:"outcome"`
+	StartedAt           string   `json:"started_at"`
+
+	CriticalPathSeconds         *float64 `json:"critical_path_seconds"`
+	CriticalPathSecondsReal     *float64 `json:"critical_path_seconds_real"`
+	CriticalPathReplayedSeconds *float64 `json:"critical_path_replayed_seconds"`
+	CPUOnPathSeconds            float64  `json:"cpu_on_path_seconds"`
+	ProcessCPUSeconds           *float64 `json:"process_cpu_seconds"`
+	WaitLagSeconds              *float64 `json:"wait_lag_seconds"`
+
+	Phases        []Phase                   `json:"phases"`
+	Waits         []Wait                    `json:"waits"`
+	Requests      map[string]map[string]int `json:"requests"`
+	RequestsTotal *int                      `json:"requests_total"`
+	CriticalPath  *CriticalPath             `json:"critical_path"`
+	Timeline      []TimelineEvent           `json:"timeline"`
+	Definitions   map[string]string         `json:"definitions"`
+}
+
+// Phase is one phase's timing.
+type Phase struct {
+	Title    string  `json:"title"`
+	Status   string  `json:"status"`
+	StartAt  float64 `json:"start_at"`
+	EndAt    float64 `json:"end_at"`
+	Duration float64 `json:"duration_seconds"`
+}
+
+// Wait is one wait: when it began, when the condition became true, when the
+// CLI noticed.
+type Wait struct {
+	What            string   `json:"what"`
+	Phase           string   `json:"phase"`
+	StartedAt       float64  `json:"started_at"`
+	ConditionEvent  string   `json:"condition_event,omitempty"`
+	ConditionTrueAt *float64 `json:"condition_true_at"`
+	ObservedAt      *float64 `json:"observed_at"`
+	Duration        *float64 `json:"duration_seconds"`
+	LagSeconds      *float64 `json:"lag_seconds"`
+	States          int      `json:"states"`
+	Retries         int      `json:"retries"`
+}
+
+// CriticalPath details the emulated critical path.
+type CriticalPath struct {
+	Steps    []Step    `json:"steps"`
+	Segments []Segment `json:"segments"`
+}
+
+// Step is a modelled event time, seconds after the order.
+type Step struct {
+	Event string  `json:"event"`
+	At    float64 `json:"at_after_order"`
+}
+
+// Segment compares one emulator-driven link of the chain with the timeline.
+type Segment struct {
+	From     string   `json:"from"`
+	To       string   `json:"to"`
+	Model    float64  `json:"model_seconds"`
+	Observed *float64 `json:"observed_seconds"`
+}
+
+// TimelineEvent is one emulated event.
+type TimelineEvent struct {
+	Name    string  `json:"name"`
+	Subject string  `json:"subject"`
+	At      float64 `json:"at"`
+}
+
+// Input is what a run leaves behind.
+type Input struct {
+	Events []pipeline.Event
+	Result pipeline.Result
+	Err    error
+	// CPUOnPath is provision's CPU-bound time on the critical path.
+	CPUOnPath time.Duration
+	// ProcessCPU is the process's CPU during the run; negative when unknown.
+	ProcessCPU time.Duration
+	// Sandbox is the sandbox the run used; nil for a real run.
+	Sandbox *sandbox.Sandbox
+	// Configuration names what ran (e.g. "current", "seed"); optional.
+	Configuration string
+	// Redact scrubs every free-text field; nil leaves them as they are.
+	Redact func(string) string
+}
+
+// Build computes the report.
+func Build(in Input) Report {
+	red := in.Redact
+	if red == nil {
+		red = func(s string) string { return s }
+	}
+	start := in.Result.Start
+	at := func(t time.Time) float64 { return secs(t.Sub(start)) }
+	wall := in.Result.Duration
+	r := Report{
+		WallSeconds:      secs(wall),
+		TimeScale:        1,
+		Sandbox:          in.Sandbox != nil,
+		Configuration:    in.Configuration,
+		Outcome:          "ok",
+		StartedAt:        start.UTC().Format(time.RFC3339Nano),
+		CPUOnPathSeconds: secs(in.CPUOnPath),
+		Phases:           []Phase{},
+		Waits:            []Wait{},
+		Definitions:      Definitions,
+	}
+	if in.Err != nil {
+		r.Outcome = "failed"
+	}
+	if in.ProcessCPU >= 0 {
+		r.ProcessCPUSeconds = ptr(secs(in.ProcessCPU))
+	}
+	phaseEnd := map[string]time.Time{}
+	for _, ph := range in.Result.Phases {
+		end := ph.Start.Add(ph.Duration)
+		if ph.Status == "not-run" {
+			continue
+		}
+		phaseEnd[ph.Title] = end
+		r.Phases = append(r.Phases, Phase{Title: red(ph.Title), Status: ph.Status, StartAt: at(ph.Start), EndAt: at(end), Duration: secs(ph.Duration)})
+	}
+
+	var tl []sandbox.TimelineEvent
+	if in.Sandbox != nil {
+		tl = in.Sandbox.Timeline()
+		r.TimeScale = in.Sandbox.Speed()
+	}
+	waits, spans := collectWaits(in.Events, phaseEnd, start.Add(wall))
+	var lagSum float64
+	lagKnown := in.Sandbox != nil
+	for _, w := range waits {
+		out := Wait{What: red(w.what), Phase: red(w.phase), StartedAt: at(w.start), States: w.states, Retries: w.retries}
+		if !w.done.IsZero() {
+			out.ObservedAt = ptr(at(w.done))
+			out.Duration = ptr(secs(w.done.Sub(w.start)))
+		}
+		if in.Sandbox != nil {
+			if cond, ev, ok := sandbox.ConditionTime(tl, w.what); ok {
+				out.ConditionEvent = ev
+				out.ConditionTrueAt = ptr(at(cond))
+				if !w.done.IsZero() {
+					lag := w.done.Sub(later(cond, w.start))
+					out.LagSeconds = ptr(secs(lag))
+					lagSum += secs(lag)
+				}
+			} else if ev != "" {
+				out.ConditionEvent = ev
+			}
+		}
+		r.Waits = append(r.Waits, out)
+	}
+	if lagKnown {
+		r.WaitLagSeconds = ptr(round(lagSum))
+	}
+	activeD := wall - covered(spans, start, start.Add(wall))
+	r.ActiveSeconds = secs(activeD)
+
+	if in.Sandbox == nil {
+		return r
+	}
+	speed := in.Sandbox.Speed()
+	cp := in.Sandbox.CriticalPath()
+	r.CriticalPathSeconds = ptr(secs(cp.Total))
+	r.CriticalPathSecondsReal = ptr(secs(cp.Real))
+	r.CriticalPathReplayedSeconds = ptr(secs(cp.Replayed))
+	// Unrounded until the end: the real-time figures multiply by the speed.
+	added, active := (wall - cp.Total).Seconds(), activeD.Seconds()
+	r.CLIAddedSeconds = ptr(round(added))
+	r.CLIAddedSecondsReal = ptr(round((added-active)*speed + active))
+	r.WallSecondsReal = ptr(round((wall.Seconds()-active)*speed + active))
+	r.CriticalPath = &CriticalPath{}
+	for _, s := range cp.Steps {
+		r.CriticalPath.Steps = append(r.CriticalPath.Steps, Step{Event: s.Event, At: secs(s.At)})
+	}
+	for _, g := range cp.Segments {
+		seg := Segment{From: g.From, To: g.To, Model: secs(g.Model)}
+		if g.ObservedOK {
+			seg.Observed = ptr(secs(g.Observed))
+		}
+		r.CriticalPath.Segments = append(r.CriticalPath.Segments, seg)
+	}
+	for _, e := range tl {
+		r.Timeline = append(r.Timeline, TimelineEvent{Name: e.Name, Subject: red(e.Subject), At: at(e.At)})
+	}
+	r.Requests = in.Sandbox.Requests()
+	total := 0
+	for svc, ops := range r.Requests {
+		for op, n := range ops {
+			if !sandbox.AgentOps[svc][op] {
+				total += n
+			}
+		}
+	}
+	r.RequestsTotal = &total
+	return r
+}
+
+type waitSpan struct {
+	what, phase     string
+	start, done     time.Time
+	end             time.Time // done, or the end of its phase when never done
+	states, retries int
+}
+
+// collectWaits pairs wait and wait-done events by title, in order.
+func collectWaits(events []pipeline.Event, phaseEnd map[string]time.Time, runEnd time.Time) ([]*waitSpan, [][2]time.Time) {
+	var all []*waitSpan
+	open := map[string][]*waitSpan{}
+	for _, e := range events {
+		what, _ := e.Fields["wait"].(string)
+		switch e.Type {
+		case pipeline.EventWait:
+			w := &waitSpan{what: what, phase: e.Phase, start: e.Time}
+			all = append(all, w)
+			open[what] = append(open[what], w)
+		case pipeline.EventWaitDone:
+			if q := open[what]; len(q) > 0 {
+				q[0].done = e.Time
+				open[what] = q[1:]
+			}
+		case pipeline.EventState, pipeline.EventRetry:
+			if q := open[what]; len(q) > 0 {
+				if e.Type == pipeline.EventState {
+					q[0].states++
+				} else {
+					q[0].retries++
+				}
+			}
+		}
+	}
+	spans := make([][2]time.Time, 0, len(all))
+	for _, w := range all {
+		w.end = w.done
+		if w.end.IsZero() {
+			// Superseded (another wait noticed first) or failed: it held
+			// the path up at most until its phase ended.
+			w.end = runEnd
+			if pe, ok := phaseEnd[w.phase]; ok {
+				w.end = pe
+			}
+		}
+		spans = append(spans, [2]time.Time{w.start, w.end})
+	}
+	return all, spans
+}
+
+// covered is the length of the union of spans, clipped to [from, to].
+func covered(spans [][2]time.Time, from, to time.Time) time.Duration {
+	sort.Slice(spans, func(i, j int) bool { return spans[i][0].Before(spans[j][0]) })
+	var total time.Duration
+	var curS, curE time.Time
+	for _, s := range spans {
+		a, b := later(s[0], from), earlier(s[1], to)
+		if !b.After(a) {
+			continue
+		}
+		if curE.IsZero() || a.After(curE) {
+			total += curE.Sub(curS)
+			curS, curE = a, b
+			continue
+		}
+		curE = later(curE, b)
+	}
+	return total + curE.Sub(curS)
+}
+
+// Write writes the report to path with mode 0600: it names servers and
+// addresses, which are nobody else's business.
+func Write(path string, r Report) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode report: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("write report %s: %w", path, err)
+	}
+	// An existing file keeps its old mode otherwise.
+	err = errors.Join(f.Chmod(0o600), func() error { _, err := f.Write(append(b, '\n')); return err }(), f.Close())
+	if err != nil {
+		return fmt.Errorf("write report %s: %w", path, err)
+	}
+	return nil
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func secs(d time.Duration) float64 { return round(d.Seconds()) }
+
+// round keeps reports readable: a millisecond is far below what matters.
+func round(f float64) float64 {
+	if f < 0 {
+		return -round(-f)
+	}
+	return float64(int64(f*1000+0.5)) / 1000
+}
+
+func ptr(f float64) *float64 { return &f }

@@ -1,0 +1,178 @@
+package sandbox_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rawkode/rawkode-cloud/internal/config"
+	"github.com/rawkode/rawkode-cloud/internal/pipeline"
+	"github.com/rawkode/rawkode-cloud/internal/provision"
+	"github.com/rawkode/rawkode-cloud/internal/redact"
+	"github.com/rawkode/rawkode-cloud/internal/report"
+	"github.com/rawkode/rawkode-cloud/internal/sandbox"
+)
+
+// seedIntervals are the seed design's polling intervals.
+var seedIntervals = map[string]string{
+	config.ServerPollInterval:        "30s",
+	config.TalosMaintenanceInterval:  "10s",
+	config.TalosMTLSInterval:         "10s",
+	config.ServicesInterval:          "15s",
+	config.TeleportAgentPollInterval: "15s",
+}
+
+// benchConfig is one way of provisioning to compare.
+type benchConfig struct {
+	name string
+	// seed: the original design, i.e. no overlap (PKI in phase 4), the seed
+	// polling intervals and no streams (the emulators refuse them, so the
+	// CLI polls as the seed did).
+	seed bool
+}
+
+// provisionReport runs one whole provisioning in a fresh sandbox at the
+// default speed and profile and returns its report.
+func provisionReport(tb testing.TB, c benchConfig) report.Report {
+	tb.Helper()
+	sb, err := sandbox.Start(sandbox.Options{PollOnly: c.seed})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer sb.Close()
+	cfg := config.New()
+	if c.seed {
+		for name, v := range seedIntervals {
+			cfg.Set(name, v, config.FromFlag, "--"+name)
+		}
+	}
+	sb.Apply(cfg) // scales the intervals set above by the sandbox speed
+	red := redact.New()
+	red.Add(cfg.Secrets()...)
+	p := provision.New(provision.Options{Config: cfg, Factory: sb.Factory(), Redactor: red, Sandbox: true, Sequential: c.seed})
+	defer p.Close()
+	rec := &pipeline.Recorder{}
+	runner := pipeline.Runner{Phases: p.Phases(), Sink: rec, UndoTimeout: cfg.Duration(config.UndoTimeout)}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cpu := report.ProcessCPU()
+	res, err := runner.Execute(ctx)
+	cpu = report.ProcessCPU() - cpu
+	if err != nil {
+		tb.Fatalf("%s provisioning failed: %v\n%s", c.name, err, dump(rec.Events()))
+	}
+	return report.Build(report.Input{Events: rec.Events(), Result: res, CPUOnPath: p.CPUOnPath(), ProcessCPU: cpu,
+		Sandbox: sb, Configuration: c.name, Redact: red.String})
+}
+
+// BenchmarkProvision compares, on the same default sandbox profile, the
+// current behaviour with the seed design's and prints the figures side by
+// side. Run it with:
+//
+//	go test -run '^$' -bench Provision -benchtime 1x ./internal/sandbox/
+func BenchmarkProvision(b *testing.B) {
+	configs := []benchConfig{{name: "current"}, {name: "seed", seed: true}}
+	reports := make([]report.Report, len(configs))
+	for i, c := range configs {
+		b.Run(c.name, func(b *testing.B) {
+			var r report.Report
+			for range b.N {
+				r = provisionReport(b, c)
+			}
+			reports[i] = r
+			b.ReportMetric(*r.CLIAddedSeconds, "cli_added_s")
+			b.ReportMetric(*r.CLIAddedSecondsReal, "cli_added_real_s")
+			b.ReportMetric(float64(*r.RequestsTotal), "requests")
+		})
+	}
+	if reports[0].CLIAddedSeconds == nil || reports[1].CLIAddedSeconds == nil {
+		return // a sub-benchmark was filtered out or failed
+	}
+	printSideBySide(os.Stdout, configs, reports)
+}
+
+func printSideBySide(w *os.File, configs []benchConfig, reports []report.Report) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(w, "\nSide by side, default sandbox profile, speed %g×:\n", reports[0].TimeScale)
+	head := "\t"
+	for _, c := range configs {
+		head += c.name + "\t"
+	}
+	fmt.Fprintln(tw, head)
+	row := func(name string, f func(r report.Report) string) {
+		line := name + "\t"
+		for _, r := range reports {
+			line += f(r) + "\t"
+		}
+		fmt.Fprintln(tw, line)
+	}
+	num := func(p *float64) string {
+		if p == nil {
+			return "null"
+		}
+		return fmt.Sprintf("%.3f", *p)
+	}
+	row("cli_added_seconds", func(r report.Report) string { return num(r.CLIAddedSeconds) })
+	row("cli_added_seconds_real", func(r report.Report) string { return num(r.CLIAddedSecondsReal) })
+	row("active_seconds", func(r report.Report) string { return fmt.Sprintf("%.3f", r.ActiveSeconds) })
+	row("cpu_on_path_seconds", func(r report.Report) string { return fmt.Sprintf("%.3f", r.CPUOnPathSeconds) })
+	row("wall_seconds", func(r report.Report) string { return fmt.Sprintf("%.3f", r.WallSeconds) })
+	row("critical_path_seconds", func(r report.Report) string { return num(r.CriticalPathSeconds) })
+	row("wait_lag_seconds (sum)", func(r report.Report) string { return num(r.WaitLagSeconds) })
+	for i := range reports[0].Waits {
+		what := shortWait(reports[0].Waits[i].What)
+		row("  lag: "+what, func(r report.Report) string {
+			for _, wt := range r.Waits {
+				if shortWait(wt.What) == what {
+					return num(wt.LagSeconds)
+				}
+			}
+			return "-"
+		})
+	}
+	row("requests_total", func(r report.Report) string { return fmt.Sprint(*r.RequestsTotal) })
+	services := map[string]bool{}
+	for _, r := range reports {
+		for s := range r.Requests {
+			services[s] = true
+		}
+	}
+	names := make([]string, 0, len(services))
+	for s := range services {
+		names = append(names, s)
+	}
+	sort.Strings(names)
+	for _, s := range names {
+		row("  requests: "+s, func(r report.Report) string {
+			n, ops := 0, []string{}
+			for op, c := range r.Requests[s] {
+				if !sandbox.AgentOps[s][op] {
+					n += c
+					ops = append(ops, fmt.Sprintf("%s=%d", op, c))
+				}
+			}
+			sort.Strings(ops)
+			return fmt.Sprintf("%d (%s)", n, strings.Join(ops, " "))
+		})
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "cli_added_seconds_real = (cli_added_seconds - active_seconds) × speed + active_seconds; see the report's definitions.")
+}
+
+// shortWait drops IDs and addresses from a wait's title for the table.
+func shortWait(what string) string {
+	fields := strings.Fields(what)
+	out := fields[:0]
+	for _, f := range fields {
+		if strings.Count(f, "-") == 4 || strings.Count(f, ".") == 3 {
+			continue
+		}
+		out = append(out, f)
+	}
+	return strings.Join(out, " ")
+}

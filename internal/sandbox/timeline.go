@@ -1,0 +1,326 @@
+package sandbox
+
+import (
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rawkode/rawkode-cloud/internal/emulator"
+	"github.com/rawkode/rawkode-cloud/internal/scaleway"
+	"github.com/rawkode/rawkode-cloud/internal/talos"
+	"github.com/rawkode/rawkode-cloud/internal/teleport"
+)
+
+// Names of the sandbox timeline's events. Each is the moment something the
+// CLI waits for really became true, as the emulator that made it true saw it.
+const (
+	TimelineOrdered        = "scaleway: ordered"
+	TimelineIPAssigned     = "scaleway: ip assigned"
+	TimelineDelivered      = "scaleway: delivered (ready)"
+	TimelineInstalling     = "scaleway: install started"
+	TimelineInstalled      = "scaleway: install completed"
+	TimelineServerError    = "scaleway: error"
+	TimelineMaintenance    = "talos: " + talos.EventMaintenance
+	TimelineApplied        = "talos: " + talos.EventApplied
+	TimelineConfigured     = "talos: " + talos.EventConfigured
+	TimelineEtcdReady      = "talos: " + talos.EventEtcdReady
+	TimelineBootstrapped   = "talos: " + talos.EventBootstrapped
+	TimelineHealthyPrefix  = "talos: " + talos.EventHealthyPrefix
+	TimelineServicesHealth = "talos: services healthy" // derived: the last of the four
+	TimelineAgentJoined    = "teleport: " + teleport.EventJoined
+	TimelineRegistered     = "teleport: " + teleport.EventRegistered
+)
+
+// TimelineEvent is one emulated event.
+type TimelineEvent struct {
+	Name    string    `json:"name"`
+	Subject string    `json:"subject"` // server ID, node IP or kube cluster
+	At      time.Time `json:"at"`
+}
+
+// timeline collects events from every emulator, under its own lock: the
+// emulators report with their own locks held.
+type timeline struct {
+	mu      sync.Mutex
+	events  []TimelineEvent
+	ordered map[string]bool
+}
+
+func (t *timeline) add(name, subject string, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.events = append(t.events, TimelineEvent{Name: name, Subject: subject, At: at})
+}
+
+// server turns a Scaleway lifecycle change into timeline events.
+func (t *timeline) server(s scaleway.Server) {
+	t.mu.Lock()
+	if t.ordered == nil {
+		t.ordered = map[string]bool{}
+	}
+	first := !t.ordered[s.ID]
+	t.ordered[s.ID] = true
+	t.mu.Unlock()
+	if first && !s.CreatedAt.IsZero() {
+		t.add(TimelineOrdered, s.ID, s.CreatedAt)
+	}
+	now := time.Now()
+	switch {
+	case s.Status == "error":
+		t.add(TimelineServerError, s.ID, now)
+	case s.Status == "ordered" && s.IPv4 != "":
+		t.add(TimelineIPAssigned, s.ID, now)
+	case s.InstallStatus == "to_install" && s.Status == "ready":
+		t.add(TimelineDelivered, s.ID, now)
+	case s.InstallStatus == "installing":
+		t.add(TimelineInstalling, s.ID, now)
+	case s.InstallStatus == "completed":
+		t.add(TimelineInstalled, s.ID, now)
+	case s.InstallStatus == "error":
+		t.add(TimelineServerError, s.ID, now)
+	}
+}
+
+// Timeline returns every emulated event so far, oldest first, with the
+// derived "services healthy" event (when the last of the services the CLI
+// waits for became healthy) added per node.
+func (s *Sandbox) Timeline() []TimelineEvent {
+	s.tl.mu.Lock()
+	out := append([]TimelineEvent(nil), s.tl.events...)
+	s.tl.mu.Unlock()
+	healthy := map[string]map[string]time.Time{}
+	for _, e := range out {
+		if svc, ok := strings.CutPrefix(e.Name, TimelineHealthyPrefix); ok {
+			if healthy[e.Subject] == nil {
+				healthy[e.Subject] = map[string]time.Time{}
+			}
+			if _, seen := healthy[e.Subject][svc]; !seen {
+				healthy[e.Subject][svc] = e.At
+			}
+		}
+	}
+	for node, svcs := range healthy {
+		var last time.Time
+		all := true
+		for name := range s.profile.Services {
+			at, ok := svcs[name]
+			if !ok {
+				all = false
+				break
+			}
+			if at.After(last) {
+				last = at
+			}
+		}
+		if all && len(svcs) > 0 {
+			out = append(out, TimelineEvent{Name: TimelineServicesHealth, Subject: node, At: last})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+	return out
+}
+
+// First is the time of the first timeline event with that name (false when
+// it has not happened).
+func First(tl []TimelineEvent, name string) (time.Time, bool) {
+	for _, e := range tl {
+		if e.Name == name {
+			return e.At, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// waitConditions maps a wait's title (as the provision phases announce it)
+// to the timeline event that makes it true. Prefix match: the titles carry
+// IDs and addresses.
+var waitConditions = []struct{ prefix, event string }{
+	{"public IPv4 of server ", TimelineIPAssigned},
+	{"server ", TimelineInstalled}, // "server <id> delivery and OS install"
+	{"Talos maintenance mode on ", TimelineMaintenance},
+	{"Talos API over mTLS on ", TimelineConfigured},
+	{"etcd bootstrap", TimelineEtcdReady},
+	{"etcd, kubelet, apid, trustd healthy", TimelineServicesHealth},
+	{"kube agent of ", TimelineRegistered},
+}
+
+// ConditionTime says when the condition a wait (by its title) awaited
+// became true in the emulators; false when unknown.
+func ConditionTime(tl []TimelineEvent, wait string) (time.Time, string, bool) {
+	if strings.HasSuffix(wait, " to be deleted") {
+		return time.Time{}, "", false
+	}
+	for _, c := range waitConditions {
+		if strings.HasPrefix(wait, c.prefix) {
+			at, ok := First(tl, c.event)
+			return at, c.event, ok
+		}
+	}
+	return time.Time{}, "", false
+}
+
+// Segment is one link of the emulated critical path.
+type Segment struct {
+	From, To string
+	// Model is the duration the profile gives (sandbox time).
+	Model time.Duration
+	// Observed is the same link measured on the timeline (sandbox time);
+	// zero with ok false when either end is missing.
+	Observed   time.Duration
+	ObservedOK bool
+}
+
+// CriticalPath is what a CLI reacting instantly and doing no work would
+// take, from the order to the end, computed from the profile along the
+// dependency chain.
+type CriticalPath struct {
+	// Total in sandbox time; Real is the same in real time.
+	Total, Real time.Duration
+	// Replayed is the same chain with each emulator-driven link measured on
+	// the timeline instead of taken from the profile: the difference to
+	// Total is the emulators' own timer slop, which the CLI cannot help.
+	Replayed time.Duration
+	// Steps are the modelled times of each event from the order (sandbox time).
+	Steps []Step
+	// Segments compare each emulator-driven link with the timeline.
+	Segments []Segment
+}
+
+// Step is a modelled event time.
+type Step struct {
+	Event string
+	At    time.Duration
+}
+
+// links are the emulator-driven durations of the chain (sandbox time).
+type links struct {
+	assignIP, deliver, startInstall, install, pivot, reboot, etcdReady time.Duration
+	services                                                           map[string]time.Duration // etcd: from the bootstrap; others: from configured
+	agentStart, agentRetry, heartbeat                                  time.Duration
+}
+
+// chain walks the dependency chain with a CLI that reacts instantly.
+func (l links) chain() []Step {
+	ip := l.assignIP
+	delivered := ip + l.deliver
+	installing := delivered + l.startInstall
+	installed := installing + l.install
+	maintenance := installed + l.pivot
+	configured := maintenance + l.reboot
+	etcdReady := configured + l.etcdReady
+	services := etcdReady + l.services[talos.ServiceEtcd]
+	for name, d := range l.services {
+		if name != talos.ServiceEtcd {
+			services = max(services, configured+d)
+		}
+	}
+	// The agent's retries, exactly as startAgent schedules them.
+	join := configured + l.agentStart
+	for join < etcdReady {
+		join += l.agentRetry
+	}
+	registered := join + l.heartbeat
+	return []Step{
+		{TimelineIPAssigned, ip}, {TimelineDelivered, delivered}, {TimelineInstalling, installing},
+		{TimelineInstalled, installed}, {TimelineMaintenance, maintenance}, {TimelineConfigured, configured},
+		{TimelineEtcdReady, etcdReady}, {TimelineServicesHealth, services}, {TimelineAgentJoined, join},
+		{TimelineRegistered, registered}, {"end", max(services, registered)},
+	}
+}
+
+// CriticalPath computes the emulated critical path of a provisioning from
+// the profile, in sandbox time:
+//
+//	order → IP → delivered → install started → install completed → pivot → maintenance;
+//	apply (instantly) → reboot → configured;
+//	configured → etcd ready → bootstrap (instantly) → etcd healthy;
+//	the other services count from configured;
+//	the kube agent starts AgentStart after configured, retries until the
+//	bootstrap happened, then registers AgentHeartbeat later;
+//	end = max(all services healthy, registered).
+//
+// It also measures every emulator-driven link on the timeline.
+func (s *Sandbox) CriticalPath() CriticalPath {
+	p, sc := s.profile, s.Scaled
+	model := links{
+		assignIP: sc(p.AssignIP), deliver: sc(p.Deliver), startInstall: sc(p.StartInstall), install: sc(p.Install),
+		pivot: sc(p.Pivot), reboot: sc(p.Reboot), etcdReady: sc(p.EtcdReady), services: map[string]time.Duration{},
+		agentStart: sc(p.AgentStart), agentRetry: sc(p.AgentStart)/4 + time.Millisecond, heartbeat: sc(p.AgentHeartbeat),
+	}
+	for name, d := range p.Services {
+		model.services[name] = sc(d)
+	}
+	steps := model.chain()
+	cp := CriticalPath{Total: steps[len(steps)-1].At, Steps: steps[:len(steps)-1]}
+	cp.Real = time.Duration(float64(cp.Total) * s.speed)
+
+	tl := s.Timeline()
+	replay := model
+	replay.services = map[string]time.Duration{}
+	for k, v := range model.services {
+		replay.services[k] = v
+	}
+	seg := func(from, to string, model time.Duration, into *time.Duration) {
+		g := Segment{From: from, To: to, Model: model}
+		a, okA := First(tl, from)
+		b, okB := First(tl, to)
+		if okA && okB {
+			g.Observed, g.ObservedOK = b.Sub(a), true
+			*into = g.Observed
+		}
+		cp.Segments = append(cp.Segments, g)
+	}
+	seg(TimelineOrdered, TimelineIPAssigned, model.assignIP, &replay.assignIP)
+	seg(TimelineIPAssigned, TimelineDelivered, model.deliver, &replay.deliver)
+	seg(TimelineDelivered, TimelineInstalling, model.startInstall, &replay.startInstall)
+	seg(TimelineInstalling, TimelineInstalled, model.install, &replay.install)
+	seg(TimelineInstalled, TimelineMaintenance, model.pivot, &replay.pivot)
+	seg(TimelineApplied, TimelineConfigured, model.reboot, &replay.reboot)
+	seg(TimelineConfigured, TimelineEtcdReady, model.etcdReady, &replay.etcdReady)
+	names := make([]string, 0, len(model.services))
+	for name := range model.services {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		from := TimelineConfigured
+		if name == talos.ServiceEtcd {
+			from = TimelineBootstrapped
+		}
+		d := replay.services[name]
+		seg(from, TimelineHealthyPrefix+name, model.services[name], &d)
+		replay.services[name] = d
+	}
+	seg(TimelineAgentJoined, TimelineRegistered, model.heartbeat, &replay.heartbeat)
+	rs := replay.chain()
+	cp.Replayed = rs[len(rs)-1].At
+	return cp
+}
+
+// Requests are the request counts of every emulator, by service and
+// operation. The Teleport "Join" count is the emulated agent's, not the CLI's.
+func (s *Sandbox) Requests() map[string]map[string]int {
+	out := map[string]map[string]int{
+		"scaleway":   s.Scaleway.Counters().Snapshot(),
+		"cloudflare": s.Cloudflare.Counters().Snapshot(),
+		"infisical":  s.Infisical.Counters().Snapshot(),
+		"teleport":   s.Teleport.Counters().Snapshot(),
+		"ipdetect":   s.IP.Counters().Snapshot(),
+	}
+	talosOps := map[string]int{}
+	s.mu.Lock()
+	booted := append([]*emulator.Counters(nil), s.nodeCounters...)
+	s.mu.Unlock()
+	for _, c := range booted {
+		for op, n := range c.Snapshot() {
+			talosOps[op] += n
+		}
+	}
+	out["talos"] = talosOps
+	return out
+}
+
+// AgentOps are counter names that count the emulated agent's requests, not
+// the CLI's.
+var AgentOps = map[string]map[string]bool{"teleport": {teleport.OpJoin: true}}
