@@ -30,6 +30,8 @@ type Env struct {
 	Home string
 	// Terminal reports whether Out is an interactive terminal.
 	Terminal bool
+	// Width is the terminal's width in columns (0: unknown).
+	Width int
 	// Interrupts, when set, delivers signals that arrive after the context
 	// was cancelled (a second Ctrl-C during cleanup).
 	Interrupts <-chan os.Signal
@@ -42,7 +44,16 @@ func OSEnv() Env {
 	return Env{
 		In: os.Stdin, Out: os.Stdout, Err: os.Stderr, LookupEnv: os.LookupEnv,
 		Terminal: term.IsTerminal(int(os.Stdout.Fd())),
+		Width:    terminalWidth(),
 	}
+}
+
+func terminalWidth() int {
+	w, _, err := term.GetSize(int(os.Stdout.Fd()))
+	if err != nil {
+		return 0
+	}
+	return w
 }
 
 // app is the state shared by one invocation's commands.
@@ -146,7 +157,11 @@ func (a *app) loadConfig(cmd *cobra.Command) (*config.Config, error) {
 
 // renderer builds the progress renderer the output setting asks for.
 func (a *app) renderer(cfg *config.Config) progress.Renderer {
-	return progress.New(progress.Mode(cfg.Get(config.Output)), a.env.Out, a.redactor, a.env.Terminal)
+	r := progress.New(progress.Mode(cfg.Get(config.Output)), a.env.Out, a.redactor, a.env.Terminal)
+	if sw, ok := r.(interface{ SetWidth(int) }); ok && a.env.Width > 0 {
+		sw.SetWidth(a.env.Width)
+	}
+	return r
 }
 
 // settingsFlags adds every setting's flag to cmd.

@@ -30,13 +30,15 @@ type tty struct {
 	timeout time.Duration
 	frame   int
 	live    bool
+	width   int
+	red     *redact.Redactor
 	stop    chan struct{}
 	done    chan struct{}
 	closed  sync.Once
 }
 
-func newTTY(w io.Writer, _ *redact.Redactor) *tty {
-	t := &tty{w: w, stop: make(chan struct{}), done: make(chan struct{})}
+func newTTY(w io.Writer, r *redact.Redactor) *tty {
+	t := &tty{w: w, red: r, stop: make(chan struct{}), done: make(chan struct{})}
 	go t.tick()
 	return t
 }
@@ -60,6 +62,20 @@ func (t *tty) tick() {
 	}
 }
 
+// endLive erases the live line for good.
+func (t *tty) endLive() {
+	t.clearLive()
+	t.live = false
+}
+
+// SetWidth tells the display how wide the terminal is: a live line longer
+// than that would wrap, and "\r" could then no longer erase it.
+func (t *tty) SetWidth(n int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.width = n
+}
+
 func (t *tty) clearLive() {
 	if t.live {
 		fmt.Fprint(t.w, "\r\033[K")
@@ -77,9 +93,24 @@ func (t *tty) drawLive() {
 		if t.state != "" {
 			text += ": " + t.state
 		}
-		text += fmt.Sprintf(" (%s / %s)", FormatDuration(elapsed), formatLimit(t.timeout))
+		if t.timeout > 0 {
+			text += fmt.Sprintf(" (%s / %s)", FormatDuration(elapsed), formatLimit(t.timeout))
+		} else {
+			text += fmt.Sprintf(" (%s)", FormatDuration(elapsed))
+		}
 	}
-	fmt.Fprintf(t.w, "\r\033[K%s %s", spinner[t.frame%len(spinner)], text)
+	// Redact before cutting (a cut secret no longer matches) and keep the
+	// live line one line: "\r" can only erase the line the cursor is on.
+	text = strings.Join(strings.Fields(t.red.String(text)), " ")
+	text = spinner[t.frame%len(spinner)] + " " + text
+	width := t.width
+	if width <= 0 {
+		width = 80
+	}
+	if r := []rune(text); len(r) > width-1 {
+		text = string(r[:width-2]) + "…"
+	}
+	fmt.Fprintf(t.w, "\r\033[K%s", text)
 }
 
 // line prints a permanent line above the live one.
@@ -107,21 +138,25 @@ func (t *tty) Emit(e pipeline.Event) {
 		}
 		t.drawLive()
 	case pipeline.EventPhaseDone:
-		t.live = false
+		t.endLive()
 		t.line(fmt.Sprintf("✓ %s (%s)", e.Phase, FormatDuration(seconds(f, "duration"))))
 	case pipeline.EventPhaseSkip:
-		t.live = false
+		t.endLive()
 		t.line(fmt.Sprintf("– %s: skipped, %s", e.Phase, e.Message))
 	case pipeline.EventPhaseFailed:
-		t.live = false
+		t.endLive()
 		t.line(fmt.Sprintf("✗ %s (%s): %s", e.Phase, FormatDuration(seconds(f, "duration")), e.Message))
 	case pipeline.EventWait:
 		t.wait, t.state, t.since, t.timeout = str(f, "wait"), "", time.Now(), seconds(f, "timeout")
-		t.drawLive()
+		if t.live {
+			t.drawLive()
+		}
 	case pipeline.EventState:
 		if str(f, "wait") == t.wait {
 			t.state = str(f, "state")
-			t.drawLive()
+			if t.live {
+				t.drawLive()
+			}
 		}
 	case pipeline.EventWaitDone:
 		t.line("    " + Describe(e))
@@ -130,8 +165,14 @@ func (t *tty) Emit(e pipeline.Event) {
 			t.drawLive()
 		}
 	case pipeline.EventUndoStart:
-		t.live = false
+		t.endLive()
 		t.line("↺ " + Describe(e))
+		// Cleanup gets its own live line: removing a server takes minutes.
+		t.phase, t.total, t.wait, t.state, t.live = "cleanup", 0, "", "", true
+		t.drawLive()
+	case pipeline.EventUndoDone:
+		t.endLive()
+		t.line("    " + Describe(e))
 	case pipeline.EventSummary, pipeline.EventInventory:
 		t.line("\n" + strings.TrimRight(Block(e), "\n"))
 	case pipeline.EventResult:

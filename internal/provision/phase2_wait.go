@@ -87,7 +87,7 @@ func (p *Provisioner) waitForTalos(ctx context.Context, r *pipeline.Run) error {
 		if rerr := ready.Wait(context.Background()); rerr != nil && !errors.Is(rerr, context.Canceled) {
 			return fmt.Errorf("wait for server %s: %w", id, rerr)
 		}
-		return fmt.Errorf("wait for Talos maintenance mode on %s: %w", srv.IPv4, err)
+		return err
 	case <-waitDone(ctx, ready):
 		stopSlow()
 		<-maint
@@ -100,7 +100,7 @@ func (p *Provisioner) waitForTalos(ctx context.Context, r *pipeline.Run) error {
 	mctx, mcancel := context.WithTimeout(ctx, p.timeout(config.TalosMaintenanceTimeout))
 	defer mcancel()
 	if err := probe(mctx, p.cfg.Duration(config.TalosMaintenanceInterval)); err != nil {
-		return fmt.Errorf("wait for Talos maintenance mode on %s: %w", srv.IPv4, err)
+		return err
 	}
 	mw.Done()
 	return nil

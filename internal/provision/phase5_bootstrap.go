@@ -2,7 +2,6 @@ package provision
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/rawkode/rawkode-cloud/internal/config"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
@@ -17,7 +16,7 @@ var Services = []string{"etcd", "kubelet", "apid", "trustd"}
 func (p *Provisioner) bootstrap(ctx context.Context, r *pipeline.Run) error {
 	ip, tc := p.publicIP, p.artifacts.Talosconfig
 	if err := p.talos.ApplyInsecure(ctx, ip, p.artifacts.ControlPlane); err != nil {
-		return fmt.Errorf("apply machine config to %s: %w", ip, err)
+		return err // the adapter names the operation and the node
 	}
 	r.Info("machine config applied; node is rebooting into its configuration", map[string]any{"ip": ip})
 
@@ -26,7 +25,7 @@ func (p *Provisioner) bootstrap(ctx context.Context, r *pipeline.Run) error {
 	err := p.talos.WaitMTLS(wctx, ip, tc, w.Options())
 	cancel()
 	if err != nil {
-		return fmt.Errorf("wait for mTLS on %s: %w", ip, err)
+		return err // the adapter names the operation and the node
 	}
 	w.Done()
 
@@ -35,7 +34,7 @@ func (p *Provisioner) bootstrap(ctx context.Context, r *pipeline.Run) error {
 	err = p.talos.Bootstrap(wctx, ip, tc, w.Options())
 	cancel()
 	if err != nil {
-		return fmt.Errorf("bootstrap etcd on %s: %w", ip, err)
+		return err // the adapter names the operation and the node
 	}
 	w.Done()
 
@@ -44,7 +43,7 @@ func (p *Provisioner) bootstrap(ctx context.Context, r *pipeline.Run) error {
 	err = p.talos.WaitServices(wctx, ip, tc, Services, w.Options())
 	cancel()
 	if err != nil {
-		return fmt.Errorf("wait for services on %s: %w", ip, err)
+		return err // the adapter names the operation and the node
 	}
 	w.Done()
 
@@ -53,7 +52,7 @@ func (p *Provisioner) bootstrap(ctx context.Context, r *pipeline.Run) error {
 	p.kubeTask = p.spawn(r, func(ctx context.Context) error {
 		kc, err := p.talos.Kubeconfig(ctx, ip, tc)
 		if err != nil {
-			return fmt.Errorf("fetch kubeconfig from %s: %w", ip, err)
+			return err // the adapter names the operation and the node
 		}
 		p.kubeconfig = kc
 		return p.keep(ctx, r, map[string][]byte{SecretKubeconfig: kc})

@@ -40,10 +40,16 @@ func (p *Provisioner) verifyAndLockDown(ctx context.Context, r *pipeline.Run) er
 		return nil
 	})
 
+	// The kubeconfig comes over the Talos API, which the lockdown closes
+	// to us: its fetch, retries included, must be over before.
+	if err := p.kubeTask.Wait(ctx); err != nil {
+		return err
+	}
+
 	ip := p.publicIP
 	applied, err := p.talos.ApplySecure(ctx, ip, p.artifacts.Talosconfig, p.artifacts.Lockdown)
 	if err != nil {
-		return fmt.Errorf("apply lockdown config to %s: %w", ip, err)
+		return fmt.Errorf("lockdown: %w", err)
 	}
 	if !applied {
 		return fmt.Errorf("apply lockdown config to %s: the node did not confirm it", ip)
@@ -51,7 +57,7 @@ func (p *Provisioner) verifyAndLockDown(ctx context.Context, r *pipeline.Run) er
 	ports := []int{machineconfig.TalosAPIPort, machineconfig.KubernetesAPIPort}
 	open, err := p.talos.ProbePorts(ctx, ip, ports)
 	if err != nil {
-		return fmt.Errorf("verify lockdown of %s: %w", ip, err)
+		return fmt.Errorf("verify lockdown: %w", err)
 	}
 	p.portsAfter = open
 	var still []string
@@ -67,9 +73,6 @@ func (p *Provisioner) verifyAndLockDown(ctx context.Context, r *pipeline.Run) er
 	p.lockedDown = true
 	r.Info("locked down: Talos API and Kubernetes API no longer reachable from the internet", map[string]any{"ip": ip, "ports_closed": ports})
 	_ = tokenGone.Wait(ctx)
-	if err := p.kubeTask.Wait(ctx); err != nil {
-		return err
-	}
 	return nil
 }
 
