@@ -18,10 +18,10 @@ import (
 // after phase 5 starts. All of it normally ran in the background while the
 // pivot wrote Talos to disk; this phase collects it.
 func (p *Provisioner) generateConfig(ctx context.Context, r *pipeline.Run) error {
+	start := time.Now() // before startPrep: in Sequential mode it runs inline
 	if p.prepTask == nil {
 		p.startPrep(r)
 	}
-	start := time.Now()
 	err := p.prepTask.Wait(ctx)
 	p.onPath(time.Since(start))
 	return err
