@@ -17,6 +17,7 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/pivot"
 	"github.com/rawkode/rawkode-cloud/internal/provision"
 	"github.com/rawkode/rawkode-cloud/internal/scaleway"
+	"github.com/rawkode/rawkode-cloud/internal/secretfile"
 )
 
 type planOptions struct {
@@ -231,29 +232,12 @@ func renderArtifacts(dir string, userData []byte, arts *machineconfig.Result) ([
 			mode = 0o600
 		}
 		path := filepath.Join(dir, f.name)
-		if err := writeFileMode(path, f.data, mode); err != nil {
+		if err := secretfile.Write(path, f.data, mode); err != nil {
 			return nil, err
 		}
 		out = append(out, renderedFile{Path: path, Mode: fmt.Sprintf("%04o", mode), Secret: f.secret})
 	}
 	return out, nil
-}
-
-// writeFileMode creates path with mode from the first byte on.
-func writeFileMode(path string, data []byte, mode os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return f.Close()
 }
 
 func printPlan(w io.Writer, d *planDoc) {

@@ -84,7 +84,10 @@ func TestSandboxIgnoresRealEndpoints(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("config show exit %d: %s", r.code, r.err)
 	}
-	var shown map[string]struct{ Value any; Source string }
+	var shown map[string]struct {
+		Value  any
+		Source string
+	}
 	if err := json.Unmarshal([]byte(r.out), &shown); err != nil {
 		t.Fatal(err)
 	}

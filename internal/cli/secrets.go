@@ -18,7 +18,7 @@ type listerStore struct {
 	cfg  *config.Config
 }
 
-func (l listerStore) List(ctx context.Context) (map[string]string, error)    { return l.list(ctx, l.cfg) }
+func (l listerStore) List(ctx context.Context) (map[string]string, error) { return l.list(ctx, l.cfg) }
 func (l listerStore) Get(context.Context, string, string) (string, error) {
 	return "", infisical.ErrNotFound
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rawkode/rawkode-cloud/internal/config"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
+	"github.com/rawkode/rawkode-cloud/internal/secretfile"
 )
 
 // fileNames maps stored secrets to file names under --secrets-out.
@@ -54,7 +55,7 @@ func (p *Provisioner) keep(ctx context.Context, r *pipeline.Run, items map[strin
 	}
 	for _, n := range names {
 		path := filepath.Join(dir, fileNames[n])
-		if err := writeSecretFile(path, items[n]); err != nil {
+		if err := secretfile.Write(path, items[n], 0o600); err != nil {
 			return err
 		}
 		r.Undo(pipeline.UndoStep{
@@ -71,22 +72,4 @@ func (p *Provisioner) keep(ctx context.Context, r *pipeline.Run, items map[strin
 	p.stored = dir
 	r.Info("credentials written (mode 0600)", map[string]any{"dir": dir, "secrets": names})
 	return nil
-}
-
-// writeSecretFile creates path with mode 0600 from the start, so the
-// content is never readable by others, not even for a moment.
-func writeSecretFile(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Chmod(0o600); err != nil { // an existing file keeps its old mode otherwise
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return f.Close()
 }

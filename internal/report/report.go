@@ -7,14 +7,13 @@ package report
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"time"
 
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 	"github.com/rawkode/rawkode-cloud/internal/sandbox"
+	"github.com/rawkode/rawkode-cloud/internal/secretfile"
 )
 
 // Definitions explain the report's fields; they are written into every
@@ -329,14 +328,8 @@ func Write(path string, r Report) error {
 	if err != nil {
 		return fmt.Errorf("encode report: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("write report %s: %w", path, err)
-	}
-	// An existing file keeps its old mode otherwise.
-	err = errors.Join(f.Chmod(0o600), func() error { _, err := f.Write(append(b, '\n')); return err }(), f.Close())
-	if err != nil {
-		return fmt.Errorf("write report %s: %w", path, err)
+	if err := secretfile.Write(path, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("write report: %w", err)
 	}
 	return nil
 }
