@@ -3,11 +3,13 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/rawkode/rawkode-cloud/internal/config"
+	"github.com/rawkode/rawkode-cloud/internal/fail"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 	"github.com/rawkode/rawkode-cloud/internal/progress"
 	"github.com/rawkode/rawkode-cloud/internal/provision"
@@ -34,6 +36,15 @@ func (a *app) runProvision(cmd *cobra.Command, o *provisionOptions) error {
 	if done, err := o.sandbox.listFaults(a.env.Out); done {
 		return err
 	}
+	if o.sandbox.enabled {
+		// The sandbox replaces endpoints and credentials, and scales the
+		// waits: check what the user gave before it is replaced, so that a
+		// typo is reported with its source instead of hidden (or, for a
+		// malformed duration, turned into a wrong one).
+		if err := cfg.Validate(config.Requirements{Extra: provision.VersionProblems}); err != nil {
+			return fail.UsageError(err)
+		}
+	}
 	sb, factory, err := a.startSandbox(ctx, cfg, &o.sandbox)
 	if err != nil {
 		return err
@@ -46,6 +57,10 @@ func (a *app) runProvision(cmd *cobra.Command, o *provisionOptions) error {
 	if sb != nil {
 		rend.Emit(pipeline.Event{Type: pipeline.EventInfo, Time: time.Now(), Phase: "sandbox",
 			Message: sb.Describe()})
+		if ov := sb.Overridden(); len(ov) > 0 {
+			rend.Emit(pipeline.Event{Type: pipeline.EventWarn, Time: time.Now(), Phase: "sandbox",
+				Message: "the sandbox uses its own endpoints and credentials and keeps the cluster's credentials in its emulated Infisical; ignored: " + strings.Join(ov, ", ")})
+		}
 	}
 	factory.OnRetry = func(service string, at retry.Attempt) {
 		rend.Emit(pipeline.Event{Type: pipeline.EventRetry, Time: time.Now(), Message: at.Err.Error(),

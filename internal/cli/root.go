@@ -19,6 +19,7 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 	"github.com/rawkode/rawkode-cloud/internal/progress"
 	"github.com/rawkode/rawkode-cloud/internal/redact"
+	"github.com/rawkode/rawkode-cloud/internal/sandbox"
 )
 
 // Env is everything a command reads from or writes to the outside.
@@ -37,6 +38,10 @@ type Env struct {
 	Interrupts <-chan os.Signal
 	// Secrets replaces the Infisical lookup (tests); nil means the real one.
 	Secrets SecretLister
+	// OnSandbox, when set, is called with the sandbox as soon as --sandbox
+	// started it, before anything runs against it: tests read its request
+	// counters and inventory, or seed its emulated Infisical.
+	OnSandbox func(*sandbox.Sandbox)
 }
 
 // OSEnv is the real process environment.

@@ -73,5 +73,8 @@ func (a *app) startSandbox(_ context.Context, cfg *config.Config, o *sandboxOpti
 	}
 	sb.Apply(cfg)
 	a.redactor.Add(cfg.Secrets()...)
+	if a.env.OnSandbox != nil {
+		a.env.OnSandbox(sb)
+	}
 	return sb, sb.Factory(), nil
 }

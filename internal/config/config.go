@@ -147,14 +147,14 @@ func Load(src Sources) (*Config, error) {
 	}
 
 	// The file's own path can only come from env or flag.
-	path, explicit := "", false
+	path, explicit, from := "", false, ""
 	if v, ok := lookup(mustLookup(ConfigFile).Env()); ok && v != "" {
-		path, explicit = v, true
+		path, explicit, from = v, true, "env "+mustLookup(ConfigFile).Env()
 		c.Set(ConfigFile, v, FromEnv, mustLookup(ConfigFile).Env())
 	}
 	if src.Flags != nil && src.Flags.Changed(ConfigFile) {
 		v, _ := src.Flags.GetString(ConfigFile)
-		path, explicit = v, true
+		path, explicit, from = v, true, "flag --"+ConfigFile
 		c.Set(ConfigFile, v, FromFlag, "--"+ConfigFile)
 	}
 	if src.File != "" && !explicit {
@@ -172,7 +172,7 @@ func Load(src Sources) (*Config, error) {
 		}
 	}
 	if path != "" {
-		probs = append(probs, c.loadFile(path, explicit)...)
+		probs = append(probs, c.loadFile(path, explicit, from)...)
 	}
 
 	for _, s := range Schema {
@@ -223,13 +223,18 @@ func fileExists(p string) bool {
 	return err == nil && !st.IsDir()
 }
 
-func (c *Config) loadFile(path string, explicit bool) Problems {
+// loadFile reads the config file; from names where its path came from
+// (empty for the default file).
+func (c *Config) loadFile(path string, explicit bool, from string) Problems {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) && !explicit {
 			return nil
 		}
-		return Problems{{Setting: ConfigFile, Message: fmt.Sprintf("config file %s cannot be read: %v", path, errors.Unwrap(err))}}
+		if from != "" {
+			from = " (named by " + from + ")"
+		}
+		return Problems{{Setting: ConfigFile, Message: fmt.Sprintf("config file %s%s cannot be read: %v", path, from, errors.Unwrap(err))}}
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {

@@ -182,7 +182,7 @@ var Schema = []Setting{
 	{Name: ServicesInterval, Section: "Waits", Help: "How often to list the node's services when its event stream is unavailable", Default: "5s", Type: Duration, Check: checkPositiveDuration},
 	{Name: TeleportAgentTimeout, Section: "Waits", Help: "How long to wait for the cluster's kube agent to register with Teleport", Default: "10m", Type: Duration, Check: checkPositiveDuration},
 	{Name: TeleportAgentPollInterval, Section: "Waits", Help: "How often to ask Teleport for the kube agent when it cannot watch", Default: "5s", Type: Duration, Check: checkPositiveDuration},
-	{Name: UndoTimeout, Section: "Waits", Help: "Upper bound for removing what a failed run created", Default: "15m", Type: Duration, Check: checkPositiveDuration},
+	{Name: UndoTimeout, Section: "Waits", Help: "Upper bound for each cleanup step (removing one thing a failed run created)", Default: "15m", Type: Duration, Check: checkPositiveDuration},
 
 	{Name: Output, Section: "Output", Help: "Progress output: auto (a live display on a terminal, plain otherwise), plain or json", Default: "auto", Check: checkOutput},
 	{Name: ConfigFile, Section: "Output", Help: "Config file (YAML; keys are the setting names). Default ~/.rawkode-cloud.yaml when it exists", NoFile: true, Check: checkReadableFile},

@@ -55,6 +55,14 @@ func (c *Config) Validate(req Requirements) error {
 	bad := map[string]bool{}
 	for _, s := range Schema {
 		v := c.Value(s.Name)
+		if v.Raw == "" && v.Source == FromFlag {
+			// An empty flag value is almost always an unset shell
+			// variable; taking it as "unset" would hide the mistake.
+			bad[s.Name] = true
+			probs = append(probs, Problem{Setting: s.Name, Source: v.Source, Origin: v.Origin,
+				Message: fmt.Sprintf("flag %s was given an empty value (an unset shell variable?); omit the flag to leave the setting unset", s.Flag())})
+			continue
+		}
 		if v.Raw == "" {
 			continue
 		}
@@ -66,7 +74,7 @@ func (c *Config) Validate(req Requirements) error {
 	}
 	for _, name := range req.Required {
 		s := mustLookup(name)
-		if !c.IsSet(name) {
+		if !c.IsSet(name) && !bad[name] {
 			probs = append(probs, Problem{Setting: name, Source: Unset,
 				Message: fmt.Sprintf("required but not set; set it with %s", s.Ways())})
 		}

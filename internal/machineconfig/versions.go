@@ -40,6 +40,13 @@ func ValidateVersions(talos, kubernetes string) error {
 	return errors.Join(talosErr, k8sErr)
 }
 
+// ValidateTalosVersion reports whether configs can be generated for this
+// Talos release, whatever the Kubernetes version (see ValidateVersions).
+func ValidateTalosVersion(talos string) error {
+	_, err := parseTalosVersion(talos)
+	return err
+}
+
 // parseTalosVersion turns a Talos release ("v1.12.4") into the contract the
 // generator needs, rejecting versions it cannot generate for.
 func parseTalosVersion(talos string) (*config.VersionContract, error) {

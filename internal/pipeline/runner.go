@@ -38,7 +38,7 @@ func (p funcPhase) Run(ctx context.Context, r *Run) error { return p.run(ctx, r)
 type Runner struct {
 	Phases []Phase
 	Sink   Sink
-	// UndoTimeout bounds the whole cleanup; zero means 15 minutes.
+	// UndoTimeout bounds each cleanup step; zero means 15 minutes.
 	UndoTimeout time.Duration
 	// KeepOnFailure skips cleanup and lists what was kept.
 	KeepOnFailure bool
@@ -208,14 +208,17 @@ func (rn *Runner) undo(ctx context.Context, run *Run) []UndoStep {
 	if timeout <= 0 {
 		timeout = 15 * time.Minute
 	}
-	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-	defer cancel()
+	// Each step gets the whole budget: one hung removal (a DNS revert)
+	// must not use up the time of the next (the billed server's delete).
+	base := retry.WithBudget(context.WithoutCancel(ctx), timeout)
 	run.setPhase("cleanup")
 	run.emit(Event{Type: EventUndoStart, Fields: map[string]any{"steps": len(steps)}})
 	var left []UndoStep
 	for _, st := range steps {
 		start := run.now()
+		uctx, cancel := context.WithTimeout(base, timeout)
 		err := safely(func() error { return st.Do(uctx) })
+		cancel()
 		fields := map[string]any{"resource": st.Resource, "ok": err == nil, "duration": run.now().Sub(start).Seconds()}
 		if err != nil {
 			fields["error"] = err.Error()

@@ -110,9 +110,11 @@ func (f Factory) Cloudflare(cfg *config.Config) (DNS, error) {
 // the secret store), a file, or else the tsh profile.
 func (f Factory) Teleport(ctx context.Context, cfg *config.Config) (Teleport, error) {
 	tc := teleport.Config{
-		Proxy:       cfg.Get(config.TeleportProxy),
-		Retry:       f.policy("teleport"),
-		DialTimeout: f.AttemptTimeout, // zero keeps the client's default
+		Proxy: cfg.Get(config.TeleportProxy),
+		Retry: f.policy("teleport"),
+		// Zero keeps the client's defaults.
+		DialTimeout:    f.AttemptTimeout,
+		AttemptTimeout: f.AttemptTimeout,
 	}
 	switch {
 	case cfg.IsSet(config.TeleportIdentity):

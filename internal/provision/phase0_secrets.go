@@ -36,6 +36,26 @@ func extraChecks(cfg *config.Config) config.Problems {
 	return probs
 }
 
+// VersionProblems checks the Talos and Kubernetes versions that Infisical
+// can no longer change (given by file, env or flag; Infisical only fills
+// defaults), so a version the Talos library cannot generate for is reported
+// without asking anyone. The full check runs again once Infisical filled in.
+func VersionProblems(cfg *config.Config) config.Problems {
+	talos, kube := cfg.Value(config.TalosVersion), cfg.Value(config.KubernetesVersion)
+	final := func(v config.Value) bool { return v.Source != config.FromDefault && v.Source != config.Unset }
+	var err error
+	switch {
+	case final(talos) && final(kube):
+		err = machineconfig.ValidateVersions(talos.Raw, kube.Raw)
+	case final(talos):
+		err = machineconfig.ValidateTalosVersion(talos.Raw)
+	}
+	if err != nil {
+		return config.Problems{cfg.ProblemFor(config.TalosVersion, "cannot be generated for: "+err.Error())}
+	}
+	return nil
+}
+
 // InfisicalConfigured reports whether any Infisical login setting is present
 // (validation then insists on all of them).
 func InfisicalConfigured(cfg *config.Config) bool {
@@ -54,8 +74,9 @@ func FillFromInfisical(ctx context.Context, f Factory, cfg *config.Config, addSe
 	if !InfisicalConfigured(cfg) {
 		return nil, nil, nil
 	}
-	// Infisical's own settings must be complete and well formed before we dial it.
-	if err := cfg.Validate(config.Requirements{}); err != nil {
+	// Infisical's own settings must be complete and well formed before we
+	// dial it, and whatever it can no longer change must be valid too.
+	if err := cfg.Validate(config.Requirements{Extra: VersionProblems}); err != nil {
 		return nil, nil, fail.UsageError(err)
 	}
 	store, err := f.Infisical(ctx, cfg)

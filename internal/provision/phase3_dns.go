@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/rawkode/rawkode-cloud/internal/cloudflare"
 	"github.com/rawkode/rawkode-cloud/internal/config"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 )
@@ -35,7 +36,7 @@ func (p *Provisioner) upsertDNS(ctx context.Context, r *pipeline.Run) error {
 	if ch.Changed() || err != nil {
 		r.Undo(pipeline.UndoStep{
 			Resource: fmt.Sprintf("Cloudflare A record %s (%s)", name, ch.String()),
-			Command:  fmt.Sprintf("check the A record %s in Cloudflare zone %s", name, p.cfg.Get(config.CloudflareZoneID)),
+			Command:  revertCommand(ch, name, p.cfg.Get(config.CloudflareZoneID)),
 			Do:       func(ctx context.Context) error { return p.dns.Revert(ctx, ch) },
 		})
 	}
@@ -45,4 +46,18 @@ func (p *Provisioner) upsertDNS(ctx context.Context, r *pipeline.Run) error {
 	p.dnsChange = &ch
 	r.Info("DNS "+ch.String(), map[string]any{"name": name, "ip": p.publicIP})
 	return nil
+}
+
+// revertCommand is what undoes ch by hand when cleanup could not: the exact
+// API call when the record is known, otherwise where to look.
+func revertCommand(ch cloudflare.Change, name, zoneID string) string {
+	url := fmt.Sprintf("https://api.cloudflare.com/client/v4/zones/%s/dns_records/%s", zoneID, ch.RecordID)
+	const auth = `-H "Authorization: Bearer $CLOUDFLARE_API_TOKEN"`
+	switch {
+	case ch.RecordID != "" && ch.Created:
+		return fmt.Sprintf("curl -X DELETE %s %s", auth, url)
+	case ch.RecordID != "" && ch.Previous != nil:
+		return fmt.Sprintf(`curl -X PATCH %s -H "Content-Type: application/json" --data '{"content":"%s"}' %s`, auth, ch.Previous.Content, url)
+	}
+	return fmt.Sprintf("check the A record %s in Cloudflare zone %s", name, zoneID)
 }

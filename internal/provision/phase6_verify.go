@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/rawkode/rawkode-cloud/internal/config"
 	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
@@ -26,6 +27,9 @@ func (p *Provisioner) verifyAndLockDown(ctx context.Context, r *pipeline.Run) er
 		if ctx.Err() != nil {
 			return err // interrupted: undo as usual
 		}
+		// The server stays for debugging: let the kubeconfig, fetched
+		// alongside the wait, be stored first rather than cancelled.
+		_ = p.kubeTask.Wait(ctx)
 		return pipeline.LeaveRunning(fmt.Errorf("Teleport verification failed: %w", err), p.debugHint())
 	}
 	w.Done()
@@ -34,6 +38,14 @@ func (p *Provisioner) verifyAndLockDown(ctx context.Context, r *pipeline.Run) er
 	// liability. Deleting it does not hold up the lockdown.
 	tok := p.token
 	tokenGone := p.spawn(r, func(ctx context.Context) error {
+		// Bounded tighter than other calls: the token expires by itself, so a
+		// slow Teleport must not hold up a cluster that is otherwise done.
+		budget := tokenDeleteBudget
+		if b := p.opts.Factory.CallBudget; b > 0 && b < budget {
+			budget = b
+		}
+		ctx, cancel := context.WithTimeout(ctx, budget)
+		defer cancel()
 		if err := p.tp.DeleteToken(ctx, tok.Name); err != nil {
 			r.Warn("could not delete the used join token; it expires by itself", map[string]any{"token": teleport.Redact(tok.Name), "expires": tok.Expires})
 		}
@@ -76,6 +88,9 @@ func (p *Provisioner) verifyAndLockDown(ctx context.Context, r *pipeline.Run) er
 	return nil
 }
 
+// tokenDeleteBudget bounds the clean-up of the used join token.
+const tokenDeleteBudget = 30 * time.Second
+
 // debugHint tells the operator what to check when the agent did not register.
 func (p *Provisioner) debugHint() string {
 	var b strings.Builder
@@ -84,7 +99,7 @@ func (p *Provisioner) debugHint() string {
 	fmt.Fprintf(&b, "  IP:            %s (Talos API and Kubernetes API open to %s only)\n", p.publicIP, p.operatorIP)
 	fmt.Fprintf(&b, "  join token:    %s… expires %s\n", teleport.Redact(p.token.Name), p.token.Expires.UTC().Format("2006-01-02 15:04:05Z"))
 	fmt.Fprintf(&b, "  credentials:   %s\n", p.stored)
-	fmt.Fprintf(&b, "Check: talosctl -n %s logs kubelet; kubectl -n teleport logs deploy/teleport-kube-agent;\n", p.publicIP)
+	fmt.Fprintf(&b, "Check: talosctl -n %s logs kubelet; kubectl -n teleport logs statefulset/teleport-kube-agent;\n", p.publicIP)
 	fmt.Fprintf(&b, "       that the proxy %s is reachable from the node and the token has not expired.\n", p.cfg.Get(config.TeleportProxy))
 	fmt.Fprintf(&b, "Remove everything with: rawkode-cloud destroy --cluster-name %s", p.clusterName())
 	return b.String()

@@ -100,10 +100,10 @@ type Policy struct {
 	Initial     time.Duration // first backoff; default 200ms
 	Max         time.Duration // cap on one backoff; default 10s
 	MaxAttempts int           // 0: until the context's deadline
-	// Budget bounds the whole loop when ctx has no deadline of its own: a
-	// call outside any wait must not retry a hung or failing API forever.
-	// A deadline on ctx (a wait's, or cleanup's longer one) always wins.
-	// 0 means no bound.
+	// Budget bounds the whole loop, so that a call does not retry a hung or
+	// failing API until some distant deadline (or forever). An earlier
+	// deadline on ctx (a wait's) still wins, and a context marked with
+	// WithBudget (cleanup's) replaces it. 0 means no bound of its own.
 	Budget time.Duration
 	// OnRetry, when set, is told about every retry before it waits.
 	OnRetry func(Attempt)
@@ -120,9 +120,13 @@ func (p Policy) Do(ctx context.Context, op func(context.Context) error) error {
 	if maxDelay <= 0 {
 		maxDelay = 10 * time.Second
 	}
-	if _, ok := ctx.Deadline(); !ok && p.Budget > 0 {
+	budget := p.Budget
+	if b, ok := ctx.Value(budgetKey{}).(time.Duration); ok {
+		budget = b
+	}
+	if budget > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, p.Budget)
+		ctx, cancel = context.WithTimeout(ctx, budget)
 		defer cancel()
 	}
 	delay := initial
@@ -158,4 +162,13 @@ func (p Policy) Do(ctx context.Context, op func(context.Context) error) error {
 		}
 		delay = min(delay*2, maxDelay)
 	}
+}
+
+type budgetKey struct{}
+
+// WithBudget gives every retry loop under ctx the budget d instead of its
+// policy's: cleanup retries longer than a normal call, because it is what
+// keeps the bill at zero.
+func WithBudget(ctx context.Context, d time.Duration) context.Context {
+	return context.WithValue(ctx, budgetKey{}, d)
 }

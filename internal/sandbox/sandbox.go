@@ -100,8 +100,9 @@ type Sandbox struct {
 
 	agentMu sync.Mutex // orders agent joins against node removal
 
-	mu    sync.Mutex
-	nodes map[string]*talos.Node // by public IP
+	mu         sync.Mutex
+	overridden []string
+	nodes      map[string]*talos.Node // by public IP
 	// nodeCounters outlive their nodes, for request counts.
 	nodeCounters []*emulator.Counters
 	ips          map[string]string // server ID → public IP
@@ -324,7 +325,14 @@ func (s *Sandbox) Factory() provision.Factory {
 // say, and scales the CLI's waits by the sandbox speed. Other settings (the
 // cluster name, versions) are honoured.
 func (s *Sandbox) Apply(cfg *config.Config) {
-	set := func(name, v string) { cfg.Set(name, v, config.FromSandbox, "") }
+	set := func(name, v string) {
+		if old := cfg.Value(name); old.Raw != "" && old.Raw != v && old.Source != config.FromDefault && old.Source != config.FromSandbox {
+			s.mu.Lock()
+			s.overridden = append(s.overridden, fmt.Sprintf("%s (%s)", name, old.Source))
+			s.mu.Unlock()
+		}
+		cfg.Set(name, v, config.FromSandbox, "")
+	}
 	set(config.ScalewayAccessKey, scaleway.SandboxAccessKey)
 	set(config.ScalewaySecretKey, scaleway.SandboxSecretKey)
 	set(config.ScalewayProjectID, scaleway.SeedProjectID)
@@ -351,11 +359,25 @@ func (s *Sandbox) Apply(cfg *config.Config) {
 	for _, name := range []string{
 		config.ServerTimeout, config.ServerPollInterval, config.TalosMaintenanceTimeout, config.TalosMaintenanceInterval,
 		config.TalosMTLSTimeout, config.TalosMTLSInterval, config.ServicesTimeout, config.ServicesInterval,
-		config.TeleportAgentTimeout, config.TeleportAgentPollInterval, config.UndoTimeout,
+		config.TeleportAgentTimeout, config.TeleportAgentPollInterval,
 	} {
-		d := cfg.Duration(name)
-		set(name, s.Scaled(d).String())
+		if d := cfg.Duration(name); d > 0 { // a malformed value stays, for validation to name its source
+			set(name, s.Scaled(d).String())
+		}
 	}
+	// Cleanup keeps a floor: a 429's Retry-After is whole seconds whatever
+	// the clock, and cleanup is what keeps the bill at zero.
+	if d := cfg.Duration(config.UndoTimeout); d > 0 {
+		set(config.UndoTimeout, max(s.Scaled(d), 30*time.Second).String())
+	}
+}
+
+// Overridden lists the user's settings Apply replaced, with their sources,
+// so that the user is told rather than surprised (e.g. --secrets-out).
+func (s *Sandbox) Overridden() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.overridden...)
 }
 
 // Close stops every emulator.

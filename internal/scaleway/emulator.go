@@ -120,7 +120,8 @@ type EmulatorOptions struct {
 	// sandbox boots an emulated Talos node then). It runs on a timer
 	// goroutine, without emulator locks held.
 	OnInstalled func(Server)
-	// OnDeleted runs once per server when it is gone.
+	// OnDeleted runs once per server when its deletion completes, just
+	// before the API stops listing it.
 	OnDeleted func(id string)
 	// OnTransition runs after every timer-driven lifecycle change, before the
 	// next one is scheduled: progress displays see each state, and a hook
@@ -738,15 +739,19 @@ func (e *Emulator) deleteServer(w http.ResponseWriter, r *http.Request) {
 func (e *Emulator) remove(id string) {
 	e.mu.Lock()
 	_, ok := e.servers[id]
-	if e.closed || !ok {
-		e.mu.Unlock()
+	closed := e.closed
+	e.mu.Unlock()
+	if closed || !ok {
 		return
 	}
-	delete(e.servers, id)
-	e.mu.Unlock()
+	// The machine goes before the API forgets it: whoever sees the 404
+	// must find what ran on it (the sandbox's node and kube agent) gone too.
 	if e.opts.OnDeleted != nil {
 		e.opts.OnDeleted(id)
 	}
+	e.mu.Lock()
+	delete(e.servers, id)
+	e.mu.Unlock()
 }
 
 // paginate applies page (1-based) and page_size query parameters.

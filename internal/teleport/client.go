@@ -36,6 +36,10 @@ type Config struct {
 	IdentityContent []byte
 	// DialTimeout bounds connecting; default 30s (the client's default).
 	DialTimeout time.Duration
+	// AttemptTimeout bounds one call (one try of Ping, CreateToken, …), so
+	// a hung auth server costs a retry instead of the caller's whole
+	// budget; default 30s.
+	AttemptTimeout time.Duration
 	// DialOpts are extra gRPC dial options (test seams, interceptors).
 	DialOpts []grpc.DialOption
 	// Retry is the policy for single calls; its OnRetry reports each retry.
@@ -64,8 +68,9 @@ func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // Client is a connected Teleport API client.
 type Client struct {
-	api   *client.Client
-	retry retry.Policy
+	api            *client.Client
+	retry          retry.Policy
+	attemptTimeout time.Duration
 }
 
 // Connect dials Teleport with the configured identity. It does not call
@@ -97,7 +102,10 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to Teleport at %s: %w", proxyName(cfg.Proxy), classify(err))
 	}
-	return &Client{api: api, retry: cfg.Retry}, nil
+	if cfg.AttemptTimeout <= 0 {
+		cfg.AttemptTimeout = 30 * time.Second
+	}
+	return &Client{api: api, retry: cfg.Retry, attemptTimeout: cfg.AttemptTimeout}, nil
 }
 
 func proxyName(p string) string {
@@ -116,8 +124,10 @@ func (c *Client) Close() error {
 // phase 0 fails before anything is bought.
 func (c *Client) Check(ctx context.Context) error {
 	err := c.retry.Do(ctx, func(ctx context.Context) error {
-		_, err := c.api.Ping(ctx)
-		return classify(err)
+		return c.attempt(ctx, func(ctx context.Context) error {
+			_, err := c.api.Ping(ctx)
+			return classify(err)
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("check Teleport connection: %w", err)
@@ -165,4 +175,16 @@ func scrub(err error, secret string) error {
 		return err
 	}
 	return &redacted{err: err, secret: secret}
+}
+
+// attempt runs one try of a call within AttemptTimeout. A try cut off by
+// that timeout (not by the caller) is worth another.
+func (c *Client) attempt(ctx context.Context, call func(ctx context.Context) error) error {
+	actx, cancel := context.WithTimeout(ctx, c.attemptTimeout)
+	defer cancel()
+	err := call(actx)
+	if err != nil && actx.Err() != nil && ctx.Err() == nil {
+		return retry.Transient(fmt.Errorf("no answer within %s: %w", c.attemptTimeout, err), 0)
+	}
+	return err
 }

@@ -287,14 +287,19 @@ func (e *Emulator) Join(token, clusterName string) error {
 		defer t.Stop()
 		select {
 		case <-t.C:
+			// Checked and registered under one lock: a Leave in between
+			// would otherwise find nothing to remove, and the kube server
+			// would outlive its machine.
 			e.mu.Lock()
 			current := e.pending[clusterName] == left
 			if current {
 				delete(e.pending, clusterName)
+				e.kube[clusterName] = srv
 			}
 			e.mu.Unlock()
 			if current {
-				e.register(srv)
+				e.event(EventRegistered, clusterName)
+				e.broadcast(types.OpPut, srv)
 			}
 		case <-left:
 		case <-e.done:

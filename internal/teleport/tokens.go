@@ -90,13 +90,15 @@ func (c *Client) CreateKubeToken(ctx context.Context, clusterName string, ttl ti
 		}
 	}
 	err = policy.Do(ctx, func(ctx context.Context) error {
-		err := c.api.CreateToken(ctx, pt)
-		if retried && trace.IsAlreadyExists(err) {
-			// The name is unguessable, so after a lost reply it can only
-			// be our own earlier attempt that landed.
-			return nil
-		}
-		return classify(err)
+		return c.attempt(ctx, func(ctx context.Context) error {
+			err := c.api.CreateToken(ctx, pt)
+			if retried && trace.IsAlreadyExists(err) {
+				// The name is unguessable, so after a lost reply it can only
+				// be our own earlier attempt that landed.
+				return nil
+			}
+			return classify(err)
+		})
 	})
 	if err != nil {
 		return Token{}, fmt.Errorf("create join token for %s: %w", clusterName, scrub(err, tok.Name))
@@ -108,7 +110,9 @@ func (c *Client) CreateKubeToken(ctx context.Context, clusterName string, ttl ti
 // is not an error, so undo can run twice.
 func (c *Client) DeleteToken(ctx context.Context, name string) error {
 	err := c.scrubbedRetry(name).Do(ctx, func(ctx context.Context) error {
-		return classify(c.api.DeleteToken(ctx, name))
+		return c.attempt(ctx, func(ctx context.Context) error {
+			return classify(c.api.DeleteToken(ctx, name))
+		})
 	})
 	if errors.Is(err, ErrNotFound) {
 		return nil
@@ -124,9 +128,11 @@ func (c *Client) DeleteToken(ctx context.Context, name string) error {
 func (c *Client) ListKubeTokens(ctx context.Context, clusterName string) ([]Token, error) {
 	var all []types.ProvisionToken
 	err := c.retry.Do(ctx, func(ctx context.Context) error {
-		var err error
-		all, err = c.api.GetTokens(ctx)
-		return classify(err)
+		return c.attempt(ctx, func(ctx context.Context) error {
+			var err error
+			all, err = c.api.GetTokens(ctx)
+			return classify(err)
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list join tokens for %s: %w", clusterName, err)

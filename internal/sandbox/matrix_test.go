@@ -1,0 +1,529 @@
+package sandbox_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rawkode/rawkode-cloud/internal/cli"
+	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
+	"github.com/rawkode/rawkode-cloud/internal/sandbox"
+)
+
+// The full matrix takes a couple of minutes on two cores, so `go test ./...`
+// runs a smoke subset and CI (.ci/run) the whole of it.
+var fullMatrix = flag.Bool("matrix", false, "run the whole fault matrix (also RAWKODE_CLOUD_TEST_MATRIX=1)")
+
+var matrixOnly = flag.String("matrix-only", "", "run only the matrix scenarios whose name contains this")
+
+func matrixEnabled() bool { return *fullMatrix || os.Getenv("RAWKODE_CLOUD_TEST_MATRIX") != "" }
+
+// matrixSpeed is the sandbox clock for the matrix: the default test speed,
+// which three runs in a row showed stable under full load on two cores.
+const matrixSpeed = "400"
+
+// maxScenario is far more than any scenario needs at matrixSpeed: the
+// slowest, scaleway.get-server=hang, also hangs cleanup's "wait until
+// deleted", which the sandbox bounds at 30s (its cleanup floor).
+const maxScenario = 75 * time.Second
+
+// matrixWorkers runs scenarios side by side: a run mostly waits on scaled
+// timers, so more runs than cores keep the machine busy.
+const matrixWorkers = 6
+
+// Columns of the expectation table, in this order.
+var matrixKinds = []string{"error", "unavailable@2", "ratelimit@2", "hang", "never"}
+
+// Exit codes.
+const (
+	ok       = 0
+	failed   = 1
+	usage    = 2
+	leftRun  = 3
+	leftover = 4
+	skip     = -1 // not meaningful: "never" only applies to awaited conditions
+)
+
+// expected is the exit code of a provisioning with one fault, per kind. The
+// rules behind it:
+//   - transient faults (unavailable@2, ratelimit@2) are retried away: success;
+//   - phase 0 (settings, reachability, pre-flight reads) fails before anything
+//     is created: exit 2;
+//   - a permanent failure later undoes everything: exit 1;
+//   - Teleport verification failing (the agent never shows, or cannot be
+//     listed) leaves the server running for debugging: exit 3;
+//   - scaleway.get-server broken for good also breaks cleanup's "wait until
+//     deleted", so the server is reported as possibly left: exit 4;
+//   - points only used by cleanup, destroy or after success do not change a
+//     successful run (teleport.delete-token leaves the used token to expire,
+//     with a warning); cleanup faults have their own scenarios below;
+//   - scaleway.install's unavailable/ratelimit mean out_of_stock/locked in
+//     the emulator, states a server never leaves: exit 1;
+//   - a lockdown "hang" applies the config, then stalls: the probe proves the
+//     ports closed, so the run succeeds.
+var expected = map[string][5]int{
+	"scaleway.list-ssh-keys":   {usage, ok, ok, usage, skip},
+	"scaleway.get-catalogue":   {usage, ok, ok, usage, skip},
+	"scaleway.create-server":   {failed, ok, ok, failed, skip},
+	"scaleway.get-server":      {leftover, ok, ok, leftover, skip},
+	"scaleway.install":         {failed, failed, failed, failed, failed},
+	"scaleway.delete-server":   {ok, ok, ok, ok, skip},
+	"scaleway.list-servers":    {ok, ok, ok, ok, skip},
+	"cloudflare.list-records":  {usage, ok, ok, usage, skip},
+	"cloudflare.upsert-record": {failed, ok, ok, failed, skip},
+	"cloudflare.delete-record": {ok, ok, ok, ok, skip},
+	"infisical.login":          {usage, ok, ok, usage, skip},
+	"infisical.list-secrets":   {usage, ok, ok, usage, skip},
+	"infisical.write-secrets":  {failed, ok, ok, failed, skip},
+	"infisical.delete-secrets": {ok, ok, ok, ok, skip},
+	"ipdetect":                 {usage, ok, ok, usage, skip},
+	"teleport.connect":         {usage, ok, ok, usage, skip},
+	"teleport.create-token":    {failed, ok, ok, failed, skip},
+	"teleport.delete-token":    {ok, ok, ok, ok, skip},
+	"teleport.list-kube":       {leftRun, ok, ok, leftRun, skip},
+	"teleport.agent":           {leftRun, ok, ok, leftRun, leftRun},
+	"talos.maintenance":        {failed, ok, ok, failed, failed},
+	"talos.apply":              {failed, ok, ok, failed, skip},
+	"talos.reboot":             {failed, ok, ok, failed, failed},
+	"talos.bootstrap":          {failed, ok, ok, failed, skip},
+	"talos.services":           {failed, ok, ok, failed, failed},
+	"talos.kubeconfig":         {failed, ok, ok, failed, skip},
+	"talos.lockdown":           {failed, ok, ok, ok, skip},
+}
+
+// cleanupBase fails the run in phase 5, when the server, the DNS record, the
+// join token and two stored secrets exist, so that cleanup has every kind
+// of step to run.
+const cleanupBase = "talos.services=error"
+
+// cleanupPoints are the removals cleanup calls, with the resource each one
+// leaves when it fails for good.
+var cleanupPoints = map[string]string{
+	"scaleway.delete-server":   "Scaleway server",
+	"cloudflare.delete-record": "Cloudflare A record",
+	"infisical.delete-secrets": "Infisical secrets",
+	"teleport.delete-token":    "Teleport join token",
+}
+
+type scenario struct {
+	name   string
+	faults []string
+	want   int
+	// leftover names the resource a failed cleanup must list (exit 4).
+	leftover string
+}
+
+func matrixScenarios() []scenario {
+	var out []scenario
+	for _, fp := range sandbox.FaultPoints {
+		want, known := expected[fp.Point]
+		if !known {
+			// A new fault point needs its row: fail loudly rather than skip it.
+			out = append(out, scenario{name: fp.Point + " (no expectation)", want: -2})
+			continue
+		}
+		for i, kind := range matrixKinds {
+			if want[i] == skip {
+				continue
+			}
+			sc := scenario{name: fp.Point + "=" + kind, faults: []string{fp.Point + "=" + kind}, want: want[i]}
+			if want[i] == leftover {
+				sc.leftover = "Scaleway server"
+			}
+			out = append(out, sc)
+		}
+	}
+	points := make([]string, 0, len(cleanupPoints))
+	for p := range cleanupPoints {
+		points = append(points, p)
+	}
+	sort.Strings(points)
+	for _, p := range points {
+		for _, kind := range []string{"unavailable@2", "ratelimit@2", "hang@1"} {
+			out = append(out, scenario{name: "cleanup: " + p + "=" + kind, faults: []string{cleanupBase, p + "=" + kind}, want: failed})
+		}
+		out = append(out, scenario{name: "cleanup: " + p + "=error", faults: []string{cleanupBase, p + "=error"}, want: leftover, leftover: cleanupPoints[p]})
+	}
+	return out
+}
+
+// smokeScenarios are the ones `go test ./...` always runs: one of each
+// outcome, cleanup faults included.
+var smokeScenarios = map[string]bool{
+	"scaleway.create-server=unavailable@2":     true,
+	"cloudflare.upsert-record=hang":            true,
+	"infisical.login=error":                    true,
+	"teleport.agent=unavailable@2":             true,
+	"teleport.list-kube=error":                 true,
+	"cleanup: scaleway.delete-server=error":    true,
+	"cleanup: cloudflare.delete-record=hang@1": true,
+}
+
+// outcome is what one scenario did.
+type outcome struct {
+	sc       scenario
+	code     int
+	stderr   string
+	events   []map[string]any
+	inv      sandbox.Inventory
+	sb       *sandbox.Sandbox
+	duration time.Duration
+	// leftovers and kept are the resources the run listed as remaining.
+	leftovers, kept []map[string]any
+	problems        []string
+	orphans         []string
+	// openTo says, per server IP, whether its node still admitted the
+	// operator to the Talos API when the run ended.
+	openTo map[string]bool
+}
+
+// lineWriter passes output on and shows each complete line to onLine.
+type lineWriter struct {
+	w      *bytes.Buffer
+	onLine func(string)
+	part   []byte
+}
+
+func (l *lineWriter) Write(p []byte) (int, error) {
+	l.w.Write(p)
+	l.part = append(l.part, p...)
+	for {
+		i := bytes.IndexByte(l.part, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		l.onLine(string(l.part[:i]))
+		l.part = l.part[i+1:]
+	}
+}
+
+func TestFaultMatrix(t *testing.T) {
+	t.Parallel()
+	all := matrixScenarios()
+	var run []scenario
+	for _, sc := range all {
+		if *matrixOnly != "" {
+			if strings.Contains(sc.name, *matrixOnly) {
+				run = append(run, sc)
+			}
+			continue
+		}
+		if matrixEnabled() || smokeScenarios[sc.name] {
+			run = append(run, sc)
+		}
+	}
+	results := make([]*outcome, len(run))
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for range matrixWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				results[i] = runScenario(t, run[i])
+			}
+		}()
+	}
+	for i := range run {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+
+	var table strings.Builder
+	fmt.Fprintf(&table, "%-50s %4s %-32s %8s\n", "SCENARIO", "EXIT", "LEFTOVERS", "DURATION")
+	passed, orphaned := 0, 0
+	for _, o := range results {
+		o.judge()
+		left := describeLeft(o)
+		mark := ""
+		if len(o.problems) > 0 {
+			mark = "  FAIL"
+		} else {
+			passed++
+		}
+		orphaned += len(o.orphans)
+		fmt.Fprintf(&table, "%-50s %4d %-32s %7.1fs%s\n", o.sc.name, o.code, left, o.duration.Seconds(), mark)
+	}
+	total := fmt.Sprintf("%d scenarios, %d passed, %d orphaned resources", len(results), passed, orphaned)
+	t.Logf("fault matrix (speed %s×):\n%s%s", matrixSpeed, table.String(), total)
+	if testing.Verbose() {
+		fmt.Println(total)
+	}
+	for _, o := range results {
+		if len(o.problems) > 0 {
+			t.Errorf("%s: %s\nstderr:\n%s\nevents:\n%s", o.sc.name, strings.Join(o.problems, "; "), o.stderr, dumpJSON(o.events))
+		}
+	}
+	if !matrixEnabled() {
+		t.Logf("smoke subset only; the whole matrix runs with -matrix or RAWKODE_CLOUD_TEST_MATRIX=1 (%d scenarios)", len(all))
+	}
+}
+
+func runScenario(t *testing.T, sc scenario) *outcome {
+	o := &outcome{sc: sc}
+	if sc.want == -2 {
+		o.problems = append(o.problems, "fault point without a row in the expectation table")
+		return o
+	}
+	args := []string{"provision", "--sandbox", "--sandbox-speed", matrixSpeed, "--output", "json"}
+	for _, f := range sc.faults {
+		args = append(args, "--sandbox-fault", f)
+	}
+	var out, errOut bytes.Buffer
+	var mu sync.Mutex
+	// The sandbox closes when the command returns, taking its nodes along:
+	// their firewalls are read when the inventory is printed, just before.
+	snoop := &lineWriter{w: &out, onLine: func(line string) {
+		if !strings.Contains(line, `"type":"inventory"`) {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		o.openTo = map[string]bool{}
+		for _, srv := range o.sb.Inventory().Servers {
+			ip, _ := srv["ip"].(string)
+			n := o.sb.Node(ip)
+			o.openTo[ip] = n != nil && n.Allowed(machineconfig.TalosAPIPort, sandbox.OperatorIP)
+		}
+	}}
+	env := cli.Env{
+		In: strings.NewReader(""), Out: snoop, Err: &errOut,
+		LookupEnv: func(string) (string, bool) { return "", false },
+		Home:      t.TempDir(),
+		OnSandbox: func(sb *sandbox.Sandbox) { mu.Lock(); o.sb = sb; mu.Unlock() },
+	}
+	// Far above any scenario's scaled deadlines: a run that needs it is stuck.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	start := time.Now()
+	o.code = cli.Execute(ctx, args, env)
+	o.duration = time.Since(start)
+	if ctx.Err() != nil {
+		o.problems = append(o.problems, "did not end within 2 minutes: a fault is not bounded")
+	} else if o.duration > maxScenario {
+		o.problems = append(o.problems, fmt.Sprintf("took %s: every fault must be bounded by the scaled timeouts", o.duration.Round(time.Second)))
+	}
+	o.stderr = errOut.String()
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			o.problems = append(o.problems, fmt.Sprintf("output line is not JSON: %q", line))
+			continue
+		}
+		o.events = append(o.events, ev)
+		switch ev["type"] {
+		case "leftover":
+			o.leftovers = append(o.leftovers, ev)
+		case "kept":
+			o.kept = append(o.kept, ev)
+		}
+	}
+	mu.Lock()
+	sb := o.sb
+	mu.Unlock()
+	if sb == nil {
+		o.problems = append(o.problems, "the sandbox was never started")
+		return o
+	}
+	o.inv = sb.Inventory()
+	if last := o.events[len(o.events)-1]; last["type"] != "inventory" {
+		o.problems = append(o.problems, fmt.Sprintf("last event is %v, not the inventory", last["type"]))
+	}
+	return o
+}
+
+// judge checks the outcome against the scenario and counts orphans: things
+// left in the emulators that the run neither meant to keep nor listed.
+func (o *outcome) judge() {
+	if o.sb == nil {
+		return
+	}
+	if o.code != o.sc.want {
+		o.problems = append(o.problems, fmt.Sprintf("exit %d, want %d", o.code, o.sc.want))
+	}
+	inv := o.inv
+	switch o.code {
+	case ok:
+		if len(inv.Servers) != 1 || len(inv.DNSRecords) != 1 || len(inv.KubeServers) != 1 || len(inv.Secrets) != 3 {
+			o.problems = append(o.problems, fmt.Sprintf("inventory after success: %+v", inv))
+		}
+		// The used join token is deleted, unless deleting it failed (it
+		// then expires by itself and a warning says so).
+		if len(inv.Tokens) > 0 && !o.warned("join token") {
+			o.orphans = append(o.orphans, fmt.Sprintf("%d join token(s) left without a warning", len(inv.Tokens)))
+		}
+		if len(inv.Servers) > 1 {
+			o.orphans = append(o.orphans, fmt.Sprintf("%d servers after success", len(inv.Servers)))
+		}
+	case leftRun:
+		// Exactly the server stays, firewall open, and the output lists
+		// what was kept with how to remove it.
+		if len(inv.Servers) != 1 {
+			o.problems = append(o.problems, fmt.Sprintf("servers left = %d, want exactly the one kept for debugging", len(inv.Servers)))
+		}
+		for _, s := range inv.Servers {
+			ip, _ := s["ip"].(string)
+			if !o.openTo[ip] {
+				o.problems = append(o.problems, "the kept server's firewall is closed: the operator cannot debug it")
+			}
+		}
+		// Debugging needs the cluster's credentials: all three are kept.
+		if len(inv.Secrets) != 3 {
+			o.problems = append(o.problems, fmt.Sprintf("%d stored credentials for the kept cluster, want the bundle, talosconfig and kubeconfig", len(inv.Secrets)))
+		}
+		if !strings.Contains(o.stderr, "rawkode-cloud destroy --cluster-name") {
+			o.problems = append(o.problems, "the error does not say how to destroy what was kept")
+		}
+		o.orphans = append(o.orphans, o.unlisted(o.kept)...)
+	default:
+		listed := o.leftovers
+		o.orphans = append(o.orphans, o.unlisted(listed)...)
+		if o.code == leftover {
+			if len(listed) == 0 {
+				o.problems = append(o.problems, "exit 4 without any leftover listed")
+			}
+			found := false
+			for _, l := range listed {
+				res, _ := l["resource"].(string)
+				cmd, _ := l["command"].(string)
+				if cmd == "" {
+					o.problems = append(o.problems, "leftover without a command: "+res)
+				}
+				if strings.HasPrefix(res, o.sc.leftover) {
+					found = true
+				}
+				// The command removes exactly what is left.
+				for prefix, want := range map[string]string{
+					"Scaleway server":     "rawkode-cloud destroy --server-id ",
+					"Cloudflare A record": "curl -X DELETE ",
+					"Infisical secrets":   "infisical secrets delete ",
+					"Teleport join token": "tctl tokens rm ",
+				} {
+					if strings.HasPrefix(res, prefix) && !strings.Contains(cmd, want) {
+						o.problems = append(o.problems, fmt.Sprintf("leftover %q has command %q, want %q…", res, cmd, want))
+					}
+				}
+				for _, srv := range inv.Servers {
+					if strings.HasPrefix(res, "Scaleway server") && !strings.Contains(cmd, fmt.Sprint(srv["id"])) {
+						o.problems = append(o.problems, fmt.Sprintf("leftover command %q does not name server %v", cmd, srv["id"]))
+					}
+				}
+				for _, rec := range inv.DNSRecords {
+					if strings.HasPrefix(res, "Cloudflare A record") && !strings.Contains(cmd, "dns_records/"+fmt.Sprint(rec["id"])) {
+						o.problems = append(o.problems, fmt.Sprintf("leftover command %q does not name record %v", cmd, rec["id"]))
+					}
+				}
+			}
+			if !found {
+				o.problems = append(o.problems, fmt.Sprintf("no leftover listed for %q", o.sc.leftover))
+			}
+		} else if !inv.Empty() {
+			// exit 1, 2 and 130 promise that nothing remains.
+			o.problems = append(o.problems, fmt.Sprintf("inventory not empty after exit %d: %+v", o.code, inv))
+		}
+		if o.code == usage {
+			if n := o.sb.Scaleway.Counters().Get("create-server"); n != 0 {
+				o.problems = append(o.problems, fmt.Sprintf("exit 2 but %d server order(s) were sent", n))
+			}
+		}
+	}
+	if len(o.orphans) > 0 {
+		o.problems = append(o.problems, "orphaned: "+strings.Join(o.orphans, ", "))
+	}
+}
+
+func (o *outcome) warned(about string) bool {
+	for _, ev := range o.events {
+		if ev["type"] == "warn" && strings.Contains(fmt.Sprint(ev["message"]), about) {
+			return true
+		}
+	}
+	return false
+}
+
+// unlisted returns what the inventory holds that no listed resource names.
+// A kube server belongs to its server: it goes when the server goes.
+func (o *outcome) unlisted(listed []map[string]any) []string {
+	var text strings.Builder
+	for _, l := range listed {
+		fmt.Fprintln(&text, l["resource"], l["command"])
+	}
+	names := text.String()
+	var out []string
+	for _, s := range o.inv.Servers {
+		if !strings.Contains(names, fmt.Sprint(s["id"])) {
+			out = append(out, "server "+fmt.Sprint(s["id"]))
+		}
+	}
+	for _, r := range o.inv.DNSRecords {
+		if !strings.Contains(names, fmt.Sprint(r["name"])) {
+			out = append(out, "DNS record "+fmt.Sprint(r["name"]))
+		}
+	}
+	for _, tok := range o.inv.Tokens {
+		if !strings.Contains(names, fmt.Sprint(tok["name"])) {
+			out = append(out, "token "+fmt.Sprint(tok["name"]))
+		}
+	}
+	for _, sec := range o.inv.Secrets {
+		if !strings.Contains(names, fmt.Sprint(sec["name"])) {
+			out = append(out, "secret "+fmt.Sprint(sec["name"]))
+		}
+	}
+	if len(o.inv.Servers) == 0 {
+		for _, k := range o.inv.KubeServers {
+			out = append(out, "kube server "+fmt.Sprint(k["name"])+" without its server")
+		}
+	}
+	return out
+}
+
+func describeLeft(o *outcome) string {
+	var parts []string
+	seen := map[string]bool{}
+	for _, l := range append(append([]map[string]any(nil), o.leftovers...), o.kept...) {
+		if res := shorten(fmt.Sprint(l["resource"])); !seen[res] {
+			seen[res] = true
+			parts = append(parts, res)
+		}
+	}
+	switch {
+	case len(parts) == 0 && o.code == ok:
+		return "- (cluster up)"
+	case len(parts) == 0:
+		return "-"
+	case len(o.kept) > 0:
+		return "kept: " + strings.Join(parts, ", ")
+	}
+	return "listed: " + strings.Join(parts, ", ")
+}
+
+func shorten(s string) string {
+	for w, short := range map[string]string{"Scaleway server": "server", "Cloudflare A record": "DNS", "Infisical secrets": "secrets", "Teleport join token": "token"} {
+		if strings.HasPrefix(s, w) {
+			return short
+		}
+	}
+	return s
+}
+
+func dumpJSON(events []map[string]any) string {
+	var b strings.Builder
+	for _, e := range events {
+		if e["type"] == "state" {
+			continue
+		}
+		line, _ := json.Marshal(e)
+		fmt.Fprintf(&b, "  %s\n", line)
+	}
+	return b.String()
+}
