@@ -133,7 +133,7 @@ func buildPlan(cfg *config.Config) (*planDoc, *machineconfig.Result, []byte, err
 		DNSName: cfg.Get(config.CloudflareDNSName), KubernetesVersion: cfg.Get(config.KubernetesVersion),
 		TalosVersion: cfg.Get(config.TalosVersion), SchematicID: cfg.Get(config.TalosSchematicID),
 		InstallDisk: cfg.Get(config.TalosInstallDisk), OperatorIP: netip.MustParseAddr(opIP),
-		TeleportProxy: proxy, TeleportJoinToken: placeholderToken,
+		TeleportProxy: proxy, TeleportJoinToken: placeholderToken, TeleportAgentVersion: cfg.Get(config.TeleportAgentVersion),
 		InfisicalClientID: cfg.Get(config.InfisicalClientID), InfisicalClientSecret: cfg.Get(config.InfisicalClientSecret),
 		Secrets: bundle,
 	})

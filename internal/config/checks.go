@@ -170,6 +170,15 @@ func checkDNSName(v string) error {
 	return nil
 }
 
+var reImageTag = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+
+func checkImageTag(v string) error {
+	if !reImageTag.MatchString(v) {
+		return errors.New("must be an image tag such as 17.4.2")
+	}
+	return nil
+}
+
 func checkSlug(v string) error {
 	if !reSlug.MatchString(v) {
 		return errors.New("must be an environment slug: lowercase letters, digits, '-' and '_'")

@@ -101,6 +101,7 @@ const (
 	TeleportIdentityFile = "teleport-identity-file"
 	TeleportIdentity     = "teleport-identity"
 	TeleportTokenTTL     = "teleport-token-ttl"
+	TeleportAgentVersion = "teleport-agent-version"
 
 	CloudflareAPIToken = "cloudflare-api-token"
 	CloudflareZoneID   = "cloudflare-zone-id"
@@ -158,6 +159,8 @@ var Schema = []Setting{
 	{Name: TeleportIdentityFile, Section: "Teleport", Help: "Teleport identity file (from tctl auth sign); without it and without teleport-identity the tsh profile is used", Infisical: "", Check: checkReadableFile},
 	{Name: TeleportIdentity, Section: "Teleport", Help: "Teleport identity file content, for when it lives in the secret store rather than on disk", Secret: true, Infisical: "TELEPORT_IDENTITY", Check: checkIdentityContent},
 	{Name: TeleportTokenTTL, Section: "Teleport", Help: "Lifetime of the join token minted for the cluster's kube agent", Default: "30m", Type: Duration, Infisical: "TELEPORT_TOKEN_TTL", Check: checkPositiveDuration},
+
+	{Name: TeleportAgentVersion, Section: "Teleport", Help: "Version of the Teleport kube agent image run in the cluster; empty means the Teleport cluster's own version, read when phase 0 checks the connection", Infisical: "TELEPORT_AGENT_VERSION", Check: checkImageTag},
 
 	{Name: CloudflareAPIToken, Section: "Cloudflare", Help: "Cloudflare API token with DNS edit rights on the zone", Secret: true, Infisical: "CLOUDFLARE_API_TOKEN", Check: checkToken},
 	{Name: CloudflareZoneID, Section: "Cloudflare", Help: "Cloudflare zone ID (32 hex characters)", Infisical: "CLOUDFLARE_ZONE_ID", Check: checkCloudflareZone},

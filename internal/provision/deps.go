@@ -46,6 +46,7 @@ type SecretStore interface {
 // Teleport mints join tokens and confirms the cluster registered.
 type Teleport interface {
 	Check(ctx context.Context) error
+	ServerVersion() string
 	CreateKubeToken(ctx context.Context, clusterName string, ttl time.Duration) (teleport.Token, error)
 	DeleteToken(ctx context.Context, name string) error
 	ListKubeTokens(ctx context.Context, clusterName string) ([]teleport.Token, error)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -190,7 +191,13 @@ func (p *Provisioner) checkTeleport(ctx context.Context, r *pipeline.Run) error 
 	if err := tp.Check(ctx); err != nil {
 		return fmt.Errorf("check Teleport %s: %w", p.cfg.Get(config.TeleportProxy), err)
 	}
-	r.Info("Teleport reachable and credentials accepted", map[string]any{"proxy": p.cfg.Get(config.TeleportProxy)})
+	p.agentVersion = p.cfg.Get(config.TeleportAgentVersion)
+	if p.agentVersion == "" {
+		// The agent runs the cluster's own version: Teleport supports agents
+		// no newer than the cluster and at most one major version behind.
+		p.agentVersion = strings.TrimPrefix(tp.ServerVersion(), "v")
+	}
+	r.Info("Teleport reachable and credentials accepted", map[string]any{"proxy": p.cfg.Get(config.TeleportProxy), "agent_version": p.agentVersion})
 	return nil
 }
 

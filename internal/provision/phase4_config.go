@@ -113,6 +113,7 @@ func (p *Provisioner) machineInput() machineconfig.Input {
 		OperatorIP:            p.operatorIP,
 		TeleportProxy:         p.cfg.Get(config.TeleportProxy),
 		TeleportJoinToken:     p.token.Name,
+		TeleportAgentVersion:  p.agentVersion,
 		InfisicalClientID:     p.cfg.Get(config.InfisicalClientID),
 		InfisicalClientSecret: p.cfg.Get(config.InfisicalClientSecret),
 		Secrets:               p.bundle,

@@ -49,18 +49,19 @@ type Provisioner struct {
 	ip    IPDetector
 
 	// Filled as the phases go.
-	sshKeys    []string
-	server     *scaleway.Server
-	publicIP   string
-	dnsChange  *cloudflare.Change
-	operatorIP netip.Addr
-	token      teleport.Token
-	bundle     *secrets.Bundle
-	artifacts  *machineconfig.Result
-	kubeconfig []byte
-	stored     string // where talosconfig/kubeconfig were kept
-	lockedDown bool
-	portsAfter map[int]bool
+	sshKeys      []string
+	server       *scaleway.Server
+	publicIP     string
+	dnsChange    *cloudflare.Change
+	operatorIP   netip.Addr
+	agentVersion string // Teleport kube agent image tag
+	token        teleport.Token
+	bundle       *secrets.Bundle
+	artifacts    *machineconfig.Result
+	kubeconfig   []byte
+	stored       string // where talosconfig/kubeconfig were kept
+	lockedDown   bool
+	portsAfter   map[int]bool
 
 	// Work started ahead of the critical path (see the phases).
 	bundleTask *pipeline.Task

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	teleportapi "github.com/gravitational/teleport/api"
 	"strings"
 	"sync"
 	"testing"
@@ -96,6 +97,9 @@ func TestProvisionSucceedsEndToEnd(t *testing.T) {
 	cfgs := node.AppliedConfigs()
 	if len(cfgs) < 2 {
 		t.Fatalf("node got %d configs, want the initial and the lockdown", len(cfgs))
+	}
+	if want := "teleport-distroless:" + teleportapi.Version; !strings.Contains(string(cfgs[0]), want) {
+		t.Errorf("kube agent does not run the Teleport cluster's version (%s)", want)
 	}
 	if !hasOperatorRules(t, cfgs[0]) {
 		t.Error("initial config lacks the operator /32 rules")

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gravitational/teleport/api/breaker"
@@ -68,6 +69,8 @@ func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // Client is a connected Teleport API client.
 type Client struct {
+	mu             sync.Mutex
+	serverVersion  string
 	api            *client.Client
 	retry          retry.Policy
 	attemptTimeout time.Duration
@@ -125,7 +128,12 @@ func (c *Client) Close() error {
 func (c *Client) Check(ctx context.Context) error {
 	err := c.retry.Do(ctx, func(ctx context.Context) error {
 		return c.attempt(ctx, func(ctx context.Context) error {
-			_, err := c.api.Ping(ctx)
+			pong, err := c.api.Ping(ctx)
+			if err == nil {
+				c.mu.Lock()
+				c.serverVersion = pong.ServerVersion
+				c.mu.Unlock()
+			}
 			return classify(err)
 		})
 	})
@@ -133,6 +141,14 @@ func (c *Client) Check(ctx context.Context) error {
 		return fmt.Errorf("check Teleport connection: %w", err)
 	}
 	return nil
+}
+
+// ServerVersion is the Teleport version the last Check saw ("" before): the
+// kube agent should run the cluster's own version.
+func (c *Client) ServerVersion() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.serverVersion
 }
 
 // classify maps a Teleport API error to our sentinel and retry verdict.
