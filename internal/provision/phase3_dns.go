@@ -35,7 +35,7 @@ func (p *Provisioner) upsertDNS(ctx context.Context, r *pipeline.Run) error {
 	// answer was lost); its Change is always safe to revert.
 	if ch.Changed() || err != nil {
 		r.Undo(pipeline.UndoStep{
-			Resource: fmt.Sprintf("Cloudflare A record %s (%s)", name, ch.String()),
+			Resource: dnsResource(ch, name),
 			Command:  revertCommand(ch, name, p.cfg.Get(config.CloudflareZoneID)),
 			Do:       func(ctx context.Context) error { return p.dns.Revert(ctx, ch) },
 		})
@@ -46,6 +46,17 @@ func (p *Provisioner) upsertDNS(ctx context.Context, r *pipeline.Run) error {
 	p.dnsChange = &ch
 	r.Info("DNS "+ch.String(), map[string]any{"name": name, "ip": p.publicIP})
 	return nil
+}
+
+// dnsResource names what undo restores, without repeating the name.
+func dnsResource(ch cloudflare.Change, name string) string {
+	switch {
+	case ch.Created:
+		return fmt.Sprintf("Cloudflare A record %s → %s (created)", name, ch.Current.Content)
+	case ch.Previous != nil:
+		return fmt.Sprintf("Cloudflare A record %s → %s (was %s)", name, ch.Current.Content, ch.Previous.Content)
+	}
+	return fmt.Sprintf("Cloudflare A record %s (state unknown after a failed change)", name)
 }
 
 // revertCommand is what undoes ch by hand when cleanup could not: the exact
