@@ -10,6 +10,7 @@ import (
 
 	"github.com/rawkode/rawkode-cloud/internal/config"
 	"github.com/rawkode/rawkode-cloud/internal/fail"
+	"github.com/rawkode/rawkode-cloud/internal/metering"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 	"github.com/rawkode/rawkode-cloud/internal/progress"
 	"github.com/rawkode/rawkode-cloud/internal/provision"
@@ -62,6 +63,11 @@ func (a *app) runProvision(cmd *cobra.Command, o *provisionOptions) error {
 				Message: "the sandbox uses its own endpoints and credentials and keeps the cluster's credentials in its emulated Infisical; ignored: " + strings.Join(ov, ", ")})
 		}
 	}
+	var meter *metering.Meter
+	if o.report != "" && sb == nil {
+		meter = metering.New()
+		factory.Meter = meter
+	}
 	factory.OnRetry = func(service string, at retry.Attempt) {
 		rend.Emit(pipeline.Event{Type: pipeline.EventRetry, Time: time.Now(), Message: at.Err.Error(),
 			Fields: map[string]any{"wait": service + " call", "attempt": at.N, "next": at.Next.Seconds()}})
@@ -88,7 +94,7 @@ func (a *app) runProvision(cmd *cobra.Command, o *provisionOptions) error {
 		if cpuBefore < 0 {
 			cpu = -1
 		}
-		rep := report.Build(report.Input{Events: rec.Events(), Result: res, Err: runErr, CPUOnPath: p.CPUOnPath(),
+		rep := report.Build(report.Input{Events: rec.Events(), Result: res, Err: runErr, CPUOnPath: p.CPUOnPath(), Requests: meter.Snapshot(),
 			ProcessCPU: cpu, Sandbox: sb, Redact: a.redactor.String})
 		if err := report.Write(o.report, rep); err != nil {
 			rend.Emit(pipeline.Event{Type: pipeline.EventWarn, Time: time.Now(), Message: err.Error()})

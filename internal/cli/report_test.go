@@ -84,10 +84,15 @@ func TestProvisionReportWithoutSandbox(t *testing.T) {
 		t.Fatalf("exit %d, want 2\nstderr:\n%s", r.code, r.err)
 	}
 	top, raw := readReport(t, path)
-	for _, key := range []string{"cli_added_seconds", "cli_added_seconds_real", "critical_path_seconds", "requests"} {
+	for _, key := range []string{"cli_added_seconds", "cli_added_seconds_real", "critical_path_seconds"} {
 		if v, ok := top[key]; !ok || v != nil {
 			t.Errorf("%s = %v (present %v), want null", key, v, ok)
 		}
+	}
+	// Requests are counted at the wire in real runs: phase 0 refused the
+	// settings before any was sent.
+	if req, ok := top["requests"].(map[string]any); !ok || len(req) != 0 || top["requests_total"] != 0.0 {
+		t.Errorf("requests = %v, total %v; want counted, and none", top["requests"], top["requests_total"])
 	}
 	if top["outcome"] != "failed" || top["time_scale"] != 1.0 {
 		t.Errorf("outcome, time_scale = %v, %v", top["outcome"], top["time_scale"])

@@ -48,6 +48,9 @@ type Config struct {
 	// AttemptTimeout abandons one unanswered request and retries;
 	// default 30s.
 	AttemptTimeout time.Duration
+	// OnRequest, when set, is told about every request sent (the SDK
+	// offers no transport to count at), e.g. "list-secrets".
+	OnRequest func(op string)
 }
 
 // ErrMissingConfig means a required setting was empty; nothing was sent.
@@ -103,7 +106,7 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		stop:      stop,
 		sensitive: []string{cfg.ClientSecret},
 	}
-	cred, err := call(ctx, c, nil, func() (sdk.MachineIdentityCredential, error) {
+	cred, err := call(ctx, c, "login", nil, func() (sdk.MachineIdentityCredential, error) {
 		return c.sdk.Auth().UniversalAuthLogin(cfg.ClientID, cfg.ClientSecret)
 	})
 	if err != nil {
@@ -148,7 +151,7 @@ func (c *Client) List(ctx context.Context) (map[string]string, error) {
 }
 
 func (c *Client) list(ctx context.Context, p string) (map[string]string, error) {
-	res, err := call(ctx, c, nil, func() (sdk.ListSecretsResult, error) {
+	res, err := call(ctx, c, "list-secrets", nil, func() (sdk.ListSecretsResult, error) {
 		return c.sdk.Secrets().ListSecrets(sdk.ListSecretsOptions{
 			ProjectID: c.cfg.ProjectID, Environment: c.cfg.Environment, SecretPath: p,
 			// Values are returned verbatim: stored artifacts (kubeconfig,
@@ -169,7 +172,7 @@ func (c *Client) list(ctx context.Context, p string) (map[string]string, error) 
 // Get returns one secret at path; ErrNotFound when it does not exist.
 func (c *Client) Get(ctx context.Context, secretPath, name string) (string, error) {
 	p := c.resolve(secretPath)
-	s, err := call(ctx, c, nil, func() (models.Secret, error) {
+	s, err := call(ctx, c, "get-secret", nil, func() (models.Secret, error) {
 		return c.sdk.Secrets().Retrieve(sdk.RetrieveSecretOptions{
 			SecretKey: name, ProjectID: c.cfg.ProjectID, Environment: c.cfg.Environment, SecretPath: p,
 		})
@@ -234,7 +237,7 @@ func (c *Client) put(ctx context.Context, p, name, value string, exists bool) er
 }
 
 func (c *Client) create(ctx context.Context, p, name, value string) error {
-	_, err := call(ctx, c, []string{value}, func() (models.Secret, error) {
+	_, err := call(ctx, c, "create-secret", []string{value}, func() (models.Secret, error) {
 		return c.sdk.Secrets().Create(sdk.CreateSecretOptions{
 			SecretKey: name, SecretValue: value,
 			ProjectID: c.cfg.ProjectID, Environment: c.cfg.Environment, SecretPath: p,
@@ -244,7 +247,7 @@ func (c *Client) create(ctx context.Context, p, name, value string) error {
 }
 
 func (c *Client) update(ctx context.Context, p, name, value string) error {
-	_, err := call(ctx, c, []string{value}, func() (models.Secret, error) {
+	_, err := call(ctx, c, "update-secret", []string{value}, func() (models.Secret, error) {
 		return c.sdk.Secrets().Update(sdk.UpdateSecretOptions{
 			SecretKey: name, NewSecretValue: value,
 			ProjectID: c.cfg.ProjectID, Environment: c.cfg.Environment, SecretPath: p,
@@ -259,7 +262,7 @@ func (c *Client) mkdir(ctx context.Context, p string) error {
 	if p == "/" {
 		return nil
 	}
-	_, err := call(ctx, c, nil, func() (models.Folder, error) {
+	_, err := call(ctx, c, "create-folder", nil, func() (models.Folder, error) {
 		return c.sdk.Folders().Create(sdk.CreateFolderOptions{
 			ProjectID: c.cfg.ProjectID, Environment: c.cfg.Environment,
 			Name: path.Base(p), Path: path.Dir(p),
@@ -285,7 +288,7 @@ func (c *Client) Delete(ctx context.Context, secretPath string, names []string) 
 }
 
 func (c *Client) deleteOne(ctx context.Context, p, name string) error {
-	_, err := call(ctx, c, nil, func() (models.Secret, error) {
+	_, err := call(ctx, c, "delete-secret", nil, func() (models.Secret, error) {
 		return c.sdk.Secrets().Delete(sdk.DeleteSecretOptions{
 			SecretKey: name, ProjectID: c.cfg.ProjectID, Environment: c.cfg.Environment, SecretPath: p,
 		})
@@ -311,7 +314,7 @@ func (c *Client) where(p string) string {
 // travel only through the attempt's own channel, so an abandoned attempt can
 // never overwrite a later one's. extra lists values, beyond the credentials,
 // to scrub from errors.
-func call[T any](ctx context.Context, c *Client, extra []string, fn func() (T, error)) (T, error) {
+func call[T any](ctx context.Context, c *Client, op string, extra []string, fn func() (T, error)) (T, error) {
 	type result struct {
 		v   T
 		err error
@@ -320,6 +323,9 @@ func call[T any](ctx context.Context, c *Client, extra []string, fn func() (T, e
 	err := c.cfg.Retry.Do(ctx, func(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if c.cfg.OnRequest != nil {
+			c.cfg.OnRequest(op)
 		}
 		done := make(chan result, 1)
 		go func() {

@@ -226,6 +226,9 @@ func nonPublic(a netip.Addr) string {
 
 // ipv4Client dials over IPv4 only: a dual-stack service reached over IPv6
 // would answer with an IPv6 address, useless for the IPv4 firewall rule.
+// IPv4Client is the default client, for callers that wrap its transport.
+func IPv4Client() *http.Client { return ipv4Client() }
+
 func ipv4Client() *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}

@@ -11,6 +11,7 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/config"
 	"github.com/rawkode/rawkode-cloud/internal/infisical"
 	"github.com/rawkode/rawkode-cloud/internal/ipdetect"
+	"github.com/rawkode/rawkode-cloud/internal/metering"
 	"github.com/rawkode/rawkode-cloud/internal/retry"
 	"github.com/rawkode/rawkode-cloud/internal/scaleway"
 	"github.com/rawkode/rawkode-cloud/internal/talos"
@@ -30,6 +31,8 @@ type Factory struct {
 	HTTPClient       *http.Client
 	// OnRetry is told about every retried call, by service.
 	OnRetry func(service string, a retry.Attempt)
+	// Meter, when set, counts every request sent, per service and operation.
+	Meter *metering.Meter
 	// SecretStore, when set, replaces the Infisical login (tests).
 	SecretStore func(ctx context.Context, cfg *config.Config) (SecretStore, error)
 	// AttemptTimeout bounds one attempt of any call (one HTTP request, one
@@ -73,6 +76,7 @@ func (f Factory) Infisical(ctx context.Context, cfg *config.Config) (SecretStore
 		Retry:        f.policy("infisical"),
 		// Zero keeps the adapter's default.
 		AttemptTimeout: f.AttemptTimeout,
+		OnRequest:      func(op string) { f.Meter.Inc("infisical", op) },
 	})
 }
 
@@ -98,7 +102,7 @@ func (f Factory) Cloudflare(cfg *config.Config) (DNS, error) {
 		APIToken:   cfg.Get(config.CloudflareAPIToken),
 		ZoneID:     cfg.Get(config.CloudflareZoneID),
 		BaseURL:    f.CloudflareBaseURL,
-		HTTPClient: f.HTTPClient,
+		HTTPClient: f.meteredClient("cloudflare", f.HTTPClient),
 		// Zero keeps the adapter's default.
 		RequestTimeout: f.AttemptTimeout,
 		Comment:        "managed by rawkode-cloud (cluster " + cfg.Get(config.ClusterName) + ")",
@@ -114,6 +118,7 @@ func (f Factory) Teleport(ctx context.Context, cfg *config.Config) (Teleport, er
 		Retry: f.policy("teleport"),
 		// Zero keeps the client's defaults.
 		DialTimeout:    f.AttemptTimeout,
+		DialOpts:       f.Meter.DialOptions("teleport"),
 		AttemptTimeout: f.AttemptTimeout,
 	}
 	switch {
@@ -134,12 +139,17 @@ func (f Factory) Teleport(ctx context.Context, cfg *config.Config) (Teleport, er
 // Talos builds the Talos client.
 func (f Factory) Talos(*config.Config) Talos {
 	p := f.policy("talos")
-	return talos.New(talos.Options{Dialer: f.TalosDialer, OnRetry: p.OnRetry, RetryBudget: p.Budget, AttemptTimeout: f.AttemptTimeout})
+	return talos.New(talos.Options{Dialer: f.TalosDialer, OnRetry: p.OnRetry, RetryBudget: p.Budget, AttemptTimeout: f.AttemptTimeout,
+		DialOpts: f.Meter.DialOptions("talos")})
 }
 
 // IPDetector builds the public-IP detector.
 func (f Factory) IPDetector(*config.Config) IPDetector {
-	d := ipdetect.Detector{URLs: f.IPDetectURLs, HTTPClient: f.HTTPClient, AllowNonPublic: f.IPAllowNonPublic, PerTry: f.AttemptTimeout}
+	client := f.HTTPClient
+	if client == nil && f.Meter != nil {
+		client = ipdetect.IPv4Client() // keep IPv4-only dialing under the meter
+	}
+	d := ipdetect.Detector{URLs: f.IPDetectURLs, HTTPClient: f.meteredClient("ipdetect", client), AllowNonPublic: f.IPAllowNonPublic, PerTry: f.AttemptTimeout}
 	return retryingDetector{d: d, policy: f.policy("ipdetect")}
 }
 
@@ -164,13 +174,30 @@ func (r retryingDetector) Detect(ctx context.Context) (netip.Addr, error) {
 // httpClient is the Scaleway client's: its adapter bounds a request only
 // through the client's Timeout.
 func (f Factory) httpClient() *http.Client {
-	if f.AttemptTimeout <= 0 {
+	if f.AttemptTimeout <= 0 && f.Meter == nil {
 		return f.HTTPClient // nil: the adapter's default (60s per request)
 	}
-	var c http.Client
+	c := http.Client{Timeout: 60 * time.Second}
 	if f.HTTPClient != nil {
 		c = *f.HTTPClient
 	}
-	c.Timeout = f.AttemptTimeout
+	if f.AttemptTimeout > 0 {
+		c.Timeout = f.AttemptTimeout
+	}
+	c.Transport = f.Meter.Transport("scaleway", c.Transport)
+	return &c
+}
+
+// meteredClient wraps base (nil: a default client) so that its requests
+// are counted for service; without a meter it returns base unchanged.
+func (f Factory) meteredClient(service string, base *http.Client) *http.Client {
+	if f.Meter == nil {
+		return base
+	}
+	c := http.Client{}
+	if base != nil {
+		c = *base
+	}
+	c.Transport = f.Meter.Transport(service, c.Transport)
 	return &c
 }

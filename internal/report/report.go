@@ -37,7 +37,7 @@ var Definitions = map[string]string{
 	"process_cpu_seconds": "user+system CPU of the whole process during the run (in the sandbox this includes the emulators)",
 	"waits.lag_seconds": "observed minus the later of condition_true and started: how long the CLI took to notice. " +
 		"null when the condition time is unknown (real runs)",
-	"requests": "requests served per service and operation (sandbox: the emulators' counters; null for real runs, not measured); " +
+	"requests": "requests served per service and operation (sandbox: the emulators' counters; real runs: counted at the wire by the CLI, HTTP requests and gRPC calls including retries and polls); " +
 		"requests_total leaves out operations the emulated agent makes (teleport Join)",
 	"times": "every *_at field is seconds since the start of the run (started_at)",
 }
@@ -134,6 +134,9 @@ type Input struct {
 	ProcessCPU time.Duration
 	// Sandbox is the sandbox the run used; nil for a real run.
 	Sandbox *sandbox.Sandbox
+	// Requests are the counts a real run measured at the wire (the sandbox
+	// reports its emulators' counters instead); nil when not measured.
+	Requests map[string]map[string]int
 	// Configuration names what ran (e.g. "current", "seed"); optional.
 	Configuration string
 	// Redact scrubs every free-text field; nil leaves them as they are.
@@ -213,6 +216,16 @@ func Build(in Input) Report {
 	r.ActiveSeconds = secs(activeD)
 
 	if in.Sandbox == nil {
+		if in.Requests != nil {
+			r.Requests = in.Requests
+			total := 0
+			for _, ops := range in.Requests {
+				for _, n := range ops {
+					total += n
+				}
+			}
+			r.RequestsTotal = &total
+		}
 		return r
 	}
 	speed := in.Sandbox.Speed()

@@ -14,6 +14,7 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/emulator"
 	"github.com/rawkode/rawkode-cloud/internal/fail"
 	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
+	"github.com/rawkode/rawkode-cloud/internal/metering"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 	"github.com/rawkode/rawkode-cloud/internal/provision"
 	"github.com/rawkode/rawkode-cloud/internal/redact"
@@ -36,6 +37,7 @@ type runOpts struct {
 	faults  map[string]emulator.Fault
 	cancel  func(e pipeline.Event) bool // cancel the run when this returns true
 	cluster string
+	meter   *metering.Meter
 }
 
 func provisionSandbox(t *testing.T, o runOpts) result {
@@ -52,7 +54,9 @@ func provisionSandbox(t *testing.T, o runOpts) result {
 	sb.Apply(cfg)
 	red := redact.New()
 	red.Add(cfg.Secrets()...)
-	p := provision.New(provision.Options{Config: cfg, Factory: sb.Factory(), Redactor: red, Sandbox: true})
+	f := sb.Factory()
+	f.Meter = o.meter
+	p := provision.New(provision.Options{Config: cfg, Factory: f, Redactor: red, Sandbox: true})
 	t.Cleanup(p.Close)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -294,5 +298,40 @@ func TestDestroyKeepsSecretsByDefault(t *testing.T) {
 	inv := r.sb.Inventory()
 	if len(inv.Servers) != 0 || len(inv.Secrets) != 3 {
 		t.Errorf("want the server gone and the 3 stored secrets kept: %+v", inv)
+	}
+}
+
+// What a real run counts at the wire matches what the emulators served.
+func TestMeterCountsWhatTheServicesServed(t *testing.T) {
+	t.Parallel()
+	m := metering.New()
+	r := provisionSandbox(t, runOpts{cluster: "metered", meter: m})
+	if r.err != nil {
+		t.Fatalf("provision: %v", r.err)
+	}
+	sent := m.Snapshot()
+	served := r.sb.Requests()
+	for _, svc := range []string{"scaleway", "cloudflare", "infisical", "teleport", "talos", "ipdetect"} {
+		total := func(ops map[string]int, skip map[string]bool) int {
+			n := 0
+			for op, c := range ops {
+				if !skip[op] {
+					n += c
+				}
+			}
+			return n
+		}
+		s, v := total(sent[svc], nil), total(served[svc], sandbox.AgentOps[svc])
+		if svc == "infisical" {
+			// The SDK's own token renewal and folder look-ups are not
+			// counted by the adapter; every counted request was served.
+			if s == 0 || s > v {
+				t.Errorf("%s: sent %d %v, served %d %v", svc, s, sent[svc], v, served[svc])
+			}
+			continue
+		}
+		if s != v {
+			t.Errorf("%s: sent %d %v, served %d %v", svc, s, sent[svc], v, served[svc])
+		}
 	}
 }

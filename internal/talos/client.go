@@ -67,6 +67,8 @@ type Options struct {
 	// ApplySecure, Kubeconfig); wait methods report through their
 	// wait.Options.
 	OnRetry func(retry.Attempt)
+	// DialOpts are extra gRPC dial options (e.g. interceptors that count calls).
+	DialOpts []grpc.DialOption
 }
 
 // Client drives Talos nodes. It keeps no connection between calls: every
@@ -103,13 +105,13 @@ func (c *Client) attempt(ctx context.Context) (context.Context, context.CancelFu
 }
 
 func (c *Client) dialOptions() []grpc.DialOption {
-	return []grpc.DialOption{
+	return append([]grpc.DialOption{
 		grpc.WithContextDialer(c.dial),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 			MinConnectTimeout: c.opts.AttemptTimeout,
 		}),
-	}
+	}, c.opts.DialOpts...)
 }
 
 // insecureTLS is for maintenance mode only: the node has no identity yet and
