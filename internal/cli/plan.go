@@ -176,7 +176,7 @@ func buildPlan(cfg *config.Config) (*planDoc, *machineconfig.Result, []byte, err
 		Cluster: name,
 		Steps: []planStep{
 			{"0 Resolve secrets", []string{"fill unset settings from Infisical (when configured)", "validate every setting",
-				"side by side: check the offer and OS support cloud-init, list the project's SSH keys, check Teleport is reachable with the given identity, check the Cloudflare zone, detect the operator's public IPv4 (or use operator-ip)",
+				"side by side: check the offer and OS support cloud-init, list the project's SSH keys, check no server of the cluster exists yet, check Teleport is reachable with the given identity, check the Cloudflare zone, detect the operator's public IPv4 (or use operator-ip)",
 				"start generating the Talos PKI in the background"}},
 			{"1 Order server", []string{fmt.Sprintf("order Elastic Metal offer %s in %s with OS %s, hostname %s, tags %s, cloud-init pivot to Talos %s (%d bytes of user data)",
 				orUnset(cfg.Get(config.ScalewayOfferID)), cfg.Get(config.ScalewayZone), orUnset(cfg.Get(config.ScalewayOSID)), name, strings.Join(scaleway.ClusterTags(name), ","), cfg.Get(config.TalosVersion), len(userData))}},

@@ -12,6 +12,7 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/fail"
 	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
+	"github.com/rawkode/rawkode-cloud/internal/scaleway"
 )
 
 // Required are the settings provisioning cannot start without.
@@ -172,6 +173,23 @@ func (p *Provisioner) checkScaleway(ctx context.Context, r *pipeline.Run) error 
 	offer, osID := p.cfg.Get(config.ScalewayOfferID), p.cfg.Get(config.ScalewayOSID)
 	if err := p.scw.CheckCompatibility(ctx, offer, osID); err != nil {
 		return fmt.Errorf("check offer and OS before ordering: %w", err)
+	}
+	// One cluster, one server: a second order under the same name would
+	// bill twice and fight over the DNS record and the Teleport name.
+	name := p.clusterName()
+	existing, err := p.scw.FindServers(ctx, scaleway.ClusterTags(name)...)
+	if err != nil {
+		return fmt.Errorf("look for servers of cluster %s: %w", name, err)
+	}
+	var ids []string
+	for _, srv := range existing {
+		if srv.Status != "deleting" { // on its way out: no conflict
+			ids = append(ids, srv.ID+" ("+srv.Status+")")
+		}
+	}
+	if len(ids) > 0 {
+		return fmt.Errorf("cluster %s already has server(s) %s: remove them first with `rawkode-cloud destroy --cluster-name %s`, or choose another cluster-name",
+			name, strings.Join(ids, ", "), name)
 	}
 	keys, err := p.scw.ListSSHKeyIDs(ctx)
 	if err != nil {

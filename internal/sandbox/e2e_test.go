@@ -335,3 +335,27 @@ func TestMeterCountsWhatTheServicesServed(t *testing.T) {
 		}
 	}
 }
+
+// A second provision under the same cluster name is refused before any
+// money is spent.
+func TestSecondProvisionOfSameClusterIsRefused(t *testing.T) {
+	t.Parallel()
+	r := provisionSandbox(t, runOpts{cluster: "twice"})
+	if r.err != nil {
+		t.Fatalf("first provision: %v", r.err)
+	}
+	cfg := config.New()
+	cfg.Set(config.ClusterName, "twice", config.FromFlag, "--cluster-name")
+	r.sb.Apply(cfg)
+	p := provision.New(provision.Options{Config: cfg, Factory: r.sb.Factory(), Sandbox: true})
+	t.Cleanup(p.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := (&pipeline.Runner{Phases: p.Phases()}).Execute(ctx)
+	if code := fail.ExitCode(err); code != fail.Usage || !strings.Contains(err.Error(), "destroy --cluster-name twice") {
+		t.Fatalf("second provision: exit %d, %v", code, err)
+	}
+	if n := len(r.sb.Inventory().Servers); n != 1 {
+		t.Errorf("servers = %d, want the first one only", n)
+	}
+}

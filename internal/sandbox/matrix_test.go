@@ -76,7 +76,7 @@ var expected = map[string][5]int{
 	"scaleway.get-server":      {leftover, ok, ok, leftover, skip},
 	"scaleway.install":         {failed, failed, failed, failed, failed},
 	"scaleway.delete-server":   {ok, ok, ok, ok, skip},
-	"scaleway.list-servers":    {ok, ok, ok, ok, skip},
+	"scaleway.list-servers":    {usage, ok, ok, usage, skip},
 	"cloudflare.list-records":  {usage, ok, ok, usage, skip},
 	"cloudflare.upsert-record": {failed, ok, ok, failed, skip},
 	"cloudflare.delete-record": {ok, ok, ok, ok, skip},

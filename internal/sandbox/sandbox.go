@@ -476,7 +476,7 @@ var FaultPoints = []struct{ Point, What string }{
 	{"scaleway.get-server", "server status polls"},
 	{"scaleway.install", "the OS install (error: install fails; never: stays installing)"},
 	{"scaleway.delete-server", "DeleteServer during undo or destroy"},
-	{"scaleway.list-servers", "finding servers by tag (destroy)"},
+	{"scaleway.list-servers", "finding servers by tag (phase 0's one-server-per-cluster check, destroy)"},
 	{"cloudflare.list-records", "DNS record look-ups"},
 	{"cloudflare.upsert-record", "creating or updating the A record"},
 	{"cloudflare.delete-record", "deleting or restoring the record"},
