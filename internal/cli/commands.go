@@ -17,6 +17,13 @@ the Talos and Kubernetes API ports. Any failure removes what was created, newest
 		Example: `  # Everything against local emulators: no account needed
   rawkode-cloud provision --sandbox
 
+  # Rehearse a failure: watch the undo remove everything, newest first
+  rawkode-cloud provision --sandbox --sandbox-fault talos.bootstrap=error
+  rawkode-cloud provision --sandbox --sandbox-fault list
+
+  # Measure what the CLI adds on top of the hardware
+  rawkode-cloud provision --sandbox --report report.json
+
   # Settings from Infisical
   rawkode-cloud provision --infisical-url https://infisical.example.com \
     --infisical-client-id $CLIENT_ID --infisical-client-secret $CLIENT_SECRET \
