@@ -140,7 +140,7 @@ See 'rawkode-cloud config show' and the README's configuration reference.
 			a.started = true
 		},
 	}
-	root.PersistentFlags().BoolVar(&a.debug, "debug", false, "Print diagnostics (error chains, SDK details); secrets stay redacted")
+	root.PersistentFlags().BoolVar(&a.debug, "debug", false, "On failure, also print the exit code and the whole error chain (each wrapped error and its type); secrets stay redacted")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fail.UsageError(err) })
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.AddCommand(a.provisionCmd(), a.destroyCmd(), a.planCmd(), a.configCmd(), a.versionCmd(), a.completionCmd())
