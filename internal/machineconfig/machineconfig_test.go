@@ -1,12 +1,11 @@
 package machineconfig_test
 
 import (
-	"bytes"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
-	"flag"
+	"github.com/rawkode/rawkode-cloud/internal/golden"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -31,8 +30,6 @@ import (
 
 	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // Distinctive secret values: they must show up in the configs and nowhere
 // else (errors, logs).
@@ -71,7 +68,7 @@ var loadPinnedBundle = sync.OnceValues(func() (*secrets.Bundle, error) {
 	path := filepath.Join("testdata", "secrets.yaml")
 
 	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) && *update {
+	if errors.Is(err, os.ErrNotExist) && golden.Updating() {
 		b, genErr := secrets.NewBundle(secrets.NewFixedClock(fixedTime), nil)
 		if genErr != nil {
 			return nil, genErr
@@ -128,11 +125,11 @@ func TestGenerateGolden(t *testing.T) {
 
 	res := result(t)
 
-	compareGolden(t, "controlplane.yaml", res.ControlPlane)
-	compareGolden(t, "controlplane-lockdown.yaml", res.Lockdown)
+	golden.Compare(t, filepath.Join("testdata", "controlplane.yaml"), res.ControlPlane)
+	golden.Compare(t, filepath.Join("testdata", "controlplane-lockdown.yaml"), res.Lockdown)
 	// The client key is random on every generation: the golden file holds
 	// a placeholder, and TestTalosconfig checks the real certificate.
-	compareGolden(t, "talosconfig", redactClientCert(res.Talosconfig))
+	golden.Compare(t, filepath.Join("testdata", "talosconfig"), redactClientCert(res.Talosconfig))
 }
 
 var clientCertRE = regexp.MustCompile(`(?m)^(\s+(crt|key)): \S+$`)
@@ -859,30 +856,6 @@ func TestNewSecrets(t *testing.T) {
 
 	if _, err := machineconfig.Generate(in); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func compareGolden(t *testing.T, name string, got []byte) {
-	t.Helper()
-
-	path := filepath.Join("testdata", name)
-
-	if *update {
-		if err := os.WriteFile(path, got, 0o600); err != nil {
-			t.Fatal(err)
-		}
-
-		return
-	}
-
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-
-	if !bytes.Equal(got, want) {
-		diff := cmp.Diff(strings.Split(string(want), "\n"), strings.Split(string(got), "\n"))
-		t.Errorf("%s differs from the golden file (run go test -update to accept):\n%s", path, diff)
 	}
 }
 

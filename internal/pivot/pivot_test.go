@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"flag"
+	"github.com/rawkode/rawkode-cloud/internal/golden"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,12 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/rawkode/rawkode-cloud/internal/pivot"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const schematic = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
 
@@ -36,7 +32,7 @@ func TestRenderGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	compareGolden(t, filepath.Join("testdata", "user-data.golden"), got)
+	golden.Compare(t, filepath.Join("testdata", "user-data.golden"), got)
 }
 
 func TestRenderRejectsBadOptions(t *testing.T) {
@@ -409,30 +405,4 @@ func requireTool(t *testing.T, name string) string {
 	}
 
 	return path
-}
-
-func compareGolden(t *testing.T, path string, got []byte) {
-	t.Helper()
-
-	if *update {
-		if err := os.WriteFile(path, got, 0o600); err != nil {
-			t.Fatal(err)
-		}
-
-		return
-	}
-
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (run go test -update to accept):\n%s", path, lineDiff(string(want), string(got)))
-	}
-}
-
-// lineDiff shows a golden mismatch line by line.
-func lineDiff(want, got string) string {
-	return cmp.Diff(strings.Split(want, "\n"), strings.Split(got, "\n"))
 }
