@@ -24,7 +24,10 @@ import (
 func BenchmarkBinary(b *testing.B) {
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "rawkode-cloud")
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		b.Skip("no go toolchain on PATH to build the binary with")
+	}
 	build := exec.Command(gobin, "build", "-o", bin, "github.com/rawkode/rawkode-cloud/cmd/rawkode-cloud")
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("go build: %v\n%s", err, out)
