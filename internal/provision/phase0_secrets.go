@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/rawkode/rawkode-cloud/internal/config"
 	"github.com/rawkode/rawkode-cloud/internal/fail"
@@ -162,9 +161,7 @@ func (p *Provisioner) resolveSecrets(ctx context.Context, r *pipeline.Run) error
 
 // generateSecrets creates the Talos PKI: seconds of CPU.
 func (p *Provisioner) generateSecrets(context.Context) error {
-	start := time.Now()
 	b, err := machineconfig.NewSecrets(p.cfg.Get(config.TalosVersion))
-	p.bundleCPU = time.Since(start)
 	p.bundle = b
 	return err
 }

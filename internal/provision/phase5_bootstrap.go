@@ -54,7 +54,6 @@ func (p *Provisioner) bootstrap(ctx context.Context, r *pipeline.Run) error {
 		if err != nil {
 			return err // the adapter names the operation and the node
 		}
-		p.kubeconfig = kc
 		return p.keep(ctx, r, map[string][]byte{SecretKubeconfig: kc})
 	})
 	return nil

@@ -71,7 +71,6 @@ func (p *Provisioner) verifyAndLockDown(ctx context.Context, r *pipeline.Run) er
 	if err != nil {
 		return fmt.Errorf("verify lockdown: %w", err)
 	}
-	p.portsAfter = open
 	var still []string
 	for _, port := range ports {
 		if open[port] {

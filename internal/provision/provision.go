@@ -58,14 +58,11 @@ type Provisioner struct {
 	token        teleport.Token
 	bundle       *secrets.Bundle
 	artifacts    *machineconfig.Result
-	kubeconfig   []byte
 	stored       string // where talosconfig/kubeconfig were kept
 	lockedDown   bool
-	portsAfter   map[int]bool
 
 	// Work started ahead of the critical path (see the phases).
 	bundleTask *pipeline.Task
-	bundleCPU  time.Duration
 	dnsTask    *pipeline.Task
 	prepTask   *pipeline.Task
 	kubeTask   *pipeline.Task
