@@ -238,3 +238,32 @@ func checkDirPath(v string) error {
 
 // CheckPublicIPv4 validates an address the firewall would open for.
 func CheckPublicIPv4(v string) error { return checkOperatorIP(v) }
+
+var reEmail = regexp.MustCompile(`^[^@\s]+@[^@\s]+$`)
+
+func checkEmail(v string) error {
+	if !reEmail.MatchString(v) {
+		return errors.New("must be an email address such as ops@example.com")
+	}
+	return checkDNSName(v[strings.LastIndex(v, "@")+1:])
+}
+
+// S3 bucket naming rules (the strictest of AWS's and Scaleway's): 3–63
+// characters, lowercase letters, digits, dots and hyphens, starting and
+// ending with a letter or digit.
+var reBucket = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+
+func checkBucket(v string) error {
+	if !reBucket.MatchString(v) || strings.Contains(v, "..") {
+		return errors.New("must be an S3 bucket name: 3 to 63 lowercase letters, digits, '.' and '-'")
+	}
+	return nil
+}
+
+func checkSecretStore(v string) error {
+	switch v {
+	case SecretStoreOnePassword, SecretStoreInfisical:
+		return nil
+	}
+	return fmt.Errorf("must be %s or %s", SecretStoreOnePassword, SecretStoreInfisical)
+}

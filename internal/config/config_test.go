@@ -448,6 +448,13 @@ func TestValidateBadValues(t *testing.T) {
 		{"identity file missing", sources{env: fakeEnv{"RAWKODE_CLOUD_TELEPORT_IDENTITY_FILE": "/nonexistent/identity"}}, config.TeleportIdentityFile, []string{"does not exist"}},
 		{"secret path", sources{env: fakeEnv{"RAWKODE_CLOUD_INFISICAL_SECRET_PATH": "relative"}}, config.InfisicalSecretPath, []string{"absolute"}},
 		{"environment slug", sources{env: fakeEnv{"RAWKODE_CLOUD_INFISICAL_ENVIRONMENT": "Prod Env"}}, config.InfisicalEnvironment, []string{"slug"}},
+		{"domain without dot", sources{args: []string{"--domain", "example"}}, config.Domain, []string{"fully qualified DNS name"}},
+		{"acme email", sources{env: fakeEnv{"RAWKODE_CLOUD_ACME_EMAIL": "ops.example.com"}}, config.ACMEEmail, []string{"email address"}},
+		{"acme email domain", sources{env: fakeEnv{"RAWKODE_CLOUD_ACME_EMAIL": "ops@localhost"}}, config.ACMEEmail, []string{"fully qualified"}},
+		{"bucket uppercase", sources{file: "backup-bucket: My_Backups\n"}, config.BackupBucket, []string{"file {file}:1", "S3 bucket name"}},
+		{"bucket too short", sources{env: fakeEnv{"RAWKODE_CLOUD_BACKUP_BUCKET": "pg"}}, config.BackupBucket, []string{"S3 bucket name"}},
+		{"backup endpoint", sources{env: fakeEnv{"RAWKODE_CLOUD_BACKUP_ENDPOINT": "s3.fr-par.scw.cloud"}}, config.BackupEndpoint, []string{"http(s) URL"}},
+		{"secret store", sources{args: []string{"--platform-secret-store", "vault"}}, config.PlatformSecretStore, []string{"onepassword or infisical"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -498,6 +505,10 @@ func TestValidateAcceptsGoodValues(t *testing.T) {
 		"RAWKODE_CLOUD_OUTPUT":                 "json",
 		"RAWKODE_CLOUD_SERVER_TIMEOUT":         "1h30m",
 		"RAWKODE_CLOUD_SECRETS_OUT":            t.TempDir(),
+		"RAWKODE_CLOUD_DOMAIN":                 "example.com",
+		"RAWKODE_CLOUD_ACME_EMAIL":             "ops@example.com",
+		"RAWKODE_CLOUD_BACKUP_BUCKET":          "demo-pg-backups",
+		"RAWKODE_CLOUD_PLATFORM_SECRET_STORE":  "infisical",
 	}}
 	cfg, _, err := src.load(t)
 	if err != nil {
@@ -783,6 +794,7 @@ func TestSchemaIsConsistent(t *testing.T) {
 		config.TalosMaintenanceTimeout, config.TalosMaintenanceInterval, config.TalosMTLSTimeout, config.TalosMTLSInterval,
 		config.ServicesTimeout, config.ServicesInterval, config.TeleportAgentTimeout, config.TeleportAgentPollInterval,
 		config.UndoTimeout, config.Output, config.ConfigFile, config.KeepOnFailure, config.SecretsOut,
+		config.Domain, config.ACMEEmail, config.BackupBucket, config.BackupEndpoint, config.PlatformSecretStore,
 	} {
 		if _, ok := config.Lookup(name); !ok {
 			t.Errorf("constant %q is not in Schema", name)

@@ -83,6 +83,7 @@ func (s Setting) Ways() string {
 // Names of settings the code refers to. Keep in sync with Schema (a test checks).
 const (
 	ClusterName = "cluster-name"
+	Domain      = "domain"
 
 	ScalewayAccessKey = "scaleway-access-key"
 	ScalewaySecretKey = "scaleway-secret-key"
@@ -132,6 +133,18 @@ const (
 	ConfigFile    = "config"
 	KeepOnFailure = "keep-on-failure"
 	SecretsOut    = "secrets-out"
+
+	ACMEEmail           = "acme-email"
+	BackupBucket        = "backup-bucket"
+	BackupEndpoint      = "backup-endpoint"
+	PlatformSecretStore = "platform-secret-store"
+)
+
+// Secret stores the platform scaffold can point the External Secrets
+// Operator at.
+const (
+	SecretStoreOnePassword = "onepassword"
+	SecretStoreInfisical   = "infisical"
 )
 
 // DefaultSchematicID is the Image Factory schematic of a vanilla Talos image
@@ -141,6 +154,7 @@ const DefaultSchematicID = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f
 // Schema is every setting, in reference order.
 var Schema = []Setting{
 	{Name: ClusterName, Section: "Cluster", Help: "Name of the cluster; also the server's hostname, its tags and the Teleport kube cluster name", Infisical: "CLUSTER_NAME", Check: checkDNSLabel},
+	{Name: Domain, Section: "Cluster", Help: "Public DNS domain of the cluster; the names it serves are made under it (e.g. *.apps.<domain>)", Infisical: "DOMAIN", Check: checkDNSName},
 
 	{Name: ScalewayAccessKey, Section: "Scaleway", Help: "Scaleway API access key (SCW followed by 17 characters)", Secret: true, Infisical: "SCALEWAY_ACCESS_KEY", Check: checkScalewayAccessKey},
 	{Name: ScalewaySecretKey, Section: "Scaleway", Help: "Scaleway API secret key", Secret: true, Infisical: "SCALEWAY_SECRET_KEY", Check: checkUUID},
@@ -191,6 +205,11 @@ var Schema = []Setting{
 	{Name: ConfigFile, Section: "Output", Help: "Config file (YAML; keys are the setting names). Default ~/.rawkode-cloud.yaml when it exists", NoFile: true, Check: checkReadableFile},
 	{Name: KeepOnFailure, Section: "Output", Help: "On failure, keep everything that was created (and list it) instead of removing it", Default: "false", Type: Bool},
 	{Name: SecretsOut, Section: "Output", Help: "Directory to write talosconfig, kubeconfig and the secrets bundle to (0600) when Infisical is not configured", Check: checkDirPath},
+
+	{Name: ACMEEmail, Section: "Platform", Help: "Contact address registered with Let's Encrypt for the platform's certificates", Infisical: "ACME_EMAIL", Check: checkEmail},
+	{Name: BackupBucket, Section: "Platform", Help: "S3-compatible bucket receiving the platform's PostgreSQL WAL archive and base backups", Infisical: "BACKUP_BUCKET", Check: checkBucket},
+	{Name: BackupEndpoint, Section: "Platform", Help: "S3-compatible endpoint of the backup bucket", Default: "https://s3.fr-par.scw.cloud", Infisical: "BACKUP_ENDPOINT", Check: checkHTTPURL},
+	{Name: PlatformSecretStore, Section: "Platform", Help: "Where the platform's External Secrets Operator reads secrets: onepassword (through 1Password Connect) or infisical", Default: SecretStoreOnePassword, Infisical: "PLATFORM_SECRET_STORE", Check: checkSecretStore},
 }
 
 // Groups are settings that must be set all together or not at all.
