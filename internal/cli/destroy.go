@@ -38,8 +38,10 @@ func (a *app) runDestroy(cmd *cobra.Command, o *destroyOptions) error {
 	if o.serverID == "" && !cfg.IsSet(config.ClusterName) {
 		return fail.UsageError(errors.New("name what to destroy: --server-id ID or --cluster-name NAME"))
 	}
-	if err := cfg.Validate(config.Requirements{}); err != nil {
-		return fail.UsageError(err)
+	if !cfg.IsSet(config.SandboxURL) {
+		if err := cfg.Validate(config.Requirements{}); err != nil {
+			return fail.UsageError(err)
+		}
 	}
 	sb, factory, err := a.startSandbox(ctx, cfg, &o.sandbox)
 	if err != nil {
@@ -47,6 +49,13 @@ func (a *app) runDestroy(cmd *cobra.Command, o *destroyOptions) error {
 	}
 	if sb != nil {
 		defer sb.Close()
+	}
+	if a.remote != nil {
+		// A served sandbox derives some settings (the DNS name): check
+		// them once they are there.
+		if err := cfg.Validate(config.Requirements{}); err != nil {
+			return fail.UsageError(err)
+		}
 	}
 	if !o.yes {
 		if !a.env.Terminal {
@@ -64,6 +73,7 @@ func (a *app) runDestroy(cmd *cobra.Command, o *destroyOptions) error {
 	}
 	rend := a.renderer(cfg)
 	defer rend.Close()
+	a.sandboxBanner(rend, sb)
 	d := provision.NewDestroyer(provision.DestroyOptions{Config: cfg, Factory: factory, ServerID: o.serverID,
 		DeleteSecrets: o.deleteSecrets, AddSecret: a.redactor.Add})
 	defer d.Close()
@@ -76,8 +86,6 @@ func (a *app) runDestroy(cmd *cobra.Command, o *destroyOptions) error {
 		}
 		rend.Emit(pipeline.Event{Type: pipeline.EventSummary, Time: time.Now(), Message: msg, Fields: map[string]any{"removed": d.Removed()}})
 	}
-	if sb != nil {
-		rend.Emit(sb.InventoryEvent())
-	}
+	a.emitInventory(ctx, rend, sb)
 	return err
 }

@@ -55,9 +55,8 @@ func (a *app) runProvision(cmd *cobra.Command, o *provisionOptions) error {
 	}
 	rend := a.renderer(cfg)
 	defer rend.Close()
+	a.sandboxBanner(rend, sb)
 	if sb != nil {
-		rend.Emit(pipeline.Event{Type: pipeline.EventInfo, Time: time.Now(), Phase: "sandbox",
-			Message: sb.Describe()})
 		if ov := sb.Overridden(); len(ov) > 0 {
 			rend.Emit(pipeline.Event{Type: pipeline.EventWarn, Time: time.Now(), Phase: "sandbox",
 				Message: "the sandbox uses its own endpoints and credentials and keeps the cluster's credentials in its emulated Infisical; ignored: " + strings.Join(ov, ", ")})
@@ -73,7 +72,7 @@ func (a *app) runProvision(cmd *cobra.Command, o *provisionOptions) error {
 			Fields: map[string]any{"wait": service + " call", "attempt": at.N, "next": at.Next.Seconds()}})
 	}
 
-	p := provision.New(provision.Options{Config: cfg, Factory: factory, Redactor: a.redactor, Sandbox: sb != nil})
+	p := provision.New(provision.Options{Config: cfg, Factory: factory, Redactor: a.redactor, Sandbox: sb != nil || a.remote != nil})
 	defer p.Close()
 	runner := pipeline.Runner{
 		Phases:        p.Phases(),
@@ -109,9 +108,7 @@ func (a *app) runProvision(cmd *cobra.Command, o *provisionOptions) error {
 		summary["total"] = progress.FormatDuration(res.Duration)
 		rend.Emit(pipeline.Event{Type: pipeline.EventSummary, Time: time.Now(), Message: "cluster " + cfg.Get(config.ClusterName) + " is up and locked down", Fields: summary})
 	}
-	if sb != nil {
-		rend.Emit(sb.InventoryEvent())
-	}
+	a.emitInventory(ctx, rend, sb)
 	return runErr
 }
 

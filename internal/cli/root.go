@@ -67,6 +67,8 @@ type app struct {
 	redactor *redact.Redactor
 	debug    bool
 	started  bool // a command's RunE began: errors after this are not usage errors
+	// remote is the served sandbox the settings point at, if any.
+	remote *sandbox.Remote
 }
 
 // Execute runs the CLI and returns the process exit code. Errors are printed
@@ -143,7 +145,7 @@ See 'rawkode-cloud config show' and the README's configuration reference.
 	root.PersistentFlags().BoolVar(&a.debug, "debug", false, "On failure, also print the exit code and the whole error chain (each wrapped error and its type); secrets stay redacted")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fail.UsageError(err) })
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.AddCommand(a.provisionCmd(), a.destroyCmd(), a.planCmd(), a.configCmd(), a.versionCmd(), a.completionCmd())
+	root.AddCommand(a.provisionCmd(), a.destroyCmd(), a.planCmd(), a.configCmd(), a.sandboxCmd(), a.versionCmd(), a.completionCmd())
 	return root
 }
 

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/rawkode/rawkode-cloud/internal/config"
 	"github.com/rawkode/rawkode-cloud/internal/emulator"
 	"github.com/rawkode/rawkode-cloud/internal/fail"
+	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 	"github.com/rawkode/rawkode-cloud/internal/provision"
 	"github.com/rawkode/rawkode-cloud/internal/sandbox"
 )
@@ -53,10 +55,14 @@ func (o *sandboxOptions) listFaults(w io.Writer) (bool, error) {
 
 // startSandbox starts the emulators when --sandbox is set and points the
 // settings and the adapter factory at them.
-func (a *app) startSandbox(_ context.Context, cfg *config.Config, o *sandboxOptions) (*sandbox.Sandbox, provision.Factory, error) {
+func (a *app) startSandbox(ctx context.Context, cfg *config.Config, o *sandboxOptions) (*sandbox.Sandbox, provision.Factory, error) {
 	if !o.enabled {
 		if len(o.faults) > 0 || o.speed != sandbox.DefaultSpeed {
-			return nil, provision.Factory{}, fail.UsageError(fmt.Errorf("--sandbox-fault and --sandbox-speed only apply with --sandbox"))
+			return nil, provision.Factory{}, fail.UsageError(fmt.Errorf("--sandbox-fault and --sandbox-speed only apply with --sandbox (a served sandbox takes them as flags of 'sandbox serve', or later through 'sandbox fault')"))
+		}
+		if cfg.IsSet(config.SandboxURL) {
+			f, err := a.connectServed(ctx, cfg)
+			return nil, f, err
 		}
 		return nil, a.factory(), nil
 	}
@@ -77,4 +83,58 @@ func (a *app) startSandbox(_ context.Context, cfg *config.Config, o *sandboxOpti
 		a.env.OnSandbox(sb)
 	}
 	return sb, sb.Factory(), nil
+}
+
+// connectServed points the factory at a sandbox served by another process
+// ('sandbox serve') and puts the waits on its clock.
+func (a *app) connectServed(ctx context.Context, cfg *config.Config) (provision.Factory, error) {
+	// Only the address is checked here: the rest is validated by the
+	// command once Apply has filled in what the sandbox derives.
+	if s, _ := config.Lookup(config.SandboxURL); s.Check(cfg.Get(config.SandboxURL)) != nil {
+		return provision.Factory{}, fail.UsageError(config.Problems{cfg.ProblemFor(config.SandboxURL, s.Check(cfg.Get(config.SandboxURL)).Error())})
+	}
+	r, err := sandbox.Connect(ctx, cfg.Get(config.SandboxURL))
+	if err != nil {
+		return provision.Factory{}, fail.UsageError(fmt.Errorf("%w; start one with 'rawkode-cloud sandbox serve --write-config FILE' or remove the setting %s (%s)",
+			err, config.SandboxURL, describeSource(cfg.Value(config.SandboxURL))))
+	}
+	r.Apply(cfg)
+	a.remote = r
+	return r.Factory(), nil
+}
+
+func describeSource(v config.Value) string {
+	if v.Origin != "" {
+		return string(v.Source) + " " + v.Origin
+	}
+	return string(v.Source)
+}
+
+// sandboxBanner says which sandbox, if any, the command runs against.
+func (a *app) sandboxBanner(sink pipeline.Sink, sb *sandbox.Sandbox) {
+	msg := ""
+	switch {
+	case sb != nil:
+		msg = sb.Describe()
+	case a.remote != nil:
+		msg = a.remote.Describe()
+	default:
+		return
+	}
+	sink.Emit(pipeline.Event{Type: pipeline.EventInfo, Time: time.Now(), Phase: "sandbox", Message: msg})
+}
+
+// emitInventory ends a sandboxed command with what the emulators hold.
+func (a *app) emitInventory(ctx context.Context, sink pipeline.Sink, sb *sandbox.Sandbox) {
+	switch {
+	case sb != nil:
+		sink.Emit(sb.InventoryEvent())
+	case a.remote != nil:
+		inv, err := a.remote.Inventory(context.WithoutCancel(ctx))
+		if err != nil {
+			sink.Emit(pipeline.Event{Type: pipeline.EventWarn, Time: time.Now(), Phase: "sandbox", Message: err.Error()})
+			return
+		}
+		sink.Emit(sandbox.InventoryEventOf(inv))
+	}
 }

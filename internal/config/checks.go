@@ -99,6 +99,19 @@ func checkHTTPURL(v string) error {
 	return nil
 }
 
+// checkLoopbackURL keeps a served sandbox on this machine: the address
+// routes the Talos API, so it must never name another host.
+func checkLoopbackURL(v string) error {
+	u, err := url.Parse(v)
+	if err != nil || u.Scheme != "http" || u.Host == "" || u.Path != "" && u.Path != "/" {
+		return errors.New("must be http://127.0.0.1:PORT, as 'rawkode-cloud sandbox serve' writes it")
+	}
+	if ip, err := netip.ParseAddr(u.Hostname()); err != nil || !ip.IsLoopback() {
+		return errors.New("must be a loopback address (a served sandbox runs on this machine)")
+	}
+	return nil
+}
+
 func checkHostPort(v string) error {
 	host, port, err := net.SplitHostPort(v)
 	if err != nil || host == "" {

@@ -147,6 +147,9 @@ const (
 	SecretStoreInfisical   = "infisical"
 )
 
+// SandboxURL points the commands at a served sandbox.
+const SandboxURL = "sandbox-url"
+
 // DefaultSchematicID is the Image Factory schematic of a vanilla Talos image
 // (no system extensions).
 const DefaultSchematicID = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
@@ -210,6 +213,8 @@ var Schema = []Setting{
 	{Name: BackupBucket, Section: "Platform", Help: "S3-compatible bucket receiving the platform's PostgreSQL WAL archive and base backups", Infisical: "BACKUP_BUCKET", Check: checkBucket},
 	{Name: BackupEndpoint, Section: "Platform", Help: "S3-compatible endpoint of the backup bucket", Default: "https://s3.fr-par.scw.cloud", Infisical: "BACKUP_ENDPOINT", Check: checkHTTPURL},
 	{Name: PlatformSecretStore, Section: "Platform", Help: "Where the platform's External Secrets Operator reads secrets: onepassword (through 1Password Connect) or infisical", Default: SecretStoreOnePassword, Infisical: "PLATFORM_SECRET_STORE", Check: checkSecretStore},
+
+	{Name: SandboxURL, Section: "Sandbox", Help: "Address of a running 'rawkode-cloud sandbox serve' (the config file it writes sets it): the commands work on that sandbox's emulators, on its clock", Check: checkLoopbackURL},
 }
 
 // Groups are settings that must be set all together or not at all.

@@ -303,21 +303,13 @@ func (s *Sandbox) dial(ctx context.Context, addr string) (net.Conn, error) {
 
 // Factory points every adapter at the emulators.
 func (s *Sandbox) Factory() provision.Factory {
-	return provision.Factory{
+	return factoryFor(s.speed, provision.Factory{
 		ScalewayAPIURL:    s.Scaleway.URL(),
 		CloudflareBaseURL: s.Cloudflare.URL(),
 		IPDetectURLs:      []string{s.IP.URL()},
 		IPAllowNonPublic:  true,
 		TalosDialer:       s.dial,
-		// A hung emulator must cost what a hung service costs in real
-		// life, scaled: the adapters' own per-attempt timeouts (10s–60s)
-		// and the 3-minute budget of a call outside any wait are not
-		// settings, so Apply cannot scale them. The floors keep a loaded
-		// machine's TLS handshakes from timing out, and leave room for a
-		// 429's Retry-After (whole seconds) to be honoured twice.
-		AttemptTimeout: max(s.Scaled(30*time.Second), time.Second),
-		CallBudget:     max(s.Scaled(provision.DefaultCallBudget), 5*time.Second),
-	}
+	})
 }
 
 // Apply overrides every endpoint and credential with the sandbox's, so that
@@ -356,19 +348,33 @@ func (s *Sandbox) Apply(cfg *config.Config) {
 	set(config.InfisicalSecretPath, "/")
 	set(config.OperatorIP, "")
 	set(config.SecretsOut, "") // credentials go to the emulated Infisical: nothing on disk
-	for _, name := range []string{
-		config.ServerTimeout, config.ServerPollInterval, config.TalosMaintenanceTimeout, config.TalosMaintenanceInterval,
-		config.TalosMTLSTimeout, config.TalosMTLSInterval, config.ServicesTimeout, config.ServicesInterval,
-		config.TeleportAgentTimeout, config.TeleportAgentPollInterval,
-	} {
+	scaleWaits(cfg, s.speed, set)
+}
+
+// scaledWait names the settings that are waits and poll intervals: in a
+// sandbox they run on its clock.
+var scaledWait = map[string]bool{
+	config.ServerTimeout: true, config.ServerPollInterval: true, config.TalosMaintenanceTimeout: true,
+	config.TalosMaintenanceInterval: true, config.TalosMTLSTimeout: true, config.TalosMTLSInterval: true,
+	config.ServicesTimeout: true, config.ServicesInterval: true, config.TeleportAgentTimeout: true,
+	config.TeleportAgentPollInterval: true,
+}
+
+// scaleWaits divides every wait by speed; set records the new value.
+func scaleWaits(cfg *config.Config, speed float64, set func(name, v string)) {
+	scaled := func(d time.Duration) time.Duration { return time.Duration(float64(d) / speed) }
+	for _, name := range config.Names() {
+		if !scaledWait[name] {
+			continue
+		}
 		if d := cfg.Duration(name); d > 0 { // a malformed value stays, for validation to name its source
-			set(name, s.Scaled(d).String())
+			set(name, scaled(d).String())
 		}
 	}
 	// Cleanup keeps a floor: a 429's Retry-After is whole seconds whatever
 	// the clock, and cleanup is what keeps the bill at zero.
 	if d := cfg.Duration(config.UndoTimeout); d > 0 {
-		set(config.UndoTimeout, max(s.Scaled(d), 30*time.Second).String())
+		set(config.UndoTimeout, max(scaled(d), 30*time.Second).String())
 	}
 }
 
@@ -456,8 +462,10 @@ func (s *Sandbox) Inventory() Inventory {
 }
 
 // InventoryEvent is the inventory as the final progress event.
-func (s *Sandbox) InventoryEvent() pipeline.Event {
-	inv := s.Inventory()
+func (s *Sandbox) InventoryEvent() pipeline.Event { return InventoryEventOf(s.Inventory()) }
+
+// InventoryEventOf renders an inventory (also a served sandbox's) as an event.
+func InventoryEventOf(inv Inventory) pipeline.Event {
 	msg := "sandbox inventory: nothing left"
 	if !inv.Empty() {
 		msg = "sandbox inventory: what the emulators hold now"

@@ -1,0 +1,197 @@
+package main_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// world is a `sandbox serve` process: one local cloud that persists
+// between the commands a test runs against it.
+type world struct {
+	t      *testing.T
+	config string
+	url    string
+	home   string
+}
+
+// serve starts `rawkode-cloud sandbox serve` and waits until it says it
+// serves. The cleanup stops it with SIGINT, as a user's Ctrl-C, and checks
+// that it exits 0.
+func serve(t *testing.T, extra ...string) *world {
+	t.Helper()
+	dir := t.TempDir()
+	w := &world{t: t, config: filepath.Join(dir, "sandbox.yaml"), home: t.TempDir()}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	args := append([]string{"sandbox", "serve", "--write-config", w.config, "--output", "json", "--sandbox-speed", "400"}, extra...)
+	cmd := exec.CommandContext(ctx, binary(t), args...)
+	cmd.Env = []string{"HOME=" + w.home, "PATH=" + os.Getenv("PATH")}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan map[string]any, 16)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			var ev map[string]any
+			if json.Unmarshal(sc.Bytes(), &ev) == nil {
+				lines <- ev
+			}
+		}
+	}()
+	select {
+	case ev, ok := <-lines:
+		if !ok || ev["type"] != "serving" {
+			t.Fatalf("sandbox serve did not start: %v\nstderr:\n%s", ev, stderr.String())
+		}
+		w.url, _ = ev["url"].(string)
+	case <-ctx.Done():
+		t.Fatal("sandbox serve never said it serves")
+	}
+	t.Cleanup(func() {
+		if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Errorf("SIGINT: %v", err)
+		}
+		for range lines {
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("sandbox serve after Ctrl-C: %v\nstderr:\n%s", err, stderr.String())
+		}
+	})
+	return w
+}
+
+// result is one finished command.
+type result struct {
+	code     int
+	out, err string
+}
+
+// run runs one ordinary command against the world: --config and no --sandbox.
+func (w *world) run(args ...string) result {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary(w.t), append(args, "--config", w.config)...)
+	cmd.Env = []string{"HOME=" + w.home, "PATH=" + os.Getenv("PATH")}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{out: out.String(), err: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	default:
+		w.t.Fatalf("%v: %v", args, err)
+	}
+	return r
+}
+
+// must runs a command that has to exit with code.
+func (w *world) must(code int, args ...string) result {
+	w.t.Helper()
+	r := w.run(args...)
+	if r.code != code {
+		w.t.Fatalf("%s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, code, r.out, r.err)
+	}
+	return r
+}
+
+// inventory is the world's inventory through `sandbox inventory`.
+func (w *world) inventory() map[string][]map[string]any {
+	w.t.Helper()
+	r := w.must(0, "sandbox", "inventory", "--output", "json")
+	var inv map[string][]map[string]any
+	if err := json.Unmarshal([]byte(r.out), &inv); err != nil {
+		w.t.Fatalf("inventory is not JSON: %v\n%s", err, r.out)
+	}
+	return inv
+}
+
+func TestServedSandboxKeepsTheWorldBetweenCommands(t *testing.T) {
+	t.Parallel()
+	w := serve(t)
+	if fi, err := os.Stat(w.config); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("config file: %v, mode %v; want 0600", err, fi)
+	}
+	if inv := w.inventory(); len(inv["servers"]) != 0 {
+		t.Fatalf("a fresh world holds servers: %v", inv["servers"])
+	}
+
+	r := w.must(0, "provision", "--cluster-name", "persist", "--output", "json")
+	if !strings.Contains(r.out, "served sandbox at "+w.url) {
+		t.Errorf("provision does not say it runs against the served sandbox:\n%s", r.out)
+	}
+	inv := w.inventory()
+	if len(inv["servers"]) != 1 || len(inv["kube_servers"]) != 1 || len(inv["dns_records"]) != 1 || len(inv["secrets"]) != 3 {
+		t.Fatalf("after provision the world holds %v", inv)
+	}
+	if tags, _ := inv["servers"][0]["tags"].(string); !strings.Contains(tags, "cluster=persist") {
+		t.Errorf("server tags %q", tags)
+	}
+
+	// A second cluster for the same name is refused: the first one is
+	// still there, in another process's world.
+	w.must(2, "provision", "--cluster-name", "persist", "--output", "json")
+
+	w.must(0, "destroy", "--cluster-name", "persist", "--yes", "--delete-secrets", "--output", "json")
+	if inv := w.inventory(); len(inv["servers"])+len(inv["dns_records"])+len(inv["kube_servers"])+len(inv["secrets"])+len(inv["tokens"]) != 0 {
+		t.Fatalf("destroy left %v", inv)
+	}
+}
+
+func TestServedSandboxTakesFaultsWhileRunning(t *testing.T) {
+	t.Parallel()
+	w := serve(t)
+	w.must(0, "sandbox", "fault", "talos.bootstrap=error")
+	r := w.run("provision", "--cluster-name", "faulty", "--output", "json")
+	if r.code == 0 {
+		t.Fatalf("provision succeeded despite talos.bootstrap=error:\n%s", r.out)
+	}
+	if inv := w.inventory(); len(inv["servers"]) != 0 || len(inv["dns_records"]) != 0 {
+		t.Fatalf("the undo left %v", inv)
+	}
+	w.must(0, "sandbox", "fault")
+	w.must(0, "provision", "--cluster-name", "faulty", "--output", "json")
+	w.must(0, "destroy", "--cluster-name", "faulty", "--yes", "--delete-secrets", "--output", "json")
+}
+
+func TestSandboxCommandsNeedAServedSandbox(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "gone.yaml")
+	if err := os.WriteFile(cfg, []byte("sandbox-url: http://127.0.0.1:1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w := &world{t: t, config: cfg, home: t.TempDir()}
+	r := w.must(2, "sandbox", "inventory")
+	if !strings.Contains(r.err, "sandbox serve") {
+		t.Errorf("the error does not say how to start one:\n%s", r.err)
+	}
+	if err := os.WriteFile(cfg, []byte("sandbox-url: http://192.0.2.1:80\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = w.must(2, "destroy", "--cluster-name", "x", "--yes")
+	if !strings.Contains(r.err, "sandbox-url") || !strings.Contains(r.err, "loopback") {
+		t.Errorf("a non-loopback sandbox-url is not named:\n%s", r.err)
+	}
+}
