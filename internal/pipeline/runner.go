@@ -1,6 +1,11 @@
 // Package pipeline runs an ordered list of phases, keeps the undo stack, and
 // turns every step into progress events. It knows nothing about Scaleway or
 // Talos: provisioning and destruction are just lists of phases.
+//
+// Phases are what the user sees and what exit codes mean; the work inside
+// them need not wait for its phase. A Work (work.go) names what it produces,
+// waits for what it needs (Promises and other Work), pushes its own undo, and
+// may be started ahead of the phase that collects it.
 package pipeline
 
 import (

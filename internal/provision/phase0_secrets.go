@@ -7,11 +7,12 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
+
 	"github.com/rawkode/rawkode-cloud/internal/config"
 	"github.com/rawkode/rawkode-cloud/internal/fail"
 	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
-	"github.com/rawkode/rawkode-cloud/internal/scaleway"
 )
 
 // Required are the settings provisioning cannot start without.
@@ -132,11 +133,12 @@ func (p *Provisioner) resolveSecrets(ctx context.Context, r *pipeline.Run) error
 	}
 	p.talos = f.Talos(p.cfg)
 	p.ip = f.IPDetector(p.cfg)
+	p.topo = &metal{cfg: p.cfg, scw: p.scw, talos: p.talos, cluster: p.clusterName(), sequential: p.opts.Sequential}
 
 	// The remote checks are independent: run them side by side (nothing
 	// spends money yet, and every second here delays the order) and report
 	// every failure at once.
-	checks := []func(context.Context, *pipeline.Run) error{p.checkScaleway, p.checkTeleport, p.checkCloudflare, p.checkOperatorIP}
+	checks := []func(context.Context, *pipeline.Run) error{p.checkTopology, p.checkTeleport, p.checkCloudflare, p.checkOperatorIP}
 	errs := make([]error, len(checks))
 	var wg sync.WaitGroup
 	for i, check := range checks {
@@ -151,50 +153,20 @@ func (p *Provisioner) resolveSecrets(ctx context.Context, r *pipeline.Run) error
 		return fail.UsageError(err)
 	}
 
-	// The Talos PKI needs nothing from the server: generate it while the
+	// The Talos PKI needs nothing from the machines: generate it while the
 	// hardware is delivered instead of on the critical path in phase 4.
-	if !p.opts.Sequential {
-		p.bundleTask = r.Go(p.generateSecrets)
-	}
+	p.ahead(r, p.bundle)
 	return nil
 }
 
 // generateSecrets creates the Talos PKI: seconds of CPU.
-func (p *Provisioner) generateSecrets(context.Context) error {
-	b, err := machineconfig.NewSecrets(p.cfg.Get(config.TalosVersion))
-	p.bundle = b
-	return err
+func (p *Provisioner) generateSecrets(context.Context, *pipeline.Run) (*secrets.Bundle, error) {
+	return machineconfig.NewSecrets(p.cfg.Get(config.TalosVersion))
 }
 
-func (p *Provisioner) checkScaleway(ctx context.Context, r *pipeline.Run) error {
-	offer, osID := p.cfg.Get(config.ScalewayOfferID), p.cfg.Get(config.ScalewayOSID)
-	if err := p.scw.CheckCompatibility(ctx, offer, osID); err != nil {
-		return fmt.Errorf("check offer and OS before ordering: %w", err)
-	}
-	// One cluster, one server: a second order under the same name would
-	// bill twice and fight over the DNS record and the Teleport name.
-	name := p.clusterName()
-	existing, err := p.scw.FindServers(ctx, scaleway.ClusterTags(name)...)
-	if err != nil {
-		return fmt.Errorf("look for servers of cluster %s: %w", name, err)
-	}
-	var ids []string
-	for _, srv := range existing {
-		if srv.Status != "deleting" { // on its way out: no conflict
-			ids = append(ids, srv.ID+" ("+srv.Status+")")
-		}
-	}
-	if len(ids) > 0 {
-		return fmt.Errorf("cluster %s already has server(s) %s: remove them first with `rawkode-cloud destroy --cluster-name %s`, or choose another cluster-name",
-			name, strings.Join(ids, ", "), name)
-	}
-	keys, err := p.scw.ListSSHKeyIDs(ctx)
-	if err != nil {
-		return fmt.Errorf("list SSH keys (the OS install requires one): %w", err)
-	}
-	p.sshKeys = keys
-	r.Info("offer and OS support cloud-init", map[string]any{"offer": offer, "os": osID, "ssh_keys": len(keys)})
-	return nil
+// checkTopology asks the topology whether every node's machine can be made.
+func (p *Provisioner) checkTopology(ctx context.Context, r *pipeline.Run) error {
+	return p.topo.Check(ctx, r, p.nodes)
 }
 
 func (p *Provisioner) checkTeleport(ctx context.Context, r *pipeline.Run) error {

@@ -9,43 +9,48 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 )
 
-// updateDNS is phase 3: the A record points at the server. The upsert was
-// started as soon as the IP was known (phase 2), so this phase normally only
-// collects its outcome.
+// updateDNS is phase 3: the cluster endpoint's A record points at the
+// control plane. The records were started as soon as the addresses were
+// known (phase 2), so this phase normally only collects the outcome.
 func (p *Provisioner) updateDNS(ctx context.Context, r *pipeline.Run) error {
 	if p.dns == nil {
 		r.Skip("Cloudflare is not configured")
 		return nil
 	}
-	if p.dnsTask == nil {
-		p.dnsTask = p.spawn(r, func(ctx context.Context) error { return p.upsertDNS(ctx, r) })
-	}
-	return p.dnsTask.Wait(ctx)
+	_, err := p.dnsRecords.Get(ctx, r)
+	return err
 }
 
-// upsertDNS points the record at the server, remembering what was there so
-// undo can put it back exactly.
-func (p *Provisioner) upsertDNS(ctx context.Context, r *pipeline.Run) error {
+// upsertDNS points the record at the control plane, remembering what was
+// there so undo can put it back exactly.
+func (p *Provisioner) upsertDNS(ctx context.Context, r *pipeline.Run) ([]cloudflare.Change, error) {
 	if p.dns == nil {
-		return nil
+		return nil, nil
+	}
+	ips, err := addresses(ctx, p.controlPlanes())
+	if err != nil {
+		return nil, err
 	}
 	name := p.cfg.Get(config.CloudflareDNSName)
-	ch, err := p.dns.UpsertA(ctx, name, p.publicIP)
-	// Even a failed upsert may have changed the record (an update whose
-	// answer was lost); its Change is always safe to revert.
-	if ch.Changed() || err != nil {
-		r.Undo(pipeline.UndoStep{
-			Resource: dnsResource(ch, name),
-			Command:  revertCommand(ch, name, p.cfg.Get(config.CloudflareZoneID)),
-			Do:       func(ctx context.Context) error { return p.dns.Revert(ctx, ch) },
-		})
+	var changes []cloudflare.Change
+	for _, ip := range ips {
+		ch, err := p.dns.UpsertA(ctx, name, ip)
+		// Even a failed upsert may have changed the record (an update whose
+		// answer was lost); its Change is always safe to revert.
+		if ch.Changed() || err != nil {
+			r.Undo(pipeline.UndoStep{
+				Resource: dnsResource(ch, name),
+				Command:  revertCommand(ch, name, p.cfg.Get(config.CloudflareZoneID)),
+				Do:       func(ctx context.Context) error { return p.dns.Revert(ctx, ch) },
+			})
+		}
+		if err != nil {
+			return changes, fmt.Errorf("point %s at %s: %w", name, ip, err)
+		}
+		changes = append(changes, ch)
+		r.Info("DNS "+ch.String(), map[string]any{"name": name, "ip": ip})
 	}
-	if err != nil {
-		return fmt.Errorf("point %s at %s: %w", name, p.publicIP, err)
-	}
-	p.dnsChange = &ch
-	r.Info("DNS "+ch.String(), map[string]any{"name": name, "ip": p.publicIP})
-	return nil
+	return changes, nil
 }
 
 // dnsResource names what undo restores, without repeating the name.

@@ -10,51 +10,74 @@ import (
 // Services that must be Running and Healthy before the cluster counts as up.
 var Services = []string{"etcd", "kubelet", "apid", "trustd"}
 
-// bootstrap is phase 5: apply the config over the maintenance API, wait for
-// the reboot and mTLS, bootstrap etcd exactly once, wait for the services,
-// then keep the kubeconfig with the other credentials.
+// bootstrap is phase 5: apply every node's config over the maintenance API
+// and wait for its reboot and mTLS (all nodes side by side), bootstrap etcd
+// exactly once on the bootstrap node, wait for every node's services, then
+// keep the kubeconfig with the other credentials.
 func (p *Provisioner) bootstrap(ctx context.Context, r *pipeline.Run) error {
-	ip, tc := p.publicIP, p.artifacts.Talosconfig
-	if err := p.talos.ApplyInsecure(ctx, ip, p.artifacts.ControlPlane); err != nil {
+	if err := eachNode(p.nodes, func(n *Node) error { return p.applyConfig(ctx, r, n) }); err != nil {
+		return err
+	}
+	if err := p.bootstrapEtcd(ctx, r, p.bootstrapNode()); err != nil {
+		return err
+	}
+	if err := eachNode(p.nodes, func(n *Node) error { return p.waitServices(ctx, r, n) }); err != nil {
+		return err
+	}
+	// Nothing in phase 6 needs the kubeconfig until the lockdown: fetch and
+	// store it alongside the Teleport wait.
+	p.ahead(r, p.kubeconfig)
+	return nil
+}
+
+// applyConfig hands node n its config and waits until it answers over mTLS.
+func (p *Provisioner) applyConfig(ctx context.Context, r *pipeline.Run, n *Node) error {
+	ip := n.IP()
+	if err := p.talos.ApplyInsecure(ctx, ip, n.config); err != nil {
 		return err // the adapter names the operation and the node
 	}
 	r.Info("machine config applied; node is rebooting into its configuration", map[string]any{"ip": ip})
 
 	w := r.Wait("Talos API over mTLS on "+ip, p.timeout(config.TalosMTLSTimeout), p.cfg.Duration(config.TalosMTLSInterval))
 	wctx, cancel := w.Context(ctx)
-	err := p.talos.WaitMTLS(wctx, ip, tc, w.Options())
-	cancel()
-	if err != nil {
+	defer cancel()
+	if err := p.talos.WaitMTLS(wctx, ip, p.talosconfig, w.Options()); err != nil {
 		return err // the adapter names the operation and the node
 	}
 	w.Done()
-
-	w = r.Wait("etcd bootstrap", p.timeout(config.TalosMTLSTimeout), p.cfg.Duration(config.TalosMTLSInterval))
-	wctx, cancel = w.Context(ctx)
-	err = p.talos.Bootstrap(wctx, ip, tc, w.Options())
-	cancel()
-	if err != nil {
-		return err // the adapter names the operation and the node
-	}
-	w.Done()
-
-	w = r.Wait("etcd, kubelet, apid, trustd healthy", p.timeout(config.ServicesTimeout), p.cfg.Duration(config.ServicesInterval))
-	wctx, cancel = w.Context(ctx)
-	err = p.talos.WaitServices(wctx, ip, tc, Services, w.Options())
-	cancel()
-	if err != nil {
-		return err // the adapter names the operation and the node
-	}
-	w.Done()
-
-	// Nothing in phase 6 needs the kubeconfig: fetch and store it alongside
-	// the Teleport wait; phase 6 joins it before declaring success.
-	p.kubeTask = p.spawn(r, func(ctx context.Context) error {
-		kc, err := p.talos.Kubeconfig(ctx, ip, tc)
-		if err != nil {
-			return err // the adapter names the operation and the node
-		}
-		return p.keep(ctx, r, map[string][]byte{SecretKubeconfig: kc})
-	})
 	return nil
+}
+
+// bootstrapEtcd bootstraps etcd on n: once per cluster, never on a joiner.
+func (p *Provisioner) bootstrapEtcd(ctx context.Context, r *pipeline.Run, n *Node) error {
+	w := r.Wait("etcd bootstrap", p.timeout(config.TalosMTLSTimeout), p.cfg.Duration(config.TalosMTLSInterval))
+	wctx, cancel := w.Context(ctx)
+	defer cancel()
+	if err := p.talos.Bootstrap(wctx, n.IP(), p.talosconfig, w.Options()); err != nil {
+		return err // the adapter names the operation and the node
+	}
+	w.Done()
+	return nil
+}
+
+// waitServices waits until node n's services are healthy.
+func (p *Provisioner) waitServices(ctx context.Context, r *pipeline.Run, n *Node) error {
+	w := r.Wait("etcd, kubelet, apid, trustd healthy", p.timeout(config.ServicesTimeout), p.cfg.Duration(config.ServicesInterval))
+	wctx, cancel := w.Context(ctx)
+	defer cancel()
+	if err := p.talos.WaitServices(wctx, n.IP(), p.talosconfig, Services, w.Options()); err != nil {
+		return err // the adapter names the operation and the node
+	}
+	w.Done()
+	return nil
+}
+
+// fetchKubeconfig is the kubeconfig work: it comes from the bootstrap node
+// and is kept with the other credentials.
+func (p *Provisioner) fetchKubeconfig(ctx context.Context, r *pipeline.Run) (struct{}, error) {
+	kc, err := p.talos.Kubeconfig(ctx, p.bootstrapNode().IP(), p.talosconfig)
+	if err != nil {
+		return struct{}{}, err // the adapter names the operation and the node
+	}
+	return struct{}{}, p.keep(ctx, r, map[string][]byte{SecretKubeconfig: kc})
 }

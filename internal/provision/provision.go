@@ -1,11 +1,31 @@
-// Package provision is the seven-phase contract: each phase in its own file,
-// every created resource's undo pushed right after the call that created it.
-// The same code runs against the real services and against the sandbox; only
-// the endpoints in the Factory differ.
+// Package provision builds a Talos cluster of one or more nodes in seven
+// phases, and destroys it again.
+//
+// The shape of a run:
+//
+//   - Phases (Phases, one file each: phase0_secrets.go … phase6_verify.go)
+//     are how a run is shown and what its exit codes mean. Each phase file
+//     says what happens in it and is the one place to read it.
+//   - Nodes (node.go) are the cluster's members. Every per-node step runs for
+//     all nodes side by side (eachNode), and what a step learns about a node
+//     lives on the Node, some of it as promises that later work waits on.
+//   - Work started ahead of time is a pipeline.Work: it declares what it
+//     needs by waiting on promises and other work, pushes the undo of what it
+//     creates right after creating it, is started as soon as its inputs are
+//     on their way, and is collected by the phase it belongs to. Without
+//     overlap (Options.Sequential) the phase runs the very same work inline.
+//   - A Topology (topology.go) is how machines come to exist and how the
+//     operator reaches them: phases 1 and 2 and its share of phase 0's
+//     checks. Elastic Metal is metal.go; everything else is topology-agnostic.
+//   - Per-node Talos configs are rendered in one place (nodeconfig.go), and
+//     the checks that must pass before lockdown are one list (verify.go).
+//
+// Every created resource's undo is pushed right after the call that created
+// it. The same code runs against the real services and against the sandbox;
+// only the endpoints in the Factory differ.
 package provision
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -15,10 +35,8 @@ import (
 
 	"github.com/rawkode/rawkode-cloud/internal/cloudflare"
 	"github.com/rawkode/rawkode-cloud/internal/config"
-	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 	"github.com/rawkode/rawkode-cloud/internal/redact"
-	"github.com/rawkode/rawkode-cloud/internal/scaleway"
 	"github.com/rawkode/rawkode-cloud/internal/teleport"
 )
 
@@ -35,7 +53,8 @@ type Options struct {
 	Sequential bool
 }
 
-// Provisioner holds what the phases hand to each other.
+// Provisioner holds what the phases hand to each other: the cluster-wide
+// state, the nodes, and the work that may run ahead of its phase.
 type Provisioner struct {
 	opts Options
 	cfg  *config.Config
@@ -47,35 +66,36 @@ type Provisioner struct {
 	tp    Teleport
 	talos Talos
 	ip    IPDetector
+	topo  Topology
+
+	nodes []*Node
 
 	// Filled as the phases go.
-	sshKeys      []string
-	server       *scaleway.Server
-	publicIP     string
-	dnsChange    *cloudflare.Change
 	operatorIP   netip.Addr
 	agentVersion string // Teleport kube agent image tag
 	token        teleport.Token
-	bundle       *secrets.Bundle
-	artifacts    *machineconfig.Result
+	talosconfig  []byte
 	stored       string // where talosconfig/kubeconfig were kept
-	lockedDown   bool
 
-	// Work started ahead of the critical path (see the phases).
-	bundleTask *pipeline.Task
-	dnsTask    *pipeline.Task
-	prepTask   *pipeline.Task
-	kubeTask   *pipeline.Task
-	mu         sync.Mutex
-	cpuOnPath  time.Duration // CPU-bound work the critical path waited for
+	// Work that may run ahead of the phase that collects it; see work.go.
+	bundle     *pipeline.Work[*secrets.Bundle]
+	dnsRecords *pipeline.Work[[]cloudflare.Change]
+	prep       *pipeline.Work[struct{}]
+	kubeconfig *pipeline.Work[struct{}]
+
+	mu        sync.Mutex
+	cpuOnPath time.Duration // CPU-bound work the critical path waited for
 }
 
-// spawn starts background work, or runs it right away in Sequential mode.
-func (p *Provisioner) spawn(r *pipeline.Run, fn func(ctx context.Context) error) *pipeline.Task {
+// ahead starts work before the phase that needs it, unless the run is
+// Sequential (then the phase runs it when it gets there).
+func (p *Provisioner) ahead(r *pipeline.Run, starts ...interface{ Start(*pipeline.Run) }) {
 	if p.opts.Sequential {
-		return r.Done(fn)
+		return
 	}
-	return r.Go(fn)
+	for _, w := range starts {
+		w.Start(r)
+	}
 }
 
 // onPath adds CPU-bound time the critical path had to wait for.
@@ -97,19 +117,22 @@ func New(opts Options) *Provisioner {
 	if opts.Redactor == nil {
 		opts.Redactor = redact.New()
 	}
-	return &Provisioner{opts: opts, cfg: opts.Config}
+	p := &Provisioner{opts: opts, cfg: opts.Config}
+	p.nodes = planNodes(p.clusterName(), 1, 0)
+	p.defineWork()
+	return p
 }
 
 // Phases is the whole order of provisioning, readable in one place.
 func (p *Provisioner) Phases() []pipeline.Phase {
 	return []pipeline.Phase{
-		pipeline.PhaseFunc("Resolve secrets", p.resolveSecrets),
-		pipeline.PhaseFunc("Order server", p.orderServer),
-		pipeline.PhaseFunc("Wait for install and Talos", p.waitForTalos),
-		pipeline.PhaseFunc("Update DNS", p.updateDNS),
-		pipeline.PhaseFunc("Generate config", p.generateConfig),
-		pipeline.PhaseFunc("Bootstrap cluster", p.bootstrap),
-		pipeline.PhaseFunc("Verify and lock down", p.verifyAndLockDown),
+		pipeline.PhaseFunc("Resolve secrets", p.resolveSecrets),          // phase0_secrets.go
+		pipeline.PhaseFunc("Order server", p.orderServers),               // phase1_order.go
+		pipeline.PhaseFunc("Wait for install and Talos", p.waitForTalos), // phase2_wait.go
+		pipeline.PhaseFunc("Update DNS", p.updateDNS),                    // phase3_dns.go
+		pipeline.PhaseFunc("Generate config", p.generateConfig),          // phase4_config.go
+		pipeline.PhaseFunc("Bootstrap cluster", p.bootstrap),             // phase5_bootstrap.go
+		pipeline.PhaseFunc("Verify and lock down", p.verifyAndLockDown),  // phase6_verify.go
 	}
 }
 
@@ -147,17 +170,22 @@ func (p *Provisioner) Summary() map[string]any {
 		"connect":            fmt.Sprintf("tsh kube login %s && kubectl get nodes", p.clusterName()),
 		"credentials_stored": p.stored,
 	}
-	if p.server != nil {
-		s["server_id"] = p.server.ID
-		s["zone"] = p.server.Zone
+	first := p.nodes[0]
+	if first.Machine.ID != "" {
+		s["server_id"] = first.Machine.ID
+		s["zone"] = first.Machine.Zone
 	}
-	if p.publicIP != "" {
-		s["ip"] = p.publicIP
+	if ip := first.IP(); ip != "" {
+		s["ip"] = ip
 	}
-	if p.dnsChange != nil {
-		s["dns_name"] = p.dnsChange.Name
+	if chs, ok := p.dnsRecords.Peek(); ok && len(chs) > 0 {
+		s["dns_name"] = chs[0].Name
 	}
-	s["locked_down"] = p.lockedDown
+	locked := true
+	for _, n := range p.nodes {
+		locked = locked && n.lockedDown
+	}
+	s["locked_down"] = locked
 	return s
 }
 

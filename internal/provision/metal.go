@@ -1,0 +1,287 @@
+package provision
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/rawkode/rawkode-cloud/internal/config"
+	"github.com/rawkode/rawkode-cloud/internal/pipeline"
+	"github.com/rawkode/rawkode-cloud/internal/pivot"
+	"github.com/rawkode/rawkode-cloud/internal/scaleway"
+)
+
+// metal is the Elastic Metal topology: each node is a server ordered with an
+// OS install whose cloud-init user data pivots it to Talos, reached on its
+// public IPv4.
+type metal struct {
+	cfg     *config.Config
+	scw     Servers
+	talos   Talos
+	cluster string
+	// sequential waits for the install before probing Talos at all (the
+	// seed design's order), for comparisons.
+	sequential bool
+
+	sshKeys []string // listed in Check, before any money is spent
+}
+
+// Check verifies the offer and OS, that no server of the cluster exists yet
+// and lists the SSH keys the OS install requires.
+func (m *metal) Check(ctx context.Context, r *pipeline.Run, _ []*Node) error {
+	offer, osID := m.cfg.Get(config.ScalewayOfferID), m.cfg.Get(config.ScalewayOSID)
+	if err := m.scw.CheckCompatibility(ctx, offer, osID); err != nil {
+		return fmt.Errorf("check offer and OS before ordering: %w", err)
+	}
+	// One cluster, one set of servers: a second order under the same name
+	// would bill twice and fight over the DNS record and the Teleport name.
+	name := m.cluster
+	existing, err := m.scw.FindServers(ctx, scaleway.ClusterTags(name)...)
+	if err != nil {
+		return fmt.Errorf("look for servers of cluster %s: %w", name, err)
+	}
+	var ids []string
+	for _, srv := range existing {
+		if srv.Status != "deleting" { // on its way out: no conflict
+			ids = append(ids, srv.ID+" ("+srv.Status+")")
+		}
+	}
+	if len(ids) > 0 {
+		return fmt.Errorf("cluster %s already has server(s) %s: remove them first with `rawkode-cloud destroy --cluster-name %s`, or choose another cluster-name",
+			name, strings.Join(ids, ", "), name)
+	}
+	keys, err := m.scw.ListSSHKeyIDs(ctx)
+	if err != nil {
+		return fmt.Errorf("list SSH keys (the OS install requires one): %w", err)
+	}
+	m.sshKeys = keys
+	r.Info("offer and OS support cloud-init", map[string]any{"offer": offer, "os": osID, "ssh_keys": len(keys)})
+	return nil
+}
+
+// Create orders every node's server, each with one CreateServer call
+// carrying the OS install and the cloud-init pivot; a server's undo is
+// pushed the moment the API says it exists.
+func (m *metal) Create(ctx context.Context, r *pipeline.Run, nodes []*Node) error {
+	userData, err := pivot.Render(m.pivotOptions())
+	if err != nil {
+		return fmt.Errorf("render cloud-init user data: %w", err)
+	}
+	return eachNode(nodes, func(n *Node) error { return m.order(ctx, r, n, userData) })
+}
+
+func (m *metal) order(ctx context.Context, r *pipeline.Run, n *Node, userData []byte) error {
+	name := m.cluster
+	// A tag only this order carries: if the API's answer is lost, the
+	// server found by it is certainly ours, never an earlier cluster's of
+	// the same name (which undo would otherwise delete).
+	orderTag := "order=" + randomHex(6)
+	spec := scaleway.ServerSpec{
+		Name:        n.Name,
+		Description: "Talos node of cluster " + name + ", managed by rawkode-cloud",
+		OfferID:     m.cfg.Get(config.ScalewayOfferID),
+		OSID:        m.cfg.Get(config.ScalewayOSID),
+		Hostname:    n.Name,
+		SSHKeyIDs:   m.sshKeys,
+		UserData:    userData,
+		Tags:        append(scaleway.ClusterTags(name), orderTag),
+	}
+	var srv *scaleway.Server
+	var err error
+	adopted := false
+	for attempt := 1; ; attempt++ {
+		srv, err = m.scw.CreateServer(ctx, spec)
+		if err == nil || !errors.Is(err, scaleway.ErrMaybeCreated) {
+			break
+		}
+		// The order may have gone through even though the answer was lost
+		// (a 5xx, a timeout): look for it before deciding anything.
+		found, ok := m.adoptOrphans(ctx, r, orderTag)
+		if len(found) == 1 {
+			srv, err, adopted = &found[0], nil, true
+			r.Info("the order's answer was lost, but the server exists: continuing with it", map[string]any{"server_id": srv.ID})
+			break
+		}
+		// Nothing was ordered (or, against all odds, more than one server
+		// carries our tag: all are on the undo stack). Ordering again is
+		// safe only when the look-up proved there is none.
+		if !ok || len(found) > 1 || attempt >= maxOrderAttempts || ctx.Err() != nil {
+			break
+		}
+		r.Warn("the order failed without a server being created; ordering again", map[string]any{"attempt": attempt, "error": err.Error()})
+	}
+	if err != nil {
+		return fmt.Errorf("order server: %w", err)
+	}
+	n.Machine = Machine{ID: srv.ID, Zone: srv.Zone}
+	if !adopted { // an adopted server's undo is already pushed
+		m.undoServer(r, *srv)
+	}
+	r.Info("server ordered", map[string]any{"server_id": srv.ID, "offer": m.cfg.Get(config.ScalewayOfferID), "ssh_keys": len(m.sshKeys)})
+	return nil
+}
+
+// undoServer registers the deletion of a server right after it exists.
+func (m *metal) undoServer(r *pipeline.Run, srv scaleway.Server) {
+	id := srv.ID
+	r.Undo(pipeline.UndoStep{
+		Resource: fmt.Sprintf("Scaleway server %s (%s)", id, srv.Zone),
+		Command:  fmt.Sprintf("rawkode-cloud destroy --server-id %s --scaleway-zone %s", id, srv.Zone),
+		Do: func(ctx context.Context) error {
+			w := r.Wait("server "+id+" to be deleted", 0, m.cfg.Duration(config.ServerPollInterval))
+			return m.scw.DeleteServer(ctx, id, w.Options())
+		},
+	})
+}
+
+// maxOrderAttempts bounds re-ordering after answers that proved nothing
+// was created.
+const maxOrderAttempts = 3
+
+// adoptOrphans pushes undo steps for the servers carrying this order's tag,
+// which a failed CreateServer may have created after all. ok is false when
+// they could not be listed: then nobody knows, and ordering again could
+// buy a second server.
+func (m *metal) adoptOrphans(ctx context.Context, r *pipeline.Run, orderTag string) (found []scaleway.Server, ok bool) {
+	found, err := m.scw.FindServers(context.WithoutCancel(ctx), scaleway.ToolTag, orderTag)
+	if err != nil {
+		r.Warn("the order's answer was lost and the servers of this cluster could not be listed; check the Scaleway console", map[string]any{"error": err.Error(), "tag": orderTag})
+		return nil, false
+	}
+	for _, srv := range found {
+		m.undoServer(r, srv)
+	}
+	return found, true
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
+}
+
+func (m *metal) pivotOptions() pivot.Options {
+	return pivotOptions(m.cfg)
+}
+
+func pivotOptions(cfg *config.Config) pivot.Options {
+	return pivot.Options{
+		SchematicID:     cfg.Get(config.TalosSchematicID),
+		TalosVersion:    cfg.Get(config.TalosVersion),
+		ImageFactoryURL: cfg.Get(config.ImageFactoryURL),
+		InstallDisk:     cfg.Get(config.TalosInstallDisk),
+	}
+}
+
+// Reach waits, for every node at once, until its server is delivered AND
+// its OS install completed (Scaleway says "ready" long before the install
+// even starts), and the pivot has brought Talos up in maintenance mode.
+func (m *metal) Reach(ctx context.Context, r *pipeline.Run, nodes []*Node) error {
+	return eachNode(nodes, func(n *Node) error { return m.reach(ctx, r, n) })
+}
+
+// reach is one node's part of phase 2. The node answering in maintenance
+// mode is the event that matters, so it is probed directly (a TLS dial that
+// costs the API nothing) alongside the Scaleway status poll, which mainly
+// catches install errors. The public IP is known long before the install
+// ends: keeping n.Address then lets the DNS record and the configs be
+// prepared meanwhile.
+func (m *metal) reach(ctx context.Context, r *pipeline.Run, n *Node) error {
+	id := n.Machine.ID
+	serverTimeout := m.cfg.Duration(config.ServerTimeout)
+	pollEvery := m.cfg.Duration(config.ServerPollInterval)
+	sctx, cancel := context.WithTimeout(ctx, serverTimeout)
+	defer cancel()
+
+	w := r.Wait("public IPv4 of server "+id, serverTimeout, pollEvery)
+	srv, err := m.scw.WaitIPv4(sctx, id, w.Options())
+	if err != nil {
+		return fmt.Errorf("wait for server %s: %w", id, err)
+	}
+	w.Done()
+	r.Info("public IPv4 assigned", map[string]any{"server_id": id, "ip": srv.IPv4})
+	n.Address.Keep(srv.IPv4)
+
+	// Scaleway status poll, in the background: its end (install completed)
+	// is when the join token can be minted with its TTL still covering the
+	// pivot, the reboot and the agent's start.
+	w = r.Wait("server "+id+" delivery and OS install", serverTimeout, pollEvery)
+	pollReady := func(context.Context) error {
+		if _, err := m.scw.WaitReady(sctx, id, w.Options()); err != nil {
+			return err
+		}
+		w.Done()
+		n.Installed.Keep(struct{}{})
+		return nil
+	}
+	var ready *pipeline.Task
+	if m.sequential {
+		ready = r.Done(pollReady)
+	} else {
+		ready = r.Go(pollReady)
+	}
+
+	// Probe slowly while the install runs (Ubuntu does not serve :50000
+	// anyway), quickly once it completed and the pivot can finish any moment.
+	mw := r.Wait("Talos maintenance mode on "+srv.IPv4, serverTimeout+m.cfg.Duration(config.TalosMaintenanceTimeout), m.cfg.Duration(config.TalosMaintenanceInterval))
+	probe := func(ctx context.Context, every time.Duration) error {
+		opts := mw.Options()
+		opts.Interval = every
+		return m.talos.WaitMaintenance(ctx, srv.IPv4, opts)
+	}
+	slow, stopSlow := context.WithCancel(sctx)
+	defer stopSlow()
+	maint := make(chan error, 1)
+	go func() { maint <- probe(slow, pollEvery) }()
+
+	select {
+	case err := <-maint:
+		if err == nil {
+			mw.Done()
+			// Talos is up, so the install is over whatever the API says yet.
+			cancel()
+			_ = ready.Wait(context.Background())
+			n.Installed.Keep(struct{}{})
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// The probe failed for good (or the server timeout passed): stop the
+		// status poll and prefer its error, which names an install failure.
+		cancel()
+		if rerr := ready.Wait(context.Background()); rerr != nil && !errors.Is(rerr, context.Canceled) {
+			return fmt.Errorf("wait for server %s: %w", id, rerr)
+		}
+		return err
+	case <-waitDone(ctx, ready):
+		stopSlow()
+		<-maint
+		if err := ready.Wait(ctx); err != nil {
+			return fmt.Errorf("wait for server %s: %w", id, err)
+		}
+	}
+
+	// Installed: now the pivot runs, bounded by the maintenance timeout.
+	mctx, mcancel := context.WithTimeout(ctx, m.cfg.Duration(config.TalosMaintenanceTimeout))
+	defer mcancel()
+	if err := probe(mctx, m.cfg.Duration(config.TalosMaintenanceInterval)); err != nil {
+		return err
+	}
+	mw.Done()
+	return nil
+}
+
+// waitDone is closed when the task ends (or ctx does).
+func waitDone(ctx context.Context, t *pipeline.Task) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		_ = t.Wait(ctx)
+		close(ch)
+	}()
+	return ch
+}

@@ -1,0 +1,67 @@
+package provision
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+
+	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
+
+	"github.com/rawkode/rawkode-cloud/internal/config"
+	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
+	"github.com/rawkode/rawkode-cloud/internal/pipeline"
+)
+
+// renderConfigs renders every node's Talos configs from one secrets bundle:
+// the config applied in phase 5 and the lockdown config applied in phase 6,
+// plus the cluster's talosconfig. This is the one place where what a node
+// receives is decided.
+func (p *Provisioner) renderConfigs(ctx context.Context, r *pipeline.Run, bundle *secrets.Bundle) error {
+	if _, err := addresses(ctx, p.nodes); err != nil {
+		return err
+	}
+	for _, n := range p.nodes {
+		res, err := machineconfig.Generate(p.machineInput(n, bundle))
+		if err != nil {
+			return fmt.Errorf("generate Talos machine config: %w", err)
+		}
+		n.config, n.lockdown = res.ControlPlane, res.Lockdown
+		p.talosconfig = res.Talosconfig
+		fw, err := machineconfig.FirewallRules(n.config)
+		if err != nil {
+			return fmt.Errorf("read back firewall rules: %w", err)
+		}
+		for _, rule := range fw.Rules {
+			if rule.Operator() {
+				r.Info("temporary firewall opening", map[string]any{"rule": rule.String()})
+			}
+		}
+	}
+	return nil
+}
+
+// machineInput is what node n's configs are made of.
+func (p *Provisioner) machineInput(n *Node, bundle *secrets.Bundle) machineconfig.Input {
+	endpoint := n.IP()
+	if p.cfg.IsSet(config.CloudflareDNSName) {
+		endpoint = p.cfg.Get(config.CloudflareDNSName)
+	}
+	pub, _ := netip.ParseAddr(n.IP())
+	return machineconfig.Input{
+		ClusterName:           p.clusterName(),
+		Endpoint:              endpoint,
+		PublicIP:              pub,
+		DNSName:               p.cfg.Get(config.CloudflareDNSName),
+		KubernetesVersion:     p.cfg.Get(config.KubernetesVersion),
+		TalosVersion:          p.cfg.Get(config.TalosVersion),
+		SchematicID:           p.cfg.Get(config.TalosSchematicID),
+		InstallDisk:           p.cfg.Get(config.TalosInstallDisk),
+		OperatorIP:            p.operatorIP,
+		TeleportProxy:         p.cfg.Get(config.TeleportProxy),
+		TeleportJoinToken:     p.token.Name,
+		TeleportAgentVersion:  p.agentVersion,
+		InfisicalClientID:     p.cfg.Get(config.InfisicalClientID),
+		InfisicalClientSecret: p.cfg.Get(config.InfisicalClientSecret),
+		Secrets:               bundle,
+	}
+}
