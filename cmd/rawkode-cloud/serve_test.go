@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // world is a `sandbox serve` process: one local cloud that persists
@@ -194,4 +197,129 @@ func TestSandboxCommandsNeedAServedSandbox(t *testing.T) {
 	if !strings.Contains(r.err, "sandbox-url") || !strings.Contains(r.err, "loopback") {
 		t.Errorf("a non-loopback sandbox-url is not named:\n%s", r.err)
 	}
+}
+
+// status runs `status --output json` and decodes the report.
+func (w *world) status(code int, cluster string) map[string]any {
+	w.t.Helper()
+	r := w.must(code, "status", "--cluster-name", cluster, "--output", "json")
+	var rep map[string]any
+	if err := json.Unmarshal([]byte(strings.TrimSpace(r.out)), &rep); err != nil {
+		w.t.Fatalf("status is not JSON: %v\n%s", err, r.out)
+	}
+	return rep
+}
+
+// check finds the state of the first check of component in a status report.
+func check(rep map[string]any, component string) (state, detail string) {
+	checks, _ := rep["checks"].([]any)
+	for _, c := range checks {
+		m := c.(map[string]any)
+		if m["component"] == component {
+			return m["state"].(string), m["detail"].(string)
+		}
+	}
+	return "", ""
+}
+
+// deleteBehindTheBack deletes a server straight through the emulated
+// Scaleway API, as someone in the web console would.
+func (w *world) deleteBehindTheBack(id string) {
+	w.t.Helper()
+	var wd struct {
+		ScalewayURL string `json:"scaleway_url"`
+	}
+	resp, err := http.Get(w.url + "/v1/world")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&wd); err != nil {
+		w.t.Fatal(err)
+	}
+	cfg, err := os.ReadFile(w.config)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var settings map[string]any
+	if err := yaml.Unmarshal(cfg, &settings); err != nil {
+		w.t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodDelete, wd.ScalewayURL+"/baremetal/v1/zones/fr-par-2/servers/"+id, nil)
+	req.Header.Set("X-Auth-Token", settings["scaleway-secret-key"].(string))
+	dr, err := http.DefaultClient.Do(req)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	dr.Body.Close()
+	if dr.StatusCode != http.StatusOK {
+		w.t.Fatalf("delete server %s: %s", id, dr.Status)
+	}
+}
+
+func TestStatusSeesALockedDownClusterAndItsLoss(t *testing.T) {
+	t.Parallel()
+	w := serve(t)
+	w.must(0, "provision", "--cluster-name", "seen", "--output", "json")
+
+	rep := w.status(0, "seen")
+	if rep["state"] != "ok" {
+		t.Fatalf("state %v after provision: %v", rep["state"], rep)
+	}
+	for comp, want := range map[string]string{"server": "ok", "ports": "ok", "teleport": "ok", "dns": "ok", "secrets": "ok", "talos": "unknown"} {
+		if got, detail := check(rep, comp); got != want {
+			t.Errorf("%s: %s (%s), want %s", comp, got, detail, want)
+		}
+	}
+	list := w.must(0, "list")
+	if !strings.Contains(list.out, "seen") || !strings.Contains(list.out, "registered") {
+		t.Errorf("list:\n%s", list.out)
+	}
+
+	servers, _ := rep["servers"].([]any)
+	if len(servers) != 1 {
+		t.Fatalf("servers: %v", servers)
+	}
+	w.deleteBehindTheBack(servers[0].(map[string]any)["id"].(string))
+	// Deletion takes a while in the emulated Scaleway, as in the real one:
+	// the server is "deleting", then gone, and the agent with it.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		r := w.run("status", "--cluster-name", "seen", "--output", "json")
+		if r.code == 1 && strings.Contains(r.out, `"state":"down"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status never said down after the server was deleted (exit %d):\n%s\n%s", r.code, r.out, r.err)
+		}
+	}
+	rep = w.status(1, "seen")
+	if got, _ := check(rep, "secrets"); got != "ok" {
+		t.Errorf("secrets %s: what the store holds does not go with the servers", got)
+	}
+	if got, _ := check(rep, "teleport"); got != "down" {
+		t.Errorf("teleport %s with the server gone", got)
+	}
+	list = w.must(0, "list", "--output", "json")
+	if !strings.Contains(list.out, `"name":"seen","servers":[]`) || !strings.Contains(list.out, `"secrets":true`) {
+		t.Errorf("list does not show a cluster whose servers are gone but whose secrets are kept:\n%s", list.out)
+	}
+	w.must(0, "destroy", "--cluster-name", "seen", "--yes", "--delete-secrets", "--output", "json")
+}
+
+func TestStatusReadsTalosWhereALeftOpenRunLetsIt(t *testing.T) {
+	t.Parallel()
+	w := serve(t, "--sandbox-fault", "teleport.agent=never")
+	w.must(3, "provision", "--cluster-name", "open", "--output", "json")
+	rep := w.status(1, "open")
+	if got, detail := check(rep, "talos"); got != "ok" || !strings.Contains(detail, "etcd members") {
+		t.Errorf("talos: %s (%s), want ok with the etcd members", got, detail)
+	}
+	if got, _ := check(rep, "ports"); got != "degraded" {
+		t.Errorf("ports %s: a run that stopped before lockdown leaves them open", got)
+	}
+	if got, _ := check(rep, "teleport"); got != "down" {
+		t.Errorf("teleport %s: the agent never registered", got)
+	}
+	w.must(0, "destroy", "--cluster-name", "open", "--yes", "--delete-secrets", "--output", "json")
 }

@@ -169,6 +169,22 @@ func (c *Client) list(ctx context.Context, p string) (map[string]string, error) 
 	return out, nil
 }
 
+// Folders lists the names of the folders directly under path.
+func (c *Client) Folders(ctx context.Context, secretPath string) ([]string, error) {
+	p := c.resolve(secretPath)
+	res, err := call(ctx, c, "list-folders", nil, func() ([]models.Folder, error) {
+		return c.sdk.Folders().List(sdk.ListFoldersOptions{ProjectID: c.cfg.ProjectID, Environment: c.cfg.Environment, Path: p})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list Infisical folders in %s: %w", c.where(p), err)
+	}
+	names := make([]string, 0, len(res))
+	for _, f := range res {
+		names = append(names, f.Name)
+	}
+	return names, nil
+}
+
 // Get returns one secret at path; ErrNotFound when it does not exist.
 func (c *Client) Get(ctx context.Context, secretPath, name string) (string, error) {
 	p := c.resolve(secretPath)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -287,6 +288,7 @@ func (e *Emulator) routes() http.Handler {
 	mux.HandleFunc("PATCH /api/v3/secrets/raw/{name}", e.authed(e.updateSecret))
 	mux.HandleFunc("DELETE /api/v3/secrets/raw/{name}", e.authed(e.deleteSecret))
 	mux.HandleFunc("POST /api/v1/folders", e.authed(e.createFolder))
+	mux.HandleFunc("GET /api/v1/folders", e.authed(e.listFolders))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := mux.Handler(r); pattern == "" {
 			// Fastify's shape for an unknown route.
@@ -737,5 +739,40 @@ func (e *Emulator) createFolder(w http.ResponseWriter, r *http.Request) {
 			"id": f.id, "name": f.name, "version": 1, "envId": st.id, "parentId": f.parentID,
 			"isReserved": false, "createdAt": f.created, "updatedAt": f.created,
 		}})
+	}
+}
+
+// listFolders answers GET /api/v1/folders: the direct children of path,
+// as Infisical's folder router lists them (a missing path lists empty).
+func (e *Emulator) listFolders(w http.ResponseWriter, r *http.Request) {
+	e.counters.Inc("list-folders")
+	q := r.URL.Query()
+	project, env, p := q.Get("workspaceId"), q.Get("environment"), cleanPath(q.Get("path"))
+	e.mu.Lock()
+	envs, ok := e.projects[project]
+	st := envs[env]
+	var out []map[string]any
+	if st != nil {
+		parent := st.folders[p]
+		for fp, f := range st.folders {
+			if parent != nil && fp != "/" && path.Dir(fp) == p {
+				out = append(out, map[string]any{"id": f.id, "name": f.name, "version": 1, "envId": st.id,
+					"parentId": f.parentID, "isReserved": false, "createdAt": f.created, "updatedAt": f.created})
+			}
+		}
+	}
+	e.mu.Unlock()
+	switch {
+	case !ok:
+		e.projectNotFound(w, project)
+	case st == nil:
+		e.apiError(w, http.StatusNotFound, "NotFound", fmt.Sprintf(
+			"Environment with slug '%s' in project with ID '%s' not found", env, project))
+	default:
+		sort.Slice(out, func(i, j int) bool { return out[i]["name"].(string) < out[j]["name"].(string) })
+		if out == nil {
+			out = []map[string]any{}
+		}
+		emulator.WriteJSON(w, http.StatusOK, map[string]any{"folders": out})
 	}
 }

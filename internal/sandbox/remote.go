@@ -78,8 +78,12 @@ func (r *Remote) Describe() string {
 func (r *Remote) Apply(cfg *config.Config) {
 	set := func(name, v string) { cfg.Set(name, v, config.FromSandbox, r.url) }
 	scaleWaits(cfg, r.world.Speed, set)
-	if cfg.IsSet(config.ClusterName) && !cfg.IsSet(config.CloudflareDNSName) && cfg.IsSet(config.CloudflareAPIToken) {
-		set(config.CloudflareDNSName, cfg.Get(config.ClusterName)+"."+DefaultDNSZone)
+	if !cfg.IsSet(config.CloudflareDNSName) && cfg.IsSet(config.CloudflareAPIToken) {
+		cluster := cfg.Get(config.ClusterName)
+		if cluster == "" {
+			cluster = DefaultClusterName // commands about every cluster (list) use no record
+		}
+		set(config.CloudflareDNSName, cluster+"."+DefaultDNSZone)
 	}
 }
 

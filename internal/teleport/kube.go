@@ -187,3 +187,36 @@ func isKubeServerOf(r types.Resource, clusterName string) bool {
 	ks, ok := r.(types.KubeServer)
 	return ok && ks.GetCluster() != nil && ks.GetCluster().GetName() == clusterName
 }
+
+// KubeClusters lists the names of the kube clusters with a registered kube
+// server (an agent heartbeating), each once.
+func (c *Client) KubeClusters(ctx context.Context) ([]string, error) {
+	var names []string
+	err := c.retry.Do(ctx, func(ctx context.Context) error {
+		return c.attempt(ctx, func(ctx context.Context) error {
+			names = nil
+			seen := map[string]bool{}
+			req := proto.ListResourcesRequest{ResourceType: types.KindKubeServer, Namespace: defaults.Namespace, Limit: int32(defaults.DefaultChunkSize)}
+			for {
+				resp, err := c.api.ListResources(ctx, req)
+				if err != nil {
+					return classify(err)
+				}
+				for _, r := range resp.Resources {
+					if ks, ok := r.(types.KubeServer); ok && ks.GetCluster() != nil && !seen[ks.GetCluster().GetName()] {
+						seen[ks.GetCluster().GetName()] = true
+						names = append(names, ks.GetCluster().GetName())
+					}
+				}
+				if resp.NextKey == "" || len(resp.Resources) == 0 {
+					return nil
+				}
+				req.StartKey = resp.NextKey
+			}
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list Teleport kube servers: %w", err)
+	}
+	return names, nil
+}

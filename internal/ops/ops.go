@@ -1,0 +1,105 @@
+// Package ops holds the day-two operations on a cluster that exists:
+// listing clusters, their status, break-glass access, etcd backups,
+// upgrades and rebuilds. Nothing is kept locally: what a cluster is comes
+// from the cloud's tags and the secret store, as destroy finds it.
+package ops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/rawkode/rawkode-cloud/internal/config"
+	"github.com/rawkode/rawkode-cloud/internal/fail"
+	"github.com/rawkode/rawkode-cloud/internal/infisical"
+	"github.com/rawkode/rawkode-cloud/internal/provision"
+	"github.com/rawkode/rawkode-cloud/internal/talos"
+)
+
+// Talos is what the day-two operations ask of the Talos API.
+type Talos interface {
+	ProbePorts(ctx context.Context, ip string, ports []int) (map[int]bool, error)
+	Inspect(ctx context.Context, ip string, talosconfig []byte) (talos.NodeInfo, error)
+}
+
+// Teleport is what the day-two operations ask of Teleport.
+type Teleport interface {
+	KubeClusters(ctx context.Context) ([]string, error)
+	Close() error
+}
+
+// Env is the set of clients one day-two command works with. Clients of
+// services that are not configured are nil.
+type Env struct {
+	Cfg      *config.Config
+	Servers  provision.Servers
+	DNS      provision.DNS
+	Store    provision.SecretStore
+	Teleport Teleport
+	Talos    Talos
+}
+
+// Open fills the settings from Infisical and builds the clients.
+func Open(ctx context.Context, f provision.Factory, cfg *config.Config, addSecret func(...string)) (*Env, error) {
+	store, _, err := provision.FillFromInfisical(ctx, f, cfg, addSecret)
+	if err != nil {
+		return nil, err
+	}
+	e := &Env{Cfg: cfg, Store: store}
+	req := config.Requirements{Required: []string{config.ScalewayAccessKey, config.ScalewaySecretKey, config.ScalewayProjectID}}
+	if err := cfg.Validate(req); err != nil {
+		e.Close()
+		return nil, fail.UsageError(err)
+	}
+	if e.Servers, err = f.Scaleway(cfg); err != nil {
+		e.Close()
+		return nil, fail.UsageError(err)
+	}
+	if e.DNS, err = f.Cloudflare(cfg); err != nil {
+		e.Close()
+		return nil, fail.UsageError(err)
+	}
+	if cfg.IsSet(config.TeleportProxy) {
+		tp, err := f.Teleport(ctx, cfg)
+		if err != nil {
+			e.Close()
+			return nil, fmt.Errorf("connect to Teleport: %w", err)
+		}
+		t, ok := tp.(Teleport)
+		if !ok {
+			_ = tp.Close()
+			e.Close()
+			return nil, errors.New("the Teleport client cannot list kube servers")
+		}
+		e.Teleport = t
+	}
+	t, ok := f.Talos(cfg).(Talos)
+	if !ok {
+		e.Close()
+		return nil, errors.New("the Talos client cannot inspect nodes")
+	}
+	e.Talos = t
+	return e, nil
+}
+
+// Close releases connections.
+func (e *Env) Close() {
+	if e.Store != nil {
+		e.Store.Close()
+	}
+	if e.Teleport != nil {
+		_ = e.Teleport.Close()
+	}
+}
+
+// secret reads one of a cluster's stored credentials; "" when absent.
+func (e *Env) secret(ctx context.Context, cluster, name string) (string, error) {
+	if e.Store == nil {
+		return "", nil
+	}
+	v, err := e.Store.Get(ctx, provision.SecretsPath(cluster), name)
+	if errors.Is(err, infisical.ErrNotFound) {
+		return "", nil
+	}
+	return v, err
+}
