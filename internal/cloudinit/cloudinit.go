@@ -31,6 +31,8 @@ type VM struct {
 	// AdminUser is the sudo user that exists on the VM ("deploy" in the
 	// document, and a login of Teleport's infra-admin role).
 	AdminUser string
+	// Repos are extra apt repositories, set up before the packages install.
+	Repos []AptRepo
 	// Packages to install (from runcmd), besides qemu-guest-agent.
 	Packages []string
 	// Files to write before the commands run.
@@ -46,6 +48,16 @@ type Interface struct {
 	Address     netip.Prefix // e.g. 10.10.0.3/24
 	Gateway     netip.Addr
 	Nameservers []netip.Addr
+}
+
+// AptRepo is a signed apt repository: its key is fetched to
+// /etc/apt/keyrings/<Name>.asc and only that key may sign it.
+type AptRepo struct {
+	Name   string // file name stem, e.g. "teleport"
+	KeyURL string
+	// Source is the part of the deb line after the options, e.g.
+	// "https://apt.releases.teleport.dev/debian bookworm stable/v18".
+	Source string
 }
 
 // File is written by write_files.
@@ -118,9 +130,17 @@ func UserData(vm VM) ([]byte, error) {
 		}
 		cc.WriteFiles = append(cc.WriteFiles, writeFile{Path: f.Path, Content: f.Content, Permissions: perm, Owner: owner})
 	}
+	for _, r := range vm.Repos {
+		key := "/etc/apt/keyrings/" + r.Name + ".asc"
+		cc.WriteFiles = append(cc.WriteFiles, writeFile{Path: "/etc/apt/sources.list.d/" + r.Name + ".list",
+			Content: "deb [signed-by=" + key + "] " + r.Source + "\n", Permissions: "0644", Owner: "root:root"})
+	}
 	pkgs := append([]string{"qemu-guest-agent"}, vm.Packages...)
+	cc.Runcmd = append(cc.Runcmd, "sshd -t && systemctl reload ssh")
+	for _, r := range vm.Repos {
+		cc.Runcmd = append(cc.Runcmd, "install -d -m 0755 /etc/apt/keyrings && curl -fsSL --retry 5 "+r.KeyURL+" -o /etc/apt/keyrings/"+r.Name+".asc")
+	}
 	cc.Runcmd = append(cc.Runcmd,
-		"sshd -t && systemctl reload ssh",
 		"export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q --no-install-recommends "+strings.Join(pkgs, " "),
 		// The guest agent is how Proxmox (and through it the CLI) sees the
 		// VM's addresses and shuts it down cleanly.
