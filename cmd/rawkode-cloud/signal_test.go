@@ -215,8 +215,12 @@ func TestSIGINTInEachPhase(t *testing.T) {
 			if inv := r.inventory(t); !empty(inv) {
 				t.Fatalf("left behind after SIGINT in %q: %v\n%s", phase, inv, r.dump())
 			}
-			if !strings.Contains(r.stderr.String(), "Error: ") {
-				t.Errorf("no error message on stderr:\n%s", r.stderr.String())
+			if !strings.Contains(r.stderr.String(), "Error: interrupted") || strings.Contains(r.stderr.String(), "context canceled") {
+				t.Errorf("the error does not say the run was interrupted:\n%s", r.stderr.String())
+			}
+			// One Ctrl-C is one: never also taken for a second.
+			if r.sawEvent(func(ev map[string]any) bool { return strings.Contains(fmt.Sprint(ev["message"]), "interrupt received again") }) {
+				t.Errorf("a single interrupt was reported twice:\n%s", r.dump())
 			}
 		})
 	}

@@ -57,6 +57,8 @@ type invocation struct {
 	env      map[string]string // the whole environment
 	secrets  *lister           // nil: a lister that fails the test if called
 	args     []string
+	terminal bool   // stdout is an interactive terminal
+	stdin    string // what the user types
 }
 
 type result struct {
@@ -75,10 +77,11 @@ func run(t *testing.T, inv invocation) result {
 	}
 	var out, errOut bytes.Buffer
 	env := cli.Env{
-		In:  strings.NewReader(""),
+		In:  strings.NewReader(inv.stdin),
 		Out: &out, Err: &errOut,
 		LookupEnv: func(k string) (string, bool) { v, ok := inv.env[k]; return v, ok },
 		Home:      home,
+		Terminal:  inv.terminal,
 	}
 	if inv.secrets != nil {
 		env.Secrets = inv.secrets.list

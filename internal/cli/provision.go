@@ -1,8 +1,7 @@
 package cli
 
 import (
-	"context"
-	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -12,7 +11,6 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/fail"
 	"github.com/rawkode/rawkode-cloud/internal/metering"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
-	"github.com/rawkode/rawkode-cloud/internal/progress"
 	"github.com/rawkode/rawkode-cloud/internal/provision"
 	"github.com/rawkode/rawkode-cloud/internal/report"
 	"github.com/rawkode/rawkode-cloud/internal/retry"
@@ -85,7 +83,7 @@ func (a *app) runProvision(cmd *cobra.Command, o *provisionOptions) error {
 		runner.Sink = pipeline.Tee(rend, rec)
 	}
 	cpuBefore := report.ProcessCPU()
-	stopWatch := a.watchSecondInterrupt(ctx, rend)
+	stopWatch := a.watchSecondInterrupt(rend)
 	res, runErr := runner.Execute(ctx)
 	stopWatch()
 	if o.report != "" {
@@ -98,32 +96,45 @@ func (a *app) runProvision(cmd *cobra.Command, o *provisionOptions) error {
 		if err := report.Write(o.report, rep); err != nil {
 			rend.Emit(pipeline.Event{Type: pipeline.EventWarn, Time: time.Now(), Message: err.Error()})
 		} else {
-			rend.Emit(pipeline.Event{Type: pipeline.EventInfo, Time: time.Now(), Message: "performance report written",
-				Fields: map[string]any{"path": o.report, "cli_added_seconds_real": rep.CLIAddedSecondsReal}})
+			fields := map[string]any{"path": o.report}
+			if rep.CLIAddedSecondsReal != nil { // unknown outside the sandbox and for failed runs
+				fields["cli_added_seconds_real"] = *rep.CLIAddedSecondsReal
+			}
+			rend.Emit(pipeline.Event{Type: pipeline.EventInfo, Time: time.Now(), Message: "performance report written", Fields: fields})
 		}
 	}
 	if runErr == nil {
 		summary := p.Summary()
-		summary["phase_timings"] = timings(res)
-		summary["total"] = progress.FormatDuration(res.Duration)
+		summary["phases"] = timings(res)
+		summary["total_seconds"] = seconds(res.Duration)
 		rend.Emit(pipeline.Event{Type: pipeline.EventSummary, Time: time.Now(), Message: "cluster " + cfg.Get(config.ClusterName) + " is up and locked down", Fields: summary})
 	}
 	a.emitInventory(ctx, rend, sb)
 	return runErr
 }
 
-func timings(res pipeline.Result) []string {
-	out := make([]string, 0, len(res.Phases))
+// timings are the summary's phase durations: numbers for programs (the
+// renderers print them readably for people).
+func timings(res pipeline.Result) []map[string]any {
+	out := make([]map[string]any, 0, len(res.Phases))
 	for _, ph := range res.Phases {
-		out = append(out, fmt.Sprintf("%s: %s (%s)", ph.Title, progress.FormatDuration(ph.Duration), ph.Status))
+		t := map[string]any{"phase": ph.Title, "seconds": seconds(ph.Duration), "status": ph.Status}
+		if ph.AheadIn != "" {
+			t["ahead_in"] = ph.AheadIn
+		}
+		out = append(out, t)
 	}
 	return out
 }
 
+// seconds rounds to milliseconds, far below what matters to anyone.
+func seconds(d time.Duration) float64 { return math.Round(d.Seconds()*1000) / 1000 }
+
 // watchSecondInterrupt tells the user, when Ctrl-C comes again during
 // cleanup, that cleanup goes on and will list whatever it cannot remove:
-// abandoning it silently would leave billed servers behind.
-func (a *app) watchSecondInterrupt(ctx context.Context, sink pipeline.Sink) func() {
+// abandoning it silently would leave billed servers behind. Env.Interrupts
+// carries only the signals after the first (NotifyInterrupts).
+func (a *app) watchSecondInterrupt(sink pipeline.Sink) func() {
 	if a.env.Interrupts == nil {
 		return func() {}
 	}
@@ -131,16 +142,6 @@ func (a *app) watchSecondInterrupt(ctx context.Context, sink pipeline.Sink) func
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		select {
-		case <-ctx.Done():
-		case <-stop:
-			return
-		}
-		// Drain the signal that cancelled ctx, then answer every later one.
-		select {
-		case <-a.env.Interrupts:
-		default:
-		}
 		for {
 			select {
 			case <-stop:

@@ -68,7 +68,11 @@ type app struct {
 	debug    bool
 	started  bool // a command's RunE began: errors after this are not usage errors
 	// remote is the served sandbox the settings point at, if any.
-	remote *sandbox.Remote
+	remote  *sandbox.Remote
+	sandbox bool // --sandbox is running: suggested commands must say so
+	// paste is what a suggested rawkode-cloud command needs to act on the
+	// same world as this run (see pasteArgs).
+	paste string
 }
 
 // Execute runs the CLI and returns the process exit code. Errors are printed
@@ -98,11 +102,13 @@ func Execute(ctx context.Context, args []string, env Env) int {
 func (a *app) printError(err error) {
 	msg := a.redactor.Error(err)
 	var f *pipeline.Failure
-	if errors.As(err, &f) && f.Hint != "" {
+	isFailure := errors.As(err, &f)
+	if isFailure && f.Hint != "" {
 		msg += "\n\n" + a.redactor.String(f.Hint)
 	}
+	msg = a.suggest(msg)
 	fmt.Fprintf(a.env.Err, "Error: %s\n", msg)
-	if fail.IsUsage(err) && !strings.Contains(msg, "--help") {
+	if fail.IsUsage(err) && !a.started && !strings.Contains(msg, "--help") {
 		fmt.Fprintln(a.env.Err, "Run 'rawkode-cloud --help' for usage.")
 	}
 	if a.debug {
@@ -110,6 +116,31 @@ func (a *app) printError(err error) {
 		for e := err; e != nil; e = errors.Unwrap(e) {
 			fmt.Fprintf(a.env.Err, "  %T: %s\n", e, a.redactor.Error(e))
 		}
+	}
+	if isFailure && len(f.Leftovers) > 0 {
+		// Last, whatever the output mode: the progress stream may have gone
+		// to a file or /dev/null, and what still exists costs money.
+		a.printLeftovers(f)
+	}
+}
+
+// printLeftovers lists everything a failed run leaves, each with the
+// command that removes it.
+func (a *app) printLeftovers(f *pipeline.Failure) {
+	heading := "Left behind: cleanup could not remove"
+	switch {
+	case f.LeftRunning:
+		heading = "Left in place for debugging"
+	case f.Kept:
+		heading = "Kept because of --keep-on-failure"
+	}
+	w := a.env.Err
+	fmt.Fprintf(w, "\n%s (%d), each with the command that removes it:\n", heading, len(f.Leftovers))
+	for _, st := range f.Leftovers {
+		fmt.Fprintf(w, "  - %s\n      remove with: %s\n", a.redactor.String(st.Resource), a.redactor.String(a.command(st.Command)))
+	}
+	if a.sandbox {
+		fmt.Fprintln(w, sandboxGone)
 	}
 }
 
@@ -164,12 +195,31 @@ func (a *app) loadConfig(cmd *cobra.Command) (*config.Config, error) {
 
 // renderer builds the progress renderer the output setting asks for.
 func (a *app) renderer(cfg *config.Config) progress.Renderer {
-	r := progress.New(progress.Mode(cfg.Get(config.Output)), a.env.Out, a.redactor, a.env.Terminal)
+	r := progress.New(progress.Mode(cfg.Get(config.Output)), a.env.Out, a.redactor, a.liveTerminal())
 	if sw, ok := r.(interface{ SetWidth(int) }); ok && a.env.Width > 0 {
 		sw.SetWidth(a.env.Width)
 	}
-	return r
+	return suggesting{Sink: a.suggestingSink(r), r: r}
 }
+
+// liveTerminal reports whether the live display may be used: a terminal
+// that understands cursor control. TERM=dumb (Emacs shells, some CI
+// consoles) shows escape codes as garbage, so it gets plain lines.
+func (a *app) liveTerminal() bool {
+	if !a.env.Terminal {
+		return false
+	}
+	term, _ := a.env.LookupEnv("TERM")
+	return term != "dumb"
+}
+
+// suggesting is a renderer whose events' suggested commands fit the run.
+type suggesting struct {
+	pipeline.Sink
+	r progress.Renderer
+}
+
+func (s suggesting) Close() { s.r.Close() }
 
 // settingsFlags adds every setting's flag to cmd.
 func settingsFlags(cmd *cobra.Command) {

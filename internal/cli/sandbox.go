@@ -67,7 +67,7 @@ func (a *app) startSandbox(ctx context.Context, cfg *config.Config, o *sandboxOp
 		return nil, a.factory(), nil
 	}
 	if o.speed <= 0 || o.speed > 100000 {
-		return nil, provision.Factory{}, fail.UsageError(fmt.Errorf("--sandbox-speed must be between 0 and 100000, got %g", o.speed))
+		return nil, provision.Factory{}, fail.UsageError(fmt.Errorf("--sandbox-speed must be greater than 0 and at most 100000 (1 is real time, the default %d), got %g", sandbox.DefaultSpeed, o.speed))
 	}
 	faults, err := sandbox.ParseFaults(o.faults)
 	if err != nil {
@@ -77,6 +77,8 @@ func (a *app) startSandbox(ctx context.Context, cfg *config.Config, o *sandboxOp
 	if err != nil {
 		return nil, provision.Factory{}, err
 	}
+	a.sandbox = true
+	a.paste = a.pasteArgs(cfg)
 	sb.Apply(cfg)
 	a.redactor.Add(cfg.Secrets()...)
 	if a.env.OnSandbox != nil {
@@ -100,6 +102,7 @@ func (a *app) connectServed(ctx context.Context, cfg *config.Config) (provision.
 	}
 	r.Apply(cfg)
 	a.remote = r
+	a.paste = a.pasteArgs(cfg)
 	return r.Factory(), nil
 }
 

@@ -68,7 +68,7 @@ func (a *app) runServe(cmd *cobra.Command, o *serveOptions) error {
 		return err
 	}
 	if o.sandbox.speed <= 0 || o.sandbox.speed > 100000 {
-		return fail.UsageError(fmt.Errorf("--sandbox-speed must be between 0 and 100000, got %g", o.sandbox.speed))
+		return fail.UsageError(fmt.Errorf("--sandbox-speed must be greater than 0 and at most 100000 (1 is real time, the default %d), got %g", sandbox.DefaultSpeed, o.sandbox.speed))
 	}
 	faults, err := sandbox.ParseFaults(o.sandbox.faults)
 	if err != nil {

@@ -57,6 +57,9 @@ type PhaseTiming struct {
 	Start    time.Time
 	Duration time.Duration
 	Status   string // ok, failed, skipped, not-run
+	// AheadIn names the earlier phase during which this phase's work was
+	// done in the background (empty when it did its work itself).
+	AheadIn string
 }
 
 // Result describes a whole run.
@@ -82,6 +85,14 @@ type Failure struct {
 
 func (f *Failure) Error() string {
 	msg := f.Err.Error()
+	if f.Interrupted {
+		// Whatever the phase was doing failed because it was stopped.
+		msg = "interrupted"
+		if f.Phase != "" {
+			msg = "interrupted during " + f.Phase
+		}
+		return msg
+	}
 	if f.Phase != "" {
 		msg = fmt.Sprintf("%s: %s", f.Phase, msg)
 	}
@@ -150,6 +161,7 @@ func (rn *Runner) Execute(ctx context.Context) (Result, error) {
 			return res, rn.fail(ctx, run, p.Title(), err)
 		}
 		run.setPhase(p.Title())
+		run.takeAhead()
 		start := now()
 		res.Phases[i].Start = start
 		run.emit(Event{Type: EventPhaseStart, Fields: map[string]any{"index": i, "total": len(rn.Phases)}})
@@ -158,18 +170,31 @@ func (rn *Runner) Execute(ctx context.Context) (Result, error) {
 		res.Phases[i].Duration = d
 		if err != nil {
 			res.Phases[i].Status = "failed"
-			run.emit(Event{Type: EventPhaseFailed, Message: err.Error(), Fields: map[string]any{"duration": d.Seconds()}})
+			msg := err.Error()
+			if interrupted(ctx, err) {
+				// "context canceled" is how Go says it, not what happened.
+				msg = "interrupted"
+			}
+			run.emit(Event{Type: EventPhaseFailed, Message: msg, Fields: map[string]any{"duration": d.Seconds()}})
 			res.Duration = now().Sub(res.Start)
 			return res, rn.fail(ctx, run, p.Title(), err)
 		}
 		res.Phases[i].Status = "ok"
+		ahead := run.takeAhead()
 		if run.skipped != "" {
 			res.Phases[i].Status = "skipped"
 			run.emit(Event{Type: EventPhaseSkip, Message: run.skipped, Fields: map[string]any{"duration": d.Seconds()}})
 			run.skipped = ""
 			continue
 		}
-		run.emit(Event{Type: EventPhaseDone, Fields: map[string]any{"duration": d.Seconds()}})
+		fields := map[string]any{"duration": d.Seconds()}
+		if ahead != "" {
+			// Its work ran in the background during an earlier phase: say
+			// so, or a 0.0s phase looks like one that did nothing.
+			fields["ahead_in"] = ahead
+			res.Phases[i].AheadIn = ahead
+		}
+		run.emit(Event{Type: EventPhaseDone, Fields: fields})
 	}
 	// Phases join what they start; anything still running is not needed.
 	run.settle()
@@ -181,14 +206,14 @@ func (rn *Runner) fail(ctx context.Context, run *Run, phase string, err error) e
 	// Background work may still be creating something: stop it and wait, so
 	// that whatever it created is on the undo stack before cleanup starts.
 	run.settle()
-	f := &Failure{Phase: phase, Err: err, Interrupted: errors.Is(ctx.Err(), context.Canceled) || errors.Is(err, context.Canceled)}
+	f := &Failure{Phase: phase, Err: err, Interrupted: interrupted(ctx, err)}
 	var lr *leaveRunning
 	switch {
 	case errors.As(err, &lr):
 		f.LeftRunning, f.Hint = true, lr.hint
 		f.Leftovers = run.undo.drain()
 		for _, st := range f.Leftovers {
-			run.emit(Event{Type: EventKept, Message: "left running for debugging", Fields: map[string]any{"resource": st.Resource, "command": st.Command}})
+			run.emit(Event{Type: EventKept, Message: "left in place for debugging", Fields: map[string]any{"resource": st.Resource, "command": st.Command}})
 		}
 	case rn.KeepOnFailure:
 		f.Kept = true
@@ -200,6 +225,11 @@ func (rn *Runner) fail(ctx context.Context, run *Run, phase string, err error) e
 		f.Leftovers = rn.undo(ctx, run)
 	}
 	return fail.WithCode(f, f.ExitCode())
+}
+
+// interrupted reports whether err means the user stopped the run.
+func interrupted(ctx context.Context, err error) bool {
+	return errors.Is(ctx.Err(), context.Canceled) || errors.Is(err, context.Canceled)
 }
 
 // undo pops and runs every step newest first on a context that the user's
@@ -225,6 +255,9 @@ func (rn *Runner) undo(ctx context.Context, run *Run) []UndoStep {
 		err := safely(func() error { return st.Do(uctx) })
 		cancel()
 		fields := map[string]any{"resource": st.Resource, "ok": err == nil, "duration": run.now().Sub(start).Seconds()}
+		if st.Undone != "" {
+			fields["undone"] = st.Undone
+		}
 		if err != nil {
 			fields["error"] = err.Error()
 			left = append(left, st)
@@ -259,6 +292,10 @@ type Run struct {
 
 	mu    sync.Mutex
 	phase string
+	ahead string // earlier phase whose background task did this phase's work
+	// waited is set when the current phase awaited something itself: its
+	// work was then not all done ahead of time.
+	waited bool
 
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
@@ -281,7 +318,14 @@ func (r *Run) currentPhase() string {
 type Task struct {
 	done chan struct{}
 	err  error
+	run  *Run
+	// phase is the phase that started the task.
+	phase string
 }
+
+// inTask marks the context a task runs with, so that Wait can tell a phase
+// collecting background work from one task waiting for another.
+type inTask struct{}
 
 // Go runs fn in the background so that work which does not depend on what
 // the current phase awaits can overlap with it. The runner waits for every
@@ -289,12 +333,12 @@ type Task struct {
 // on the undo stack before cleanup starts) and cancels their context on
 // failure. A phase that needs the result calls Wait.
 func (r *Run) Go(fn func(ctx context.Context) error) *Task {
-	t := &Task{done: make(chan struct{})}
+	t := &Task{done: make(chan struct{}), run: r, phase: r.currentPhase()}
 	r.tasks.Add(1)
 	go func() {
 		defer r.tasks.Done()
 		defer close(t.done)
-		t.err = safely(func() error { return fn(r.bgCtx) })
+		t.err = safely(func() error { return fn(context.WithValue(r.bgCtx, inTask{}, true)) })
 	}()
 	return t
 }
@@ -302,14 +346,21 @@ func (r *Run) Go(fn func(ctx context.Context) error) *Task {
 // Done runs fn now, in the caller's goroutine, and returns it as a finished
 // task: the same code path for callers that choose not to overlap work.
 func (r *Run) Done(fn func(ctx context.Context) error) *Task {
-	t := &Task{done: make(chan struct{})}
-	t.err = safely(func() error { return fn(r.bgCtx) })
+	t := &Task{done: make(chan struct{}), run: r, phase: r.currentPhase()}
+	t.err = safely(func() error { return fn(context.WithValue(r.bgCtx, inTask{}, true)) })
 	close(t.done)
 	return t
 }
 
 // Wait returns the task's error once it has finished, or ctx's error.
+//
+// When a phase collects a task that an earlier phase started and that has
+// already finished, the phase's work was done ahead of time, and its
+// phase-done event says so (field ahead_in).
 func (t *Task) Wait(ctx context.Context) error {
+	if t.run != nil && ctx.Value(inTask{}) == nil {
+		t.run.collecting(t, t.Finished())
+	}
 	select {
 	case <-t.done:
 		return t.err
@@ -326,6 +377,34 @@ func (t *Task) Finished() bool {
 	default:
 		return false
 	}
+}
+
+// collecting notes that the current phase collects t: work done ahead when
+// an earlier phase started it and it had finished already, work the phase
+// waited for otherwise.
+func (r *Run) collecting(t *Task, finished bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !finished {
+		r.waited = true
+		return
+	}
+	if t.phase != "" && t.phase != r.phase && r.ahead == "" {
+		r.ahead = t.phase
+	}
+}
+
+// takeAhead returns and clears the earlier phase the current one's work
+// was done in.
+func (r *Run) takeAhead() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a := r.ahead
+	if r.waited {
+		a = ""
+	}
+	r.ahead, r.waited = "", false
+	return a
 }
 
 // settle cancels background tasks and waits for them.
@@ -373,6 +452,9 @@ func (r *Run) emit(e Event) {
 // Wait announces a wait and returns the options that report its progress.
 // Call Done on the returned waiter when the condition holds.
 func (r *Run) Wait(what string, timeout, interval time.Duration) *Waiter {
+	r.mu.Lock()
+	r.waited = true
+	r.mu.Unlock()
 	w := &Waiter{run: r, what: what, timeout: timeout, interval: interval, start: r.now()}
 	r.emit(Event{Type: EventWait, Fields: map[string]any{"wait": what, "timeout": timeout.Seconds()}})
 	return w

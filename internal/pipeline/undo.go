@@ -13,6 +13,9 @@ type UndoStep struct {
 	Resource string
 	// Command tells a human how to remove it by hand if the step fails.
 	Command string
+	// Undone, when set, says what a successful Do did in the past tense
+	// ("restored the A record … to 192.0.2.1"); empty means "removed <Resource>".
+	Undone string
 	// Do removes the resource; it must be idempotent (already gone = success).
 	Do func(ctx context.Context) error
 }

@@ -103,20 +103,29 @@ func (w *Work[T]) start(r *Run, background bool) *Task {
 		w.mu.Unlock()
 		return t
 	}
-	t := &Task{done: make(chan struct{})}
+	t := &Task{done: make(chan struct{}), run: r, phase: r.currentPhase()}
 	w.task = t
 	// Not held while running inline: work that Gets other work would
 	// otherwise deadlock; the task set above keeps it from running twice.
 	w.mu.Unlock()
+	ctx := r.bgCtx
+	if background {
+		// Marked, so that the Gets inside it are not taken for the phase's.
+		ctx = context.WithValue(ctx, inTask{}, true)
+	}
 	run := func() {
 		defer close(t.done)
 		t.err = safely(func() error {
-			v, err := w.Do(r.bgCtx, r)
+			v, err := w.Do(ctx, r)
 			w.v = v
 			return err
 		})
 	}
 	if !background {
+		// The phase does this work itself, now: not ahead of time.
+		r.mu.Lock()
+		r.waited = true
+		r.mu.Unlock()
 		run()
 		return t
 	}

@@ -3,6 +3,7 @@ package progress
 import (
 	"encoding/json"
 	"io"
+	"reflect"
 	"sync"
 	"time"
 
@@ -22,7 +23,7 @@ func newJSON(w io.Writer, _ *redact.Redactor) *jsonSink { return &jsonSink{w: w}
 func (j *jsonSink) Emit(e pipeline.Event) {
 	obj := make(map[string]any, len(e.Fields)+4)
 	for k, v := range e.Fields {
-		obj[k] = v
+		obj[k] = emptyList(v)
 	}
 	obj["type"] = e.Type
 	obj["time"] = e.Time.UTC().Format(time.RFC3339Nano)
@@ -42,3 +43,13 @@ func (j *jsonSink) Emit(e pipeline.Event) {
 }
 
 func (j *jsonSink) Close() {}
+
+// emptyList turns a nil slice into an empty one: a list with nothing in it
+// is [] in JSON, never null, so that consumers can iterate without a check.
+func emptyList(v any) any {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() == reflect.Slice && rv.IsNil() {
+		return reflect.MakeSlice(rv.Type(), 0, 0).Interface()
+	}
+	return v
+}

@@ -7,6 +7,7 @@ package progress
 import (
 	"fmt"
 	"io"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
@@ -105,16 +106,25 @@ func Describe(e pipeline.Event) string {
 	case pipeline.EventPhaseStart:
 		return "started"
 	case pipeline.EventPhaseDone:
+		if ahead := str(f, "ahead_in"); ahead != "" {
+			return fmt.Sprintf("done in %s: its work was done ahead, during %s", FormatDuration(seconds(f, "duration")), ahead)
+		}
 		return "done in " + FormatDuration(seconds(f, "duration"))
 	case pipeline.EventPhaseSkip:
 		return "skipped: " + e.Message
 	case pipeline.EventPhaseFailed:
 		return fmt.Sprintf("failed after %s: %s", FormatDuration(seconds(f, "duration")), e.Message)
 	case pipeline.EventWait:
-		return fmt.Sprintf("waiting for %s (timeout %s)", str(f, "wait"), formatLimit(seconds(f, "timeout")))
+		if limit := seconds(f, "timeout"); limit > 0 {
+			return fmt.Sprintf("waiting for %s (timeout %s)", str(f, "wait"), formatLimit(limit))
+		}
+		return "waiting for " + str(f, "wait")
 	case pipeline.EventState:
-		return fmt.Sprintf("waiting for %s: %s (%s / %s)", str(f, "wait"), str(f, "state"),
-			FormatDuration(seconds(f, "elapsed")), formatLimit(seconds(f, "timeout")))
+		counter := FormatDuration(seconds(f, "elapsed"))
+		if limit := seconds(f, "timeout"); limit > 0 {
+			counter += " / " + formatLimit(limit)
+		}
+		return fmt.Sprintf("waiting for %s: %s (%s)", str(f, "wait"), str(f, "state"), counter)
 	case pipeline.EventWaitDone:
 		return fmt.Sprintf("%s: ready after %s", str(f, "wait"), FormatDuration(seconds(f, "elapsed")))
 	case pipeline.EventRetry:
@@ -129,6 +139,9 @@ func Describe(e pipeline.Event) string {
 		return fmt.Sprintf("cleaning up %s resource(s), newest first", str(f, "steps"))
 	case pipeline.EventUndoStep:
 		if ok, _ := f["ok"].(bool); ok {
+			if undone := str(f, "undone"); undone != "" {
+				return undone
+			}
 			return "removed " + str(f, "resource")
 		}
 		return fmt.Sprintf("could not remove %s: %s", str(f, "resource"), str(f, "error"))
@@ -143,6 +156,54 @@ func Describe(e pipeline.Event) string {
 		return fmt.Sprintf("LEFT BEHIND: %s; remove with: %s", str(f, "resource"), str(f, "command"))
 	}
 	return withFields(e.Message, f)
+}
+
+// doneNote is the parenthesised part of a finished phase's line.
+func doneNote(f map[string]any) string {
+	d := FormatDuration(seconds(f, "duration"))
+	if ahead := str(f, "ahead_in"); ahead != "" {
+		return d + ", done ahead during " + ahead
+	}
+	return d
+}
+
+// FormatValue prints a field value for people: lists comma-separated
+// ("none" when empty, never "[]"), durations in seconds readably.
+func FormatValue(key string, v any) string {
+	rv := reflect.ValueOf(v)
+	if v == nil {
+		return "none"
+	}
+	if rv.Kind() == reflect.Pointer {
+		// A figure that may be unknown (*float64): its value, never an address.
+		if rv.IsNil() {
+			return "unknown"
+		}
+		return FormatValue(key, rv.Elem().Interface())
+	}
+	switch rv.Kind() {
+	case reflect.Slice, reflect.Array:
+		if rv.Len() == 0 {
+			return "none"
+		}
+		parts := make([]string, rv.Len())
+		for i := range parts {
+			parts[i] = FormatValue("", rv.Index(i).Interface())
+		}
+		return strings.Join(parts, ", ")
+	case reflect.Map:
+		if m, ok := v.(map[string]any); ok {
+			return "{" + withFields("", m) + "}"
+		}
+	case reflect.Float64, reflect.Float32:
+		if key == "seconds" || strings.HasSuffix(key, "_seconds") {
+			return FormatDuration(time.Duration(rv.Float() * float64(time.Second)))
+		}
+	}
+	if d, ok := v.(time.Duration); ok {
+		return FormatDuration(d)
+	}
+	return fmt.Sprint(v)
 }
 
 // withFields appends key=value pairs in a stable order.
@@ -160,7 +221,7 @@ func withFields(msg string, f map[string]any) string {
 		parts = append(parts, msg)
 	}
 	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s=%v", k, f[k]))
+		parts = append(parts, fmt.Sprintf("%s=%s", k, FormatValue(k, f[k])))
 	}
 	return strings.Join(parts, " ")
 }

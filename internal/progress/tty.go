@@ -15,26 +15,33 @@ import (
 var spinner = []string{"⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"}
 
 // tty keeps finished phases as permanent lines (✓/✗ with durations) and
-// redraws one live line below them: spinner, current phase, what is being
-// awaited, the last observed state and elapsed/timeout, ticking every 100ms
-// so the user sees time move even when nothing changes for minutes.
+// redraws one live line below them: spinner, current phase, every wait in
+// progress with its last observed state (the install's status and the
+// probe of the node run side by side for a quarter of an hour), and the
+// elapsed/timeout counter of the oldest, ticking every 100ms so the user
+// sees time move even when nothing changes for minutes.
 type tty struct {
-	mu      sync.Mutex
-	w       io.Writer
-	phase   string
-	index   int
-	total   int
-	wait    string
+	mu     sync.Mutex
+	w      io.Writer
+	phase  string
+	index  int
+	total  int
+	waits  []*liveWait // in the order they began
+	frame  int
+	live   bool
+	width  int
+	red    *redact.Redactor
+	stop   chan struct{}
+	done   chan struct{}
+	closed sync.Once
+}
+
+// liveWait is one wait shown on the live line.
+type liveWait struct {
+	what    string
 	state   string
-	since   time.Time // when the current wait began
+	since   time.Time
 	timeout time.Duration
-	frame   int
-	live    bool
-	width   int
-	red     *redact.Redactor
-	stop    chan struct{}
-	done    chan struct{}
-	closed  sync.Once
 }
 
 func newTTY(w io.Writer, r *redact.Redactor) *tty {
@@ -82,35 +89,108 @@ func (t *tty) clearLive() {
 	}
 }
 
+func (t *tty) findWait(what string) int {
+	for i, w := range t.waits {
+		if w.what == what {
+			return i
+		}
+	}
+	return -1
+}
+
+// LiveLine composes the live line from its parts so that it fits width
+// columns: the counter is never cut; the waits are first shown by their
+// states alone, then cut with "…". Exported for tests.
+func LiveLine(head string, waits []string, states []string, counter string, width int) string {
+	if width <= 0 {
+		width = 80
+	}
+	fits := func(s string) bool { return len([]rune(s)) <= width-1 }
+	compose := func(body string) string {
+		line := head
+		if body != "" {
+			line += " — waiting for " + body
+		}
+		if counter != "" {
+			line += " " + counter
+		}
+		return line
+	}
+	full := make([]string, len(waits))
+	short := make([]string, len(waits))
+	for i := range waits {
+		full[i], short[i] = waits[i], waits[i]
+		if states[i] != "" {
+			full[i] = waits[i] + ": " + states[i]
+			short[i] = states[i]
+		}
+	}
+	body := strings.Join(full, " · ")
+	if line := compose(body); fits(line) || body == "" {
+		if !fits(line) {
+			return cut(line, width)
+		}
+		return line
+	}
+	body = strings.Join(short, " · ")
+	if line := compose(body); fits(line) {
+		return line
+	}
+	// Cut the body, not the counter: elapsed/timeout is what tells a long
+	// wait from a hung one.
+	room := width - 1 - len([]rune(compose(""))) - len([]rune(" — waiting for "))
+	if room < 2 {
+		return cut(compose(""), width)
+	}
+	return compose(cut(body, room+1))
+}
+
+// cut shortens s to at most width-1 columns, ending in "…".
+func cut(s string, width int) string {
+	r := []rune(s)
+	if len(r) <= width-1 {
+		return s
+	}
+	if width < 2 {
+		return ""
+	}
+	return string(r[:width-2]) + "…"
+}
+
 func (t *tty) drawLive() {
-	text := t.phase
+	head := t.phase
 	if t.total > 0 {
-		text = fmt.Sprintf("[%d/%d] %s", t.index+1, t.total, t.phase)
+		head = fmt.Sprintf("[%d/%d] %s", t.index+1, t.total, t.phase)
 	}
-	if t.wait != "" {
-		elapsed := time.Since(t.since)
-		text += " — waiting for " + t.wait
-		if t.state != "" {
-			text += ": " + t.state
-		}
-		if t.timeout > 0 {
-			text += fmt.Sprintf(" (%s / %s)", FormatDuration(elapsed), formatLimit(t.timeout))
-		} else {
-			text += fmt.Sprintf(" (%s)", FormatDuration(elapsed))
+	var whats, states []string
+	counter := ""
+	for i, w := range t.waits {
+		whats = append(whats, t.flat(w.what))
+		states = append(states, t.flat(w.state))
+		if i == 0 {
+			// The oldest wait is the one holding the phase up longest.
+			elapsed := FormatDuration(time.Since(w.since))
+			if w.timeout > 0 {
+				counter = fmt.Sprintf("(%s / %s)", elapsed, formatLimit(w.timeout))
+			} else {
+				counter = fmt.Sprintf("(%s)", elapsed)
+			}
 		}
 	}
-	// Redact before cutting (a cut secret no longer matches) and keep the
-	// live line one line: "\r" can only erase the line the cursor is on.
-	text = strings.Join(strings.Fields(t.red.String(text)), " ")
-	text = spinner[t.frame%len(spinner)] + " " + text
 	width := t.width
 	if width <= 0 {
 		width = 80
 	}
-	if r := []rune(text); len(r) > width-1 {
-		text = string(r[:width-2]) + "…"
-	}
+	// Redact before cutting (a cut secret no longer matches) and keep the
+	// live line one line: "\r" can only erase the line the cursor is on.
+	prefix := spinner[t.frame%len(spinner)] + " "
+	text := prefix + LiveLine(t.flat(head), whats, states, counter, width-len([]rune(prefix)))
 	fmt.Fprintf(t.w, "\r\033[K%s", text)
+}
+
+// flat redacts s and puts it on one line.
+func (t *tty) flat(s string) string {
+	return strings.Join(strings.Fields(t.red.String(s)), " ")
 }
 
 // line prints a permanent line above the live one.
@@ -132,14 +212,14 @@ func (t *tty) Emit(e pipeline.Event) {
 			t.total = len(ph)
 		}
 	case pipeline.EventPhaseStart:
-		t.phase, t.wait, t.state, t.live = e.Phase, "", "", true
+		t.phase, t.waits, t.live = e.Phase, nil, true
 		if i, ok := f["index"].(int); ok {
 			t.index = i
 		}
 		t.drawLive()
 	case pipeline.EventPhaseDone:
 		t.endLive()
-		t.line(fmt.Sprintf("✓ %s (%s)", e.Phase, FormatDuration(seconds(f, "duration"))))
+		t.line(fmt.Sprintf("✓ %s (%s)", e.Phase, doneNote(f)))
 	case pipeline.EventPhaseSkip:
 		t.endLive()
 		t.line(fmt.Sprintf("– %s: skipped, %s", e.Phase, e.Message))
@@ -147,28 +227,31 @@ func (t *tty) Emit(e pipeline.Event) {
 		t.endLive()
 		t.line(fmt.Sprintf("✗ %s (%s): %s", e.Phase, FormatDuration(seconds(f, "duration")), e.Message))
 	case pipeline.EventWait:
-		t.wait, t.state, t.since, t.timeout = str(f, "wait"), "", time.Now(), seconds(f, "timeout")
+		what := str(f, "wait")
+		if i := t.findWait(what); i >= 0 {
+			t.waits = append(t.waits[:i], t.waits[i+1:]...)
+		}
+		t.waits = append(t.waits, &liveWait{what: what, since: time.Now(), timeout: seconds(f, "timeout")})
 		if t.live {
 			t.drawLive()
 		}
 	case pipeline.EventState:
-		if str(f, "wait") == t.wait {
-			t.state = str(f, "state")
+		if i := t.findWait(str(f, "wait")); i >= 0 {
+			t.waits[i].state = str(f, "state")
 			if t.live {
 				t.drawLive()
 			}
 		}
 	case pipeline.EventWaitDone:
-		t.line("    " + Describe(e))
-		t.wait, t.state = "", ""
-		if t.live {
-			t.drawLive()
+		if i := t.findWait(str(f, "wait")); i >= 0 {
+			t.waits = append(t.waits[:i], t.waits[i+1:]...)
 		}
+		t.line("    " + Describe(e))
 	case pipeline.EventUndoStart:
 		t.endLive()
 		t.line("↺ " + Describe(e))
 		// Cleanup gets its own live line: removing a server takes minutes.
-		t.phase, t.total, t.wait, t.state, t.live = "cleanup", 0, "", "", true
+		t.phase, t.total, t.waits, t.live = "cleanup", 0, nil, true
 		t.drawLive()
 	case pipeline.EventUndoDone:
 		t.endLive()
@@ -211,7 +294,7 @@ func Block(e pipeline.Event) string {
 		case []map[string]any:
 			fmt.Fprintf(&b, "  %s (%d)\n", k, len(v))
 			for _, item := range v {
-				fmt.Fprintf(&b, "    - %s\n", withFields("", item))
+				fmt.Fprintf(&b, "    - %s\n", itemLine(item))
 			}
 		case []string:
 			fmt.Fprintf(&b, "  %s (%d)\n", k, len(v))
@@ -219,8 +302,29 @@ func Block(e pipeline.Event) string {
 				fmt.Fprintf(&b, "    - %s\n", item)
 			}
 		default:
-			fmt.Fprintf(&b, "  %-22s %v\n", k+":", v)
+			fmt.Fprintf(&b, "  %-22s %s\n", k+":", FormatValue(k, v))
 		}
 	}
 	return b.String()
+}
+
+// itemLine renders one entry of a list in a block. An entry with a title
+// (a phase's timing) reads "title: value (status)"; others are key=value.
+func itemLine(item map[string]any) string {
+	title, ok := item["phase"].(string)
+	if !ok {
+		return withFields("", item)
+	}
+	line := title + ": " + FormatValue("seconds", item["seconds"])
+	var notes []string
+	if st := str(item, "status"); st != "" && st != "ok" {
+		notes = append(notes, st)
+	}
+	if ahead := str(item, "ahead_in"); ahead != "" {
+		notes = append(notes, "done ahead during "+ahead)
+	}
+	if len(notes) > 0 {
+		line += " (" + strings.Join(notes, ", ") + ")"
+	}
+	return line
 }

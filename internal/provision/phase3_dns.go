@@ -40,6 +40,7 @@ func (p *Provisioner) upsertDNS(ctx context.Context, r *pipeline.Run) ([]cloudfl
 		if ch.Changed() || err != nil {
 			r.Undo(pipeline.UndoStep{
 				Resource: dnsResource(ch, name),
+				Undone:   dnsUndone(ch, name),
 				Command:  revertCommand(ch, name, p.cfg.Get(config.CloudflareZoneID)),
 				Do:       func(ctx context.Context) error { return p.dns.Revert(ctx, ch) },
 			})
@@ -57,11 +58,20 @@ func (p *Provisioner) upsertDNS(ctx context.Context, r *pipeline.Run) ([]cloudfl
 func dnsResource(ch cloudflare.Change, name string) string {
 	switch {
 	case ch.Created:
-		return fmt.Sprintf("Cloudflare A record %s → %s (created)", name, ch.Current.Content)
+		return fmt.Sprintf("Cloudflare A record %s → %s", name, ch.Current.Content)
 	case ch.Previous != nil:
 		return fmt.Sprintf("Cloudflare A record %s → %s (was %s)", name, ch.Current.Content, ch.Previous.Content)
 	}
 	return fmt.Sprintf("Cloudflare A record %s (state unknown after a failed change)", name)
+}
+
+// dnsUndone says what a successful revert did: a record that existed
+// before is restored, not removed.
+func dnsUndone(ch cloudflare.Change, name string) string {
+	if !ch.Created && ch.Previous != nil {
+		return fmt.Sprintf("restored Cloudflare A record %s to %s", name, ch.Previous.Content)
+	}
+	return ""
 }
 
 // revertCommand is what undoes ch by hand when cleanup could not: the exact

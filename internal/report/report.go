@@ -20,9 +20,11 @@ import (
 // report so that a reader does not need the source.
 var Definitions = map[string]string{
 	"cli_added_seconds": "wall_seconds minus critical_path_seconds, both in sandbox seconds: what the CLI added on top of " +
-		"what the emulated hardware and services took (null outside the sandbox, where the critical path is unknown)",
+		"what the emulated hardware and services took (null outside the sandbox, where the critical path is unknown, and for " +
+		"a failed run, which stopped short of the path it is compared with)",
 	"cli_added_seconds_real": "cli_added_seconds in real time: (cli_added_seconds - active_seconds) * time_scale + active_seconds. " +
-		"Detection lag inside waits is sandbox time and scales; the CLI's own active work (CPU, loopback round trips) is real time and does not",
+		"Detection lag inside waits is sandbox time and scales; the CLI's own active work (CPU, loopback round trips) is real time and does not. " +
+		"null whenever cli_added_seconds is",
 	"critical_path_seconds": "what a CLI reacting instantly and doing no work would take, from the profile along the dependency chain: " +
 		"order -> IP -> delivered -> install started -> install completed -> pivot -> maintenance; apply -> reboot -> configured; " +
 		"configured -> etcd ready -> bootstrap -> etcd healthy (other services count from configured); the kube agent starts " +
@@ -235,9 +237,13 @@ func Build(in Input) Report {
 	r.CriticalPathReplayedSeconds = ptr(secs(cp.Replayed))
 	// Unrounded until the end: the real-time figures multiply by the speed.
 	added, active := (wall - cp.Total).Seconds(), activeD.Seconds()
-	r.CLIAddedSeconds = ptr(round(added))
-	r.CLIAddedSecondsReal = ptr(round((added-active)*speed + active))
 	r.WallSecondsReal = ptr(round((wall.Seconds()-active)*speed + active))
+	if in.Err == nil {
+		// A failed run ends before the path it would be compared with:
+		// wall minus critical path is then negative and means nothing.
+		r.CLIAddedSeconds = ptr(round(added))
+		r.CLIAddedSecondsReal = ptr(round((added-active)*speed + active))
+	}
 	r.CriticalPath = &CriticalPath{}
 	for _, s := range cp.Steps {
 		r.CriticalPath.Steps = append(r.CriticalPath.Steps, Step{Event: s.Event, At: secs(s.At)})
