@@ -219,7 +219,9 @@ func TestSIGINTInEachPhase(t *testing.T) {
 				t.Errorf("the error does not say the run was interrupted:\n%s", r.stderr.String())
 			}
 			// One Ctrl-C is one: never also taken for a second.
-			if r.sawEvent(func(ev map[string]any) bool { return strings.Contains(fmt.Sprint(ev["message"]), "interrupt received again") }) {
+			if r.sawEvent(func(ev map[string]any) bool {
+				return strings.Contains(fmt.Sprint(ev["message"]), "interrupt received again")
+			}) {
 				t.Errorf("a single interrupt was reported twice:\n%s", r.dump())
 			}
 		})
