@@ -217,7 +217,7 @@ func TestVMFromImportedImageWithCloudInitDrive(t *testing.T) {
 	}
 	status, _, b = r.do("POST", "/nodes/pve/qemu", url.Values{"vmid": {"100"}, "name": {"haproxy"}, "memory": {"2048"},
 		"scsi0": {"local-zfs:0,import-from=local:import/debian-12.qcow2,discard=on,iothread=1"},
-		"ide2": {"local:iso/vm-100-cidata.iso,media=cdrom"}, "ide0": {"local:cloudinit"}, "tags": {"rawkode-cloud;cluster-demo"},
+		"ide2":  {"local:iso/vm-100-cidata.iso,media=cdrom"}, "ide0": {"local:cloudinit"}, "tags": {"rawkode-cloud;cluster-demo"},
 		"net0": {"virtio,bridge=vmbr0"}, "cpu": {"host"}})
 	if status != 200 {
 		t.Fatalf("create VM: %d %s", status, b)
