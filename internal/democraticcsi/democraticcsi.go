@@ -164,7 +164,7 @@ func Values(in Input) (map[string]any, error) {
 			},
 		}},
 		"volumeSnapshotClasses": []any{},
-		"driver": map[string]any{"config": DriverConfig(in)},
+		"driver":                map[string]any{"config": DriverConfig(in)},
 		"controller": map[string]any{
 			"driver": map[string]any{"image": map[string]any{"tag": DriverImageTag}},
 		},
