@@ -1,0 +1,302 @@
+// Package proxmoxhost renders the cloud-init user data that turns the
+// Debian 12 Scaleway installs on an Elastic Metal server into the Proxmox VE
+// host of the proxmox topology, with everything the second design document
+// does by hand over SSH done on first boot instead: the Proxmox VE install
+// (Proxmox's "Proxmox VE on Debian" procedure: kernel, reboot, packages),
+// the public address moved onto vmbr0, IP forwarding, NAT for the internal
+// network and the public port forwards to its VMs, the ZFS pool with the
+// datasets democratic-csi uses, the iSCSI target, the content types of the
+// `local` storage and the host name resolving to the public address. Each
+// survives a reboot: files and systemd units, not one-off commands.
+//
+// What it leaves to the API (and so to the CLI, which can check it): the
+// internal bridge vmbr1, the firewall, users and tokens. Root gets a
+// password whose hash only is in the user data; nobody logs in with SSH.
+package proxmoxhost
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// ScriptPath is where the setup script lives on the host.
+const ScriptPath = "/usr/local/sbin/rawkode-host-setup"
+
+// EnvPath holds the rendered settings the script reads.
+const EnvPath = "/etc/rawkode-cloud/host.env"
+
+//go:embed setup.sh
+var script string
+
+// Script is the setup script, as shellcheck sees it.
+func Script() string { return script }
+
+// Forward is one public TCP port forwarded to an internal address.
+type Forward struct {
+	Port int
+	To   netip.Addr
+}
+
+// Options describe the host.
+type Options struct {
+	// Hostname is the node name (a DNS label); Domain makes the FQDN.
+	Hostname, Domain string
+	// RootPasswordHash is a crypt(3) hash ($6$ SHA-512 or $2b$/$2a$/$2y$ bcrypt).
+	RootPasswordHash string
+	// ZFSPool is the pool for VM disks and CSI volumes; ZFSDevices the
+	// partitions the install left for it (two make a mirror).
+	ZFSPool    string
+	ZFSDevices []string
+	// ZFSDatasets are created under the pool (democratic-csi's volumes and snapshots).
+	ZFSDatasets []string
+	// InternalCIDR is vmbr1's network, NATed to the internet.
+	InternalCIDR netip.Prefix
+	// Forwards are the public ports forwarded into the internal network.
+	Forwards []Forward
+	// LocalContent are the content types of the `local` storage.
+	LocalContent []string
+}
+
+// Defaults of the second design document.
+const (
+	DefaultZFSPool  = "vmdata"
+	DefaultHAProxy  = "10.10.0.3"
+	DefaultTeleport = "10.10.0.2"
+)
+
+// DefaultForwards: web traffic to the HAProxy VM, Teleport's SSH proxy and
+// reverse tunnel to the Teleport VM (the document's troubleshooting: tsh
+// times out on 3023 without them).
+func DefaultForwards() []Forward {
+	h, t := netip.MustParseAddr(DefaultHAProxy), netip.MustParseAddr(DefaultTeleport)
+	return []Forward{{80, h}, {443, h}, {3023, t}, {3024, t}}
+}
+
+// WithDefaults fills what is empty.
+func (o Options) WithDefaults() Options {
+	if o.ZFSPool == "" {
+		o.ZFSPool = DefaultZFSPool
+	}
+	if o.ZFSDatasets == nil {
+		o.ZFSDatasets = []string{"k8s-csi", "k8s-csi-snaps"}
+	}
+	if !o.InternalCIDR.IsValid() {
+		o.InternalCIDR = netip.MustParsePrefix("10.10.0.0/24")
+	}
+	if o.Forwards == nil {
+		o.Forwards = DefaultForwards()
+	}
+	if o.LocalContent == nil {
+		// import (PVE ≥ 8.4) holds downloaded disk images, iso the cidata
+		// ISOs; snippets stays for hand-made VMs, images for cloud-init drives.
+		o.LocalContent = []string{"iso", "vztmpl", "snippets", "import", "backup", "images"}
+	}
+	return o
+}
+
+var (
+	labelRE  = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	domainRE = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
+	hashRE   = regexp.MustCompile(`^\$(6|2[aby])\$[./0-9A-Za-z$=,]+$`)
+	deviceRE = regexp.MustCompile(`^/dev/[A-Za-z0-9][A-Za-z0-9._:/+-]*$`)
+	nameRE   = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]*$`)
+)
+
+var contentTypes = map[string]bool{"images": true, "rootdir": true, "vztmpl": true, "iso": true, "backup": true, "snippets": true, "import": true}
+
+// Validate reports every problem at once. Values end up in a shell
+// environment file, so each is held to a shape that is inert there.
+func (o Options) Validate() error {
+	var errs []error
+	if !labelRE.MatchString(o.Hostname) {
+		errs = append(errs, fmt.Errorf("host name %q is not a lowercase DNS label", o.Hostname))
+	}
+	if !domainRE.MatchString(o.Domain) {
+		errs = append(errs, fmt.Errorf("domain %q is not a lowercase DNS name", o.Domain))
+	}
+	if !hashRE.MatchString(o.RootPasswordHash) {
+		errs = append(errs, errors.New("root password hash is not a SHA-512 or bcrypt crypt(3) hash"))
+	}
+	if !nameRE.MatchString(o.ZFSPool) {
+		errs = append(errs, fmt.Errorf("ZFS pool name %q is not valid", o.ZFSPool))
+	}
+	if len(o.ZFSDevices) == 0 {
+		errs = append(errs, errors.New("no device for the ZFS pool"))
+	}
+	for _, d := range o.ZFSDevices {
+		if !deviceRE.MatchString(d) || strings.Contains(d, "..") {
+			errs = append(errs, fmt.Errorf("ZFS device %q is not a device path under /dev", d))
+		}
+	}
+	for _, ds := range o.ZFSDatasets {
+		if !nameRE.MatchString(ds) {
+			errs = append(errs, fmt.Errorf("ZFS dataset name %q is not valid", ds))
+		}
+	}
+	if !o.InternalCIDR.IsValid() || !o.InternalCIDR.Addr().Is4() || o.InternalCIDR.Masked() != o.InternalCIDR {
+		errs = append(errs, fmt.Errorf("internal network %s is not an IPv4 network address", o.InternalCIDR))
+	}
+	seen := map[int]bool{}
+	for _, f := range o.Forwards {
+		if f.Port < 1 || f.Port > 65535 || seen[f.Port] {
+			errs = append(errs, fmt.Errorf("forwarded port %d is out of range or repeated", f.Port))
+		}
+		seen[f.Port] = true
+		if !o.InternalCIDR.Contains(f.To) {
+			errs = append(errs, fmt.Errorf("port %d is forwarded to %s, outside the internal network %s", f.Port, f.To, o.InternalCIDR))
+		}
+	}
+	for _, c := range o.LocalContent {
+		if !contentTypes[c] {
+			errs = append(errs, fmt.Errorf("unknown storage content type %q", c))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// env is the settings file the script sources: KEY='value' lines.
+func (o Options) env() string {
+	forwards := make([]string, 0, len(o.Forwards))
+	fw := append([]Forward(nil), o.Forwards...)
+	sort.Slice(fw, func(i, j int) bool { return fw[i].Port < fw[j].Port })
+	for _, f := range fw {
+		forwards = append(forwards, strconv.Itoa(f.Port)+"="+f.To.String())
+	}
+	vdev := ""
+	if len(o.ZFSDevices) == 2 {
+		vdev = "mirror"
+	}
+	lines := [][2]string{
+		{"HOST_NAME", o.Hostname},
+		{"HOST_FQDN", o.Hostname + "." + o.Domain},
+		{"ZFS_POOL", o.ZFSPool},
+		{"ZFS_VDEV", vdev},
+		{"ZFS_DEVICES", strings.Join(o.ZFSDevices, " ")},
+		{"ZFS_DATASETS", strings.Join(o.ZFSDatasets, " ")},
+		{"INTERNAL_CIDR", o.InternalCIDR.String()},
+		{"PORT_FORWARDS", strings.Join(forwards, " ")},
+		{"LOCAL_CONTENT", strings.Join(o.LocalContent, ",")},
+	}
+	var b strings.Builder
+	b.WriteString("# Written by rawkode-cloud; read by " + ScriptPath + ".\n")
+	for _, l := range lines {
+		fmt.Fprintf(&b, "%s='%s'\n", l[0], l[1])
+	}
+	return b.String()
+}
+
+const stage2Unit = `[Unit]
+Description=rawkode-cloud: install Proxmox VE (after the reboot into its kernel)
+Wants=network-online.target
+After=network-online.target
+ConditionPathExists=!/var/lib/rawkode-cloud/ready
+
+[Service]
+Type=oneshot
+ExecStart=` + ScriptPath + ` stage2
+TimeoutStartSec=1h
+
+[Install]
+WantedBy=multi-user.target
+`
+
+const natUnit = `[Unit]
+Description=rawkode-cloud: NAT and port forwards for the internal network
+Wants=network-online.target
+After=network-online.target pve-firewall.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=` + ScriptPath + ` nat
+
+[Install]
+WantedBy=multi-user.target
+`
+
+type writeFile struct {
+	Path        string `yaml:"path"`
+	Owner       string `yaml:"owner"`
+	Permissions string `yaml:"permissions"`
+	Content     string `yaml:"content"`
+}
+
+type chpasswdUser struct {
+	Name     string `yaml:"name"`
+	Password string `yaml:"password"`
+	Type     string `yaml:"type"`
+}
+
+type chpasswd struct {
+	Expire bool           `yaml:"expire"`
+	Users  []chpasswdUser `yaml:"users"`
+}
+
+type cloudConfig struct {
+	Hostname       string      `yaml:"hostname"`
+	FQDN           string      `yaml:"fqdn"`
+	ManageEtcHosts bool        `yaml:"manage_etc_hosts"`
+	SSHPwauth      bool        `yaml:"ssh_pwauth"`
+	DisableRoot    bool        `yaml:"disable_root"`
+	Chpasswd       chpasswd    `yaml:"chpasswd"`
+	WriteFiles     []writeFile `yaml:"write_files"`
+	RunCmd         [][]string  `yaml:"runcmd"`
+}
+
+// Render returns the #cloud-config user data.
+func Render(opts Options) ([]byte, error) {
+	opts = opts.WithDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("render Proxmox host user data: %w", err)
+	}
+	doc := cloudConfig{
+		Hostname: opts.Hostname,
+		FQDN:     opts.Hostname + "." + opts.Domain,
+		// The script writes /etc/hosts: Proxmox needs the name on the
+		// public address, where cloud-init would put 127.0.1.1.
+		ManageEtcHosts: false,
+		SSHPwauth:      false,
+		DisableRoot:    true,
+		Chpasswd: chpasswd{Expire: false, Users: []chpasswdUser{
+			{Name: "root", Password: opts.RootPasswordHash, Type: "hash"},
+		}},
+		WriteFiles: []writeFile{
+			{Path: EnvPath, Owner: "root:root", Permissions: "0600", Content: opts.env()},
+			{Path: ScriptPath, Owner: "root:root", Permissions: "0700", Content: script},
+			{Path: "/etc/sysctl.d/90-rawkode-cloud.conf", Owner: "root:root", Permissions: "0644",
+				Content: "# The host routes the internal network (NAT and port forwards).\nnet.ipv4.ip_forward = 1\n"},
+			{Path: "/etc/systemd/system/rawkode-pve-stage2.service", Owner: "root:root", Permissions: "0644", Content: stage2Unit},
+			{Path: "/etc/systemd/system/rawkode-host-nat.service", Owner: "root:root", Permissions: "0644", Content: natUnit},
+		},
+		RunCmd: [][]string{{ScriptPath, "stage1"}},
+	}
+	body, err := yaml.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("render Proxmox host user data: %w", err)
+	}
+	return append([]byte("#cloud-config\n"), body...), nil
+}
+
+// RootHash finds root's password hash in user data rendered by Render;
+// the sandbox uses it to give its emulated host the password cloud-init
+// would have set.
+func RootHash(userData []byte) (string, bool) {
+	var doc cloudConfig
+	if err := yaml.Unmarshal(userData, &doc); err != nil {
+		return "", false
+	}
+	for _, u := range doc.Chpasswd.Users {
+		if u.Name == "root" && u.Type == "hash" {
+			return u.Password, true
+		}
+	}
+	return "", false
+}
