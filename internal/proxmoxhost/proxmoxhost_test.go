@@ -92,8 +92,10 @@ func TestValidateRefusesWhatTheShellWouldRun(t *testing.T) {
 		"device outside /dev": func(o *proxmoxhost.Options) { o.ZFSDevices = []string{"/dev/../etc/passwd"} },
 		"plain password":      func(o *proxmoxhost.Options) { o.RootPasswordHash = "hunter2" },
 		"no ZFS device":       func(o *proxmoxhost.Options) { o.ZFSDevices = nil },
-		"forward outside":     func(o *proxmoxhost.Options) { o.Forwards = []proxmoxhost.Forward{{Port: 80, To: mustAddr("192.168.1.1")}} },
-		"bad content":         func(o *proxmoxhost.Options) { o.LocalContent = []string{"iso", "exe"} },
+		"forward outside": func(o *proxmoxhost.Options) {
+			o.Forwards = []proxmoxhost.Forward{{Port: 80, To: mustAddr("192.168.1.1")}}
+		},
+		"bad content": func(o *proxmoxhost.Options) { o.LocalContent = []string{"iso", "exe"} },
 	} {
 		opts := goldenOptions()
 		mutate(&opts)
