@@ -223,7 +223,9 @@ func truthy(v string) bool {
 }
 
 func (e *Emulator) serve(w http.ResponseWriter, r *http.Request) {
-	path, ok := strings.CutPrefix(r.URL.Path, "/api2/json")
+	// Route on the escaped path: a volume ID in a path ("local:iso/x.iso",
+	// sent as local:iso%2Fx.iso) is one segment, as PVE's router sees it.
+	path, ok := strings.CutPrefix(r.URL.EscapedPath(), "/api2/json")
 	if !ok {
 		writeError(w, errf(http.StatusNotImplemented, "Method '%s %s' not implemented", r.Method, r.URL.Path))
 		return

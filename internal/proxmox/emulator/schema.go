@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"strings"
 )
 
@@ -108,6 +109,11 @@ func (p *param) resolveFormat() error {
 // parameters. known reports whether the path exists with another method.
 func (s *schema) match(method, path string) (op *operation, pathParams map[string]string, known bool) {
 	segs := strings.Split(strings.Trim(path, "/"), "/")
+	for i, seg := range segs {
+		if u, err := url.PathUnescape(seg); err == nil {
+			segs[i] = u
+		}
+	}
 	for _, cand := range s.ops {
 		vals, ok := matchSegments(cand.segments, segs)
 		if !ok {
