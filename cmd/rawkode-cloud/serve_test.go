@@ -271,6 +271,11 @@ func TestStatusSeesALockedDownClusterAndItsLoss(t *testing.T) {
 			t.Errorf("%s: %s (%s), want %s", comp, got, detail, want)
 		}
 	}
+	// Locked down: the Talos API is closed, and the error says so.
+	r := w.must(1, "etcd", "snapshot", "--cluster-name", "seen")
+	if !strings.Contains(r.err, "locked down") {
+		t.Errorf("snapshot of a locked-down cluster: %s", r.err)
+	}
 	list := w.must(0, "list")
 	if !strings.Contains(list.out, "seen") || !strings.Contains(list.out, "registered") {
 		t.Errorf("list:\n%s", list.out)
@@ -320,6 +325,20 @@ func TestStatusReadsTalosWhereALeftOpenRunLetsIt(t *testing.T) {
 	}
 	if got, _ := check(rep, "teleport"); got != "down" {
 		t.Errorf("teleport %s: the agent never registered", got)
+	}
+
+	// Where the Talos API answers, etcd can be backed up through it.
+	r := w.must(0, "etcd", "snapshot", "--cluster-name", "open", "--output", "json")
+	if !strings.Contains(r.out, `"key":"etcd/open/`) {
+		t.Errorf("snapshot: %s", r.out)
+	}
+	if inv := w.inventory(); len(inv["backups"]) != 1 {
+		t.Errorf("backups after a snapshot: %v", inv["backups"])
+	}
+	// A running etcd is never overwritten.
+	r = w.must(1, "etcd", "restore", "--cluster-name", "open")
+	if !strings.Contains(r.err, "not waiting for bootstrap") {
+		t.Errorf("restore onto a running etcd: %s", r.err)
 	}
 	w.must(0, "destroy", "--cluster-name", "open", "--yes", "--delete-secrets", "--output", "json")
 }

@@ -192,6 +192,7 @@ func (a *app) printInventory(inv sandbox.Inventory) {
 	section("teleport tokens", inv.Tokens, "name", "roles", "expires")
 	section("kube servers", inv.KubeServers, "name")
 	section("secrets", inv.Secrets, "path", "name")
+	section("backups", inv.Backups, "bucket", "key", "size")
 	tw.Flush()
 }
 

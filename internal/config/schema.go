@@ -150,6 +150,13 @@ const (
 // SandboxURL points the commands at a served sandbox.
 const SandboxURL = "sandbox-url"
 
+// Where etcd snapshots go.
+const (
+	EtcdBackupBucket   = "etcd-backup-bucket"
+	EtcdBackupEndpoint = "etcd-backup-endpoint"
+	EtcdBackupRegion   = "etcd-backup-region"
+)
+
 // DefaultSchematicID is the Image Factory schematic of a vanilla Talos image
 // (no system extensions).
 const DefaultSchematicID = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
@@ -213,6 +220,10 @@ var Schema = []Setting{
 	{Name: BackupBucket, Section: "Platform", Help: "S3-compatible bucket receiving the platform's PostgreSQL WAL archive and base backups", Infisical: "BACKUP_BUCKET", Check: checkBucket},
 	{Name: BackupEndpoint, Section: "Platform", Help: "S3-compatible endpoint of the backup bucket", Default: "https://s3.fr-par.scw.cloud", Infisical: "BACKUP_ENDPOINT", Check: checkHTTPURL},
 	{Name: PlatformSecretStore, Section: "Platform", Help: "Where the platform's External Secrets Operator reads secrets: onepassword (through 1Password Connect) or infisical", Default: SecretStoreOnePassword, Infisical: "PLATFORM_SECRET_STORE", Check: checkSecretStore},
+
+	{Name: EtcdBackupBucket, Section: "Backups", Help: "S3-compatible bucket for etcd snapshots (etcd snapshot, restore and rebuild); signed with the Scaleway access and secret keys", Infisical: "ETCD_BACKUP_BUCKET", Check: checkBucket},
+	{Name: EtcdBackupEndpoint, Section: "Backups", Help: "S3-compatible endpoint of the etcd snapshot bucket (Scaleway Object Storage by default)", Default: "https://s3.fr-par.scw.cloud", Infisical: "ETCD_BACKUP_ENDPOINT", Check: checkHTTPURL},
+	{Name: EtcdBackupRegion, Section: "Backups", Help: "Region of the etcd snapshot bucket", Default: "fr-par", Infisical: "ETCD_BACKUP_REGION", Check: checkSlug},
 
 	{Name: SandboxURL, Section: "Sandbox", Help: "Address of a running 'rawkode-cloud sandbox serve' (the config file it writes sets it): the commands work on that sandbox's emulators, on its clock", Check: checkLoopbackURL},
 }

@@ -13,13 +13,27 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/fail"
 	"github.com/rawkode/rawkode-cloud/internal/infisical"
 	"github.com/rawkode/rawkode-cloud/internal/provision"
+	"github.com/rawkode/rawkode-cloud/internal/retry"
+	"github.com/rawkode/rawkode-cloud/internal/s3"
 	"github.com/rawkode/rawkode-cloud/internal/talos"
+	"github.com/rawkode/rawkode-cloud/internal/wait"
 )
 
 // Talos is what the day-two operations ask of the Talos API.
 type Talos interface {
 	ProbePorts(ctx context.Context, ip string, ports []int) (map[int]bool, error)
 	Inspect(ctx context.Context, ip string, talosconfig []byte) (talos.NodeInfo, error)
+	EtcdSnapshot(ctx context.Context, ip string, talosconfig []byte) ([]byte, error)
+	EtcdRecover(ctx context.Context, ip string, talosconfig, snapshot []byte) error
+	BootstrapRecover(ctx context.Context, ip string, talosconfig []byte, opts wait.Options) error
+}
+
+// Backups is the object storage etcd snapshots go to.
+type Backups interface {
+	Put(ctx context.Context, key string, data []byte) error
+	Get(ctx context.Context, key string) ([]byte, error)
+	List(ctx context.Context, prefix string) ([]s3.Object, error)
+	Bucket() string
 }
 
 // Teleport is what the day-two operations ask of Teleport.
@@ -37,6 +51,8 @@ type Env struct {
 	Store    provision.SecretStore
 	Teleport Teleport
 	Talos    Talos
+	// Backups is nil when no snapshot bucket is configured.
+	Backups Backups
 }
 
 // Open fills the settings from Infisical and builds the clients.
@@ -72,6 +88,16 @@ func Open(ctx context.Context, f provision.Factory, cfg *config.Config, addSecre
 			return nil, errors.New("the Teleport client cannot list kube servers")
 		}
 		e.Teleport = t
+	}
+	if cfg.IsSet(config.EtcdBackupBucket) {
+		b, err := s3.New(s3.Config{Endpoint: cfg.Get(config.EtcdBackupEndpoint), Region: cfg.Get(config.EtcdBackupRegion),
+			Bucket: cfg.Get(config.EtcdBackupBucket), AccessKey: cfg.Get(config.ScalewayAccessKey),
+			SecretKey: cfg.Get(config.ScalewaySecretKey), HTTPClient: f.HTTPClient, Retry: retry.Policy{Budget: f.CallBudget}})
+		if err != nil {
+			e.Close()
+			return nil, fail.UsageError(err)
+		}
+		e.Backups = b
 	}
 	t, ok := f.Talos(cfg).(Talos)
 	if !ok {

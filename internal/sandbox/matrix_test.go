@@ -97,6 +97,11 @@ var expected = map[string][5]int{
 	"talos.services":           {failed, ok, ok, failed, failed},
 	"talos.kubeconfig":         {failed, ok, ok, failed, skip},
 	"talos.lockdown":           {failed, ok, ok, ok, skip},
+	// Day-two points: provisioning never calls them.
+	"talos.etcd-snapshot": {ok, ok, ok, ok, skip},
+	"s3.put-object":       {ok, ok, ok, ok, skip},
+	"s3.get-object":       {ok, ok, ok, ok, skip},
+	"s3.list-objects":     {ok, ok, ok, ok, skip},
 }
 
 // cleanupBase fails the run in phase 5, when the server, the DNS record, the

@@ -25,6 +25,7 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 	"github.com/rawkode/rawkode-cloud/internal/provision"
+	s3emu "github.com/rawkode/rawkode-cloud/internal/s3/emulator"
 	"github.com/rawkode/rawkode-cloud/internal/scaleway"
 	"github.com/rawkode/rawkode-cloud/internal/talos"
 	"github.com/rawkode/rawkode-cloud/internal/teleport"
@@ -45,6 +46,7 @@ const (
 	InfisicalProjectID    = "sandbox-project"
 	DefaultClusterName    = "sandbox"
 	DefaultDNSZone        = "sandbox.example.com"
+	EtcdBackupBucket      = "sandbox-etcd-snapshots"
 )
 
 // Options configure a sandbox.
@@ -94,6 +96,7 @@ type Sandbox struct {
 	Infisical  *infisical.Emulator
 	Teleport   *teleport.Emulator
 	IP         *ipdetect.Emulator
+	S3         *s3emu.Emulator
 	identity   []byte
 	pollOnly   bool
 	tl         timeline
@@ -157,6 +160,7 @@ func Start(opts Options) (*Sandbox, error) {
 		return nil, fmt.Errorf("issue sandbox Teleport identity: %w", err)
 	}
 	s.IP = ipdetect.NewEmulatorWithFaults(OperatorIP.String(), s.faults)
+	s.S3 = s3emu.New(s3emu.Options{AccessKey: scaleway.SandboxAccessKey, Buckets: []string{EtcdBackupBucket}, Faults: s.faults})
 	return s, nil
 }
 
@@ -346,6 +350,9 @@ func (s *Sandbox) Apply(cfg *config.Config) {
 	set(config.InfisicalProjectID, InfisicalProjectID)
 	set(config.InfisicalEnvironment, "prod")
 	set(config.InfisicalSecretPath, "/")
+	set(config.EtcdBackupBucket, EtcdBackupBucket)
+	set(config.EtcdBackupEndpoint, s.S3.URL())
+	set(config.EtcdBackupRegion, "fr-par")
 	set(config.OperatorIP, "")
 	set(config.SecretsOut, "") // credentials go to the emulated Infisical: nothing on disk
 	scaleWaits(cfg, s.speed, set)
@@ -399,6 +406,9 @@ func (s *Sandbox) Close() {
 	for _, n := range nodes {
 		n.Close()
 	}
+	if s.S3 != nil {
+		s.S3.Close()
+	}
 	for _, c := range []interface{ Close() }{s.Scaleway, s.Cloudflare, s.Infisical, s.IP} {
 		if c != nil && !isNil(c) {
 			c.Close()
@@ -430,6 +440,9 @@ type Inventory struct {
 	Tokens      []map[string]any `json:"tokens"`
 	KubeServers []map[string]any `json:"kube_servers"`
 	Secrets     []map[string]any `json:"secrets"`
+	// Backups are the objects in the emulated object storage (etcd
+	// snapshots): data kept on purpose, not something left behind.
+	Backups []map[string]any `json:"backups"`
 }
 
 // Empty reports whether nothing is left anywhere.
@@ -454,6 +467,10 @@ func (s *Sandbox) Inventory() Inventory {
 	}
 	for _, k := range s.Teleport.KubeServers() {
 		inv.KubeServers = append(inv.KubeServers, map[string]any{"name": k})
+	}
+	inv.Backups = []map[string]any{}
+	for _, o := range s.S3.Objects() {
+		inv.Backups = append(inv.Backups, map[string]any{"bucket": o.Bucket, "key": o.Key, "size": o.Size})
 	}
 	for _, sec := range s.Infisical.Secrets() {
 		inv.Secrets = append(inv.Secrets, map[string]any{"project": sec.Project, "environment": sec.Environment, "path": sec.Path, "name": sec.Name})
@@ -505,6 +522,10 @@ var FaultPoints = []struct{ Point, What string }{
 	{"talos.services", "service health (never: etcd never healthy)"},
 	{"talos.kubeconfig", "downloading the admin kubeconfig"},
 	{"talos.lockdown", "re-applying the config without the operator rules"},
+	{"talos.etcd-snapshot", "Talos's EtcdSnapshot (etcd snapshot)"},
+	{"s3.put-object", "uploading an etcd snapshot to object storage"},
+	{"s3.get-object", "downloading an etcd snapshot"},
+	{"s3.list-objects", "listing etcd snapshots (finding the latest)"},
 }
 
 // ParseFaults parses --sandbox-fault values and rejects unknown points.

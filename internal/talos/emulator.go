@@ -72,7 +72,7 @@ const (
 
 // FaultPoints lists every fault point of the emulated node, for help texts.
 func FaultPoints() []string {
-	return []string{FaultMaintenance, FaultApply, FaultReboot, FaultBootstrap, FaultServices, FaultLockdown, FaultKubeconfig}
+	return []string{FaultMaintenance, FaultApply, FaultReboot, FaultBootstrap, FaultServices, FaultLockdown, FaultKubeconfig, FaultEtcdSnapshot}
 }
 
 // Mode is the lifecycle stage of an emulated node.
@@ -165,14 +165,19 @@ type Node struct {
 	applied      [][]byte
 	bootstrapped bool
 	bootstraps   int
-	etcdReady    bool
-	services     map[string]*serviceState
-	events       []*machine.Event
-	eventSeq     int
-	subs         map[int]chan *machine.Event
-	subSeq       int
-	kubeConns    map[net.Conn]struct{}
-	hooks        []func(cfg []byte)
+	// etcdData stands for etcd's keyspace: a fresh cluster's identity
+	// after a plain bootstrap, or the snapshot a recovery restored.
+	etcdData []byte
+	// recoverSnapshot is what EtcdRecover uploaded, for the next Bootstrap.
+	recoverSnapshot []byte
+	etcdReady       bool
+	services        map[string]*serviceState
+	events          []*machine.Event
+	eventSeq        int
+	subs            map[int]chan *machine.Event
+	subSeq          int
+	kubeConns       map[net.Conn]struct{}
+	hooks           []func(cfg []byte)
 	// kubeCert is what the kube-apiserver stand-in serves: self-signed until
 	// a config brings the cluster CA, then issued by it.
 	kubeCert tls.Certificate

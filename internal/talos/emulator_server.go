@@ -217,7 +217,7 @@ func (s *machineServer) configuredOnly() error {
 	return nil
 }
 
-func (s *machineServer) Bootstrap(ctx context.Context, _ *machine.BootstrapRequest) (*machine.BootstrapResponse, error) {
+func (s *machineServer) Bootstrap(ctx context.Context, req *machine.BootstrapRequest) (*machine.BootstrapResponse, error) {
 	s.n.counters.Inc("Bootstrap")
 	if err := s.configuredOnly(); err != nil {
 		return nil, err
@@ -232,6 +232,9 @@ func (s *machineServer) Bootstrap(ctx context.Context, _ *machine.BootstrapReque
 		return nil, status.Error(codes.AlreadyExists, "etcd data directory is not empty")
 	case !s.n.etcdReady || s.n.faults.Peek(FaultBootstrap, emulator.Never):
 		return nil, status.Error(codes.FailedPrecondition, "bootstrap is not available yet: etcd is not waiting for bootstrap")
+	}
+	if err := s.n.seedEtcdLocked(req.GetRecoverEtcd()); err != nil {
+		return nil, err
 	}
 	s.n.bootstrapped = true
 	s.n.bootstraps++
