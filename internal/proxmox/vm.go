@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/rawkode/rawkode-cloud/internal/retry"
+	"github.com/rawkode/rawkode-cloud/internal/wait"
 )
 
 // VMs is what the topology uses to make its VMs exist: images in, VMs
@@ -254,4 +255,62 @@ func (c *Client) Volumes(ctx context.Context, storage, content string) ([]string
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// Guest is what the CLI does inside a VM, through the QEMU guest agent and
+// the Proxmox API (never SSH): read a file first boot left, and remove it.
+// PVE 9 needs VM.GuestAgent.FileRead and VM.GuestAgent.Unrestricted for
+// these; the automation user's Administrator role has both.
+type Guest interface {
+	GuestReadFile(ctx context.Context, vmid int, path string) ([]byte, error)
+	// GuestExec runs argv in the guest and waits for it; a non-zero exit
+	// is an error carrying the command's stderr.
+	GuestExec(ctx context.Context, vmid int, argv ...string) error
+}
+
+var _ Guest = (*Client)(nil)
+
+// GuestReadFile reads a file inside the VM (at most 16 MiB, the API's limit).
+func (c *Client) GuestReadFile(ctx context.Context, vmid int, path string) ([]byte, error) {
+	var out struct {
+		Content   string `json:"content"`
+		Truncated bool   `json:"truncated"`
+	}
+	if err := c.get(ctx, c.vmPath(vmid)+"/agent/file-read?file="+url.QueryEscape(path), &out); err != nil {
+		return nil, fmt.Errorf("read %s in VM %d: %w", path, vmid, err)
+	}
+	if out.Truncated {
+		return nil, fmt.Errorf("read %s in VM %d: the file is larger than the guest agent returns", path, vmid)
+	}
+	return []byte(out.Content), nil
+}
+
+// GuestExec runs a command in the VM and waits until it exits.
+func (c *Client) GuestExec(ctx context.Context, vmid int, argv ...string) error {
+	var started struct {
+		PID int `json:"pid"`
+	}
+	if err := c.post(ctx, c.vmPath(vmid)+"/agent/exec", map[string]any{"command": argv}, &started); err != nil {
+		return fmt.Errorf("run %s in VM %d: %w", argv[0], vmid, err)
+	}
+	var st struct {
+		// A boolean in the schema, 1/0 from PVE's Perl; either is read.
+		Exited   json.RawMessage `json:"exited"`
+		ExitCode int             `json:"exitcode"`
+		ErrData  string          `json:"err-data"`
+	}
+	err := wait.Until(ctx, fmt.Sprintf("%s in VM %d", argv[0], vmid), wait.Options{Interval: c.cfg.TaskPoll}, func(ctx context.Context) (bool, string, error) {
+		if err := c.get(ctx, fmt.Sprintf("%s/agent/exec-status?pid=%d", c.vmPath(vmid), started.PID), &st); err != nil {
+			return false, "", err
+		}
+		e := string(st.Exited)
+		return e == "1" || e == "true", "running", nil
+	})
+	if err != nil {
+		return fmt.Errorf("run %s in VM %d: %w", argv[0], vmid, err)
+	}
+	if st.ExitCode != 0 {
+		return fmt.Errorf("run %s in VM %d: exit %d: %s", argv[0], vmid, st.ExitCode, strings.TrimSpace(st.ErrData))
+	}
+	return nil
 }

@@ -47,6 +47,8 @@ var servedOps = []string{
 	"PUT /nodes/{node}/qemu/{vmid}/config", "PUT /nodes/{node}/qemu/{vmid}/resize",
 	"GET /nodes/{node}/qemu/{vmid}/status/current", "POST /nodes/{node}/qemu/{vmid}/status/start",
 	"POST /nodes/{node}/qemu/{vmid}/status/stop", "POST /nodes/{node}/qemu/{vmid}/status/shutdown",
+	"GET /nodes/{node}/qemu/{vmid}/agent/file-read", "POST /nodes/{node}/qemu/{vmid}/agent/exec",
+	"GET /nodes/{node}/qemu/{vmid}/agent/exec-status",
 }
 
 // keptKeys are the facts about a parameter the validator needs. Prose

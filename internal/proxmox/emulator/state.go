@@ -82,6 +82,9 @@ type vm struct {
 	config  map[string]string
 	running bool
 	lock    string
+	// guest is what the guest agent can read inside the VM (agent.go).
+	guest map[string][]byte
+	execs []execResult
 }
 
 func newState(node, version, rootHash string, now time.Time) *state {
