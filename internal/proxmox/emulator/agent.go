@@ -111,4 +111,3 @@ func init() {
 		return out, nil
 	}
 }
-
