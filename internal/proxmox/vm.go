@@ -35,6 +35,9 @@ type VMs interface {
 	// DeleteVM destroys a stopped VM and its disks; ErrNotFound if gone.
 	DeleteVM(ctx context.Context, vmid int) error
 	ListVMs(ctx context.Context) ([]VMInfo, error)
+	// EjectCIData empties the VM's cidata drive (ide2), so its volume can
+	// be deleted while the VM keeps running.
+	EjectCIData(ctx context.Context, vmid int) error
 }
 
 var _ VMs = (*Client)(nil)
@@ -311,6 +314,15 @@ func (c *Client) GuestExec(ctx context.Context, vmid int, argv ...string) error 
 	}
 	if st.ExitCode != 0 {
 		return fmt.Errorf("run %s in VM %d: exit %d: %s", argv[0], vmid, st.ExitCode, strings.TrimSpace(st.ErrData))
+	}
+	return nil
+}
+
+// EjectCIData leaves an empty CD-ROM drive on ide2.
+func (c *Client) EjectCIData(ctx context.Context, vmid int) error {
+	var out json.RawMessage
+	if err := c.put(ctx, c.vmPath(vmid)+"/config", map[string]string{"ide2": "none,media=cdrom"}, &out); err != nil {
+		return fmt.Errorf("eject the cidata ISO of VM %d: %w", vmid, err)
 	}
 	return nil
 }

@@ -175,6 +175,29 @@ func (b Build) removeVM(vm VM) pipeline.UndoStep {
 	}
 }
 
+// RemoveTalosSeeds ejects and deletes the Talos VMs' cidata ISOs once the
+// nodes run configured: Talos has stored its config on the STATE partition,
+// which it reads first at every boot, and the ISO is a copy of the machine
+// config (cluster CA keys) lying on the host's storage. The Debian VMs keep
+// theirs: nothing on them is secret, and cloud-init looks for it each boot.
+func (b Build) RemoveTalosSeeds(ctx context.Context, cluster string, vms []VM) error {
+	var errs []error
+	for _, vm := range vms {
+		if vm.Role != RoleTalos {
+			continue
+		}
+		if err := b.PVE.EjectCIData(ctx, vm.VMID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		volid := b.ImageStorage + ":iso/" + ISOName(cluster, vm.Name)
+		if err := b.PVE.DeleteVolume(ctx, b.ImageStorage, volid); err != nil && !errors.Is(err, proxmox.ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // InventoryVM is one VM as the sandbox inventory shows it.
 type InventoryVM struct {
 	Name   string   `json:"name"`

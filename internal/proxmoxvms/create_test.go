@@ -127,6 +127,14 @@ func TestCreateBuildsEveryVMAndUndoRemovesAll(t *testing.T) {
 	if len(r.undo) != 12 {
 		t.Errorf("%d undo steps, want 2 images + 5 ISOs + 5 VMs", len(r.undo))
 	}
+	// Once the nodes run configured, their configs leave the host's storage.
+	if err := r.build.RemoveTalosSeeds(ctx, "sandbox", res.VMs); err != nil {
+		t.Fatal(err)
+	}
+	isos, _ := r.c.Volumes(ctx, "local", "iso")
+	if strings.Join(isos, " ") != "local:iso/rawkode-sandbox-haproxy-cidata.iso local:iso/rawkode-sandbox-teleport-cidata.iso" {
+		t.Errorf("ISOs left: %v", isos)
+	}
 	r.cleanup(t, ctx)
 }
 
