@@ -176,7 +176,7 @@ See 'rawkode-cloud config show' and the README's configuration reference.
 	root.PersistentFlags().BoolVar(&a.debug, "debug", false, "On failure, also print the exit code and the whole error chain (each wrapped error and its type); secrets stay redacted")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fail.UsageError(err) })
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.AddCommand(a.provisionCmd(), a.destroyCmd(), a.planCmd(), a.listCmd(), a.statusCmd(), a.etcdCmd(), a.configCmd(), a.sandboxCmd(), a.versionCmd(), a.completionCmd())
+	root.AddCommand(a.provisionCmd(), a.destroyCmd(), a.planCmd(), a.listCmd(), a.statusCmd(), a.etcdCmd(), a.platformCmd(), a.configCmd(), a.sandboxCmd(), a.versionCmd(), a.completionCmd())
 	return root
 }
 

@@ -194,7 +194,7 @@ func checkImageTag(v string) error {
 
 func checkSlug(v string) error {
 	if !reSlug.MatchString(v) {
-		return errors.New("must be an environment slug: lowercase letters, digits, '-' and '_'")
+		return errors.New("must be a slug: lowercase letters, digits, '-' and '_'")
 	}
 	return nil
 }

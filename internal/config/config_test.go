@@ -794,7 +794,7 @@ func TestSchemaIsConsistent(t *testing.T) {
 		config.TalosMaintenanceTimeout, config.TalosMaintenanceInterval, config.TalosMTLSTimeout, config.TalosMTLSInterval,
 		config.ServicesTimeout, config.ServicesInterval, config.TeleportAgentTimeout, config.TeleportAgentPollInterval,
 		config.UndoTimeout, config.Output, config.ConfigFile, config.KeepOnFailure, config.SecretsOut,
-		config.Domain, config.ACMEEmail, config.BackupBucket, config.BackupEndpoint, config.PlatformSecretStore,
+		config.Domain, config.InfisicalProjectSlug, config.ACMEEmail, config.BackupBucket, config.BackupEndpoint, config.PlatformSecretStore,
 	} {
 		if _, ok := config.Lookup(name); !ok {
 			t.Errorf("constant %q is not in Schema", name)

@@ -114,6 +114,7 @@ const (
 	InfisicalProjectID    = "infisical-project-id"
 	InfisicalEnvironment  = "infisical-environment"
 	InfisicalSecretPath   = "infisical-secret-path"
+	InfisicalProjectSlug  = "infisical-project-slug"
 
 	OperatorIP = "operator-ip"
 
@@ -196,6 +197,7 @@ var Schema = []Setting{
 	{Name: InfisicalProjectID, Section: "Infisical", Help: "Infisical project holding the settings and receiving the cluster's secrets", Check: checkToken},
 	{Name: InfisicalEnvironment, Section: "Infisical", Help: "Infisical environment slug", Default: "prod", Check: checkSlug},
 	{Name: InfisicalSecretPath, Section: "Infisical", Help: "Infisical folder the settings are read from", Default: "/", Check: checkSecretPath},
+	{Name: InfisicalProjectSlug, Section: "Infisical", Help: "Slug of the Infisical project (the External Secrets Operator addresses projects by slug); needed by platform scaffold with platform-secret-store infisical", Check: checkSlug},
 
 	{Name: OperatorIP, Section: "Network", Help: "Public IPv4 of this machine, allowed through the temporary firewall (detected when empty)", Infisical: "", Check: checkOperatorIP},
 
