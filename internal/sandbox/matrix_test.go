@@ -408,7 +408,7 @@ func (o *outcome) judge() {
 				}
 				// The command removes exactly what is left.
 				for prefix, want := range map[string]string{
-					"Scaleway server":     "rawkode-cloud destroy --server-id ",
+					"Scaleway server":     "rawkode-cloud destroy --sandbox --server-id ",
 					"Cloudflare A record": "curl -X DELETE ",
 					"Infisical secrets":   "infisical secrets delete ",
 					"Teleport join token": "tctl tokens rm ",
