@@ -108,7 +108,10 @@ func (a *app) printError(err error) {
 	}
 	msg = a.suggest(msg)
 	fmt.Fprintf(a.env.Err, "Error: %s\n", msg)
-	if fail.IsUsage(err) && !a.started && !strings.Contains(msg, "--help") {
+	switch {
+	case fail.IsUnavailable(err):
+		fmt.Fprintln(a.env.Err, "Nothing was created: try again once the service answers.")
+	case fail.IsUsage(err) && !a.started && !strings.Contains(msg, "--help"):
 		fmt.Fprintln(a.env.Err, "Run 'rawkode-cloud --help' for usage.")
 	}
 	if a.debug {

@@ -40,6 +40,11 @@ func (o *sandboxOptions) listFaults(w io.Writer) (bool, error) {
 		fmt.Fprintln(w, "Fault points (--sandbox-fault POINT=KIND[@N]):")
 		for _, p := range sandbox.FaultPoints {
 			fmt.Fprintf(w, "  %-26s %s\n", p.Point, p.What)
+			for _, k := range emulator.SpecialKinds {
+				if what, ok := p.Special[k]; ok {
+					fmt.Fprintf(w, "  %-26s   =%s: %s\n", "", k, what)
+				}
+			}
 		}
 		kinds := make([]string, len(emulator.Kinds))
 		for i, k := range emulator.Kinds {
@@ -48,6 +53,7 @@ func (o *sandboxOptions) listFaults(w io.Writer) (bool, error) {
 		fmt.Fprintf(w, "Kinds: %s\n", strings.Join(kinds, ", "))
 		fmt.Fprintln(w, "  error: permanent failure · unavailable: transient (5xx, Unavailable) · ratelimit: 429 / ResourceExhausted")
 		fmt.Fprintln(w, "  hang: never answers · never: the awaited condition never comes · @N: only the first N times")
+		fmt.Fprintln(w, "  =linger, =stale, =deny, =expire: special kinds, only where a point lists them")
 		return true, nil
 	}
 	return false, nil

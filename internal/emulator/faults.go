@@ -30,8 +30,27 @@ const (
 	Never Kind = "never"
 )
 
-// Kinds lists every fault kind in a stable order, for help texts.
+// Kinds lists the general fault kinds, which every fault point accepts, in
+// a stable order for help texts.
 var Kinds = []Kind{Error, Unavailable, RateLimit, Hang, Never}
+
+// Special kinds reproduce one behaviour of one real system; only the fault
+// points that name them accept them (see the sandbox's fault catalogue).
+const (
+	// Linger keeps an old state answering longer than usual (Talos's
+	// maintenance API outliving the apply).
+	Linger Kind = "linger"
+	// Stale leaves a registration of an earlier run behind (a kube server
+	// whose heartbeat has not expired yet).
+	Stale Kind = "stale"
+	// Deny takes a permission away from the configured credentials.
+	Deny Kind = "deny"
+	// Expire makes a credential expire before it is used.
+	Expire Kind = "expire"
+)
+
+// SpecialKinds lists the special kinds in a stable order.
+var SpecialKinds = []Kind{Linger, Stale, Deny, Expire}
 
 // Fault is one injected misbehaviour. Times bounds how often it fires:
 // 0 means every time, N means only the first N matching calls.
@@ -57,7 +76,7 @@ func ParseFault(spec string) (string, Fault, error) {
 	kindStr, timesStr, hasTimes := strings.Cut(rest, "@")
 	f := Fault{Kind: Kind(strings.TrimSpace(kindStr))}
 	known := false
-	for _, k := range Kinds {
+	for _, k := range append(append([]Kind(nil), Kinds...), SpecialKinds...) {
 		if f.Kind == k {
 			known = true
 		}
@@ -76,8 +95,9 @@ func ParseFault(spec string) (string, Fault, error) {
 }
 
 func joinKinds() string {
-	s := make([]string, len(Kinds))
-	for i, k := range Kinds {
+	all := append(append([]Kind(nil), Kinds...), SpecialKinds...)
+	s := make([]string, len(all))
+	for i, k := range all {
 		s[i] = string(k)
 	}
 	return strings.Join(s, ", ")

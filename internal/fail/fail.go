@@ -24,7 +24,7 @@ var Codes = []struct {
 }{
 	{OK, "success"},
 	{Failed, "failed; everything that was created has been removed again"},
-	{Usage, "usage or configuration error; nothing was created"},
+	{Usage, "usage or configuration error, or a service unavailable before anything was ordered; nothing was created"},
 	{LeftRunning, "verification failed; the server was deliberately left running for debugging"},
 	{Incomplete, "cleanup incomplete; resources may remain (they are listed with the command that removes them)"},
 	{Interrupted, "interrupted; everything that was created has been removed again"},
@@ -49,6 +49,28 @@ func WithCode(err error, code int) error {
 
 // UsageError marks err as a usage or configuration problem (exit 2).
 func UsageError(err error) error { return WithCode(err, Usage) }
+
+// unavailable is a service outage found before anything was created.
+type unavailable struct{ err error }
+
+func (u *unavailable) Error() string { return "service unavailable: " + u.err.Error() }
+func (u *unavailable) Unwrap() error { return u.err }
+
+// Unavailable marks err as an outage of a service the run needs, found
+// before anything was created: the exit code is still 2 (nothing exists),
+// but the message must not send the user hunting through their settings.
+func Unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return WithCode(&unavailable{err: err}, Usage)
+}
+
+// IsUnavailable reports whether err is an outage marked by Unavailable.
+func IsUnavailable(err error) bool {
+	var u *unavailable
+	return errors.As(err, &u)
+}
 
 // IsUsage reports whether err is a usage or configuration problem.
 func IsUsage(err error) bool { return ExitCode(err) == Usage }

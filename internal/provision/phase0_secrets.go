@@ -13,6 +13,7 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/fail"
 	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
+	"github.com/rawkode/rawkode-cloud/internal/retry"
 )
 
 // Required are the settings provisioning cannot start without.
@@ -83,12 +84,12 @@ func FillFromInfisical(ctx context.Context, f Factory, cfg *config.Config, addSe
 	}
 	store, err := f.Infisical(ctx, cfg)
 	if err != nil {
-		return nil, nil, fail.UsageError(fmt.Errorf("log in to Infisical: %w", err))
+		return nil, nil, phase0Error([]error{fmt.Errorf("log in to Infisical: %w", err)})
 	}
 	values, err := store.List(ctx)
 	if err != nil {
 		store.Close()
-		return nil, nil, fail.UsageError(fmt.Errorf("read settings from Infisical: %w", err))
+		return nil, nil, phase0Error([]error{fmt.Errorf("read settings from Infisical: %w", err)})
 	}
 	public := map[string]bool{}
 	for _, s := range config.Schema {
@@ -150,7 +151,7 @@ func (p *Provisioner) resolveSecrets(ctx context.Context, r *pipeline.Run) error
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return fail.UsageError(err)
+		return phase0Error(errs)
 	}
 
 	// The Talos PKI needs nothing from the machines: generate it while the
@@ -208,4 +209,24 @@ func (p *Provisioner) checkOperatorIP(ctx context.Context, r *pipeline.Run) erro
 	}
 	p.operatorIP = a
 	return nil
+}
+
+// phase0Error classes phase 0's failures: when every one of them is a
+// service that kept failing transiently (an outage, not a setting), it says
+// "service unavailable"; either way the exit code says nothing was created.
+func phase0Error(errs []error) error {
+	outage := true
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		if transient, _ := retry.Classify(err); !transient {
+			outage = false
+		}
+	}
+	joined := errors.Join(errs...)
+	if outage {
+		return fail.Unavailable(joined)
+	}
+	return fail.UsageError(joined)
 }

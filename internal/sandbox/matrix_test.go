@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rawkode/rawkode-cloud/internal/cli"
+	"github.com/rawkode/rawkode-cloud/internal/emulator"
 	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
 	"github.com/rawkode/rawkode-cloud/internal/sandbox"
 )
@@ -104,6 +105,17 @@ var expected = map[string][5]int{
 	"s3.list-objects":     {ok, ok, ok, ok, skip},
 }
 
+// specialExpected is the exit code of a provisioning with one special
+// fault (a behaviour of one real system, see emulator.SpecialKinds):
+//   - talos.maintenance=linger: the maintenance API outlives the apply by
+//     many probe intervals; that is "not yet", and the run succeeds.
+var specialExpected = map[string]int{
+	"talos.maintenance=linger": ok,
+}
+
+// combined are scenarios that need several faults at once.
+var combined = []scenario{}
+
 // cleanupBase fails the run in phase 5, when the server, the DNS record, the
 // join token and two stored secrets exist, so that cleanup has every kind
 // of step to run.
@@ -129,6 +141,21 @@ type scenario struct {
 func matrixScenarios() []scenario {
 	var out []scenario
 	for _, fp := range sandbox.FaultPoints {
+		for _, k := range emulator.SpecialKinds {
+			if _, takes := fp.Special[k]; !takes {
+				continue
+			}
+			name := fp.Point + "=" + string(k)
+			want, known := specialExpected[name]
+			if !known {
+				want = -2
+				name += " (no expectation)"
+			}
+			out = append(out, scenario{name: name, faults: []string{fp.Point + "=" + string(k)}, want: want})
+		}
+		if fp.OnlySpecial {
+			continue
+		}
 		want, known := expected[fp.Point]
 		if !known {
 			// A new fault point needs its row: fail loudly rather than skip it.
@@ -146,6 +173,7 @@ func matrixScenarios() []scenario {
 			out = append(out, sc)
 		}
 	}
+	out = append(out, combined...)
 	points := make([]string, 0, len(cleanupPoints))
 	for p := range cleanupPoints {
 		points = append(points, p)
@@ -163,6 +191,7 @@ func matrixScenarios() []scenario {
 // smokeScenarios are the ones `go test ./...` always runs: one of each
 // outcome, cleanup faults included.
 var smokeScenarios = map[string]bool{
+	"talos.maintenance=linger":                 true,
 	"scaleway.create-server=unavailable@2":     true,
 	"cloudflare.upsert-record=hang":            true,
 	"infisical.login=error":                    true,

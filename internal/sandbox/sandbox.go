@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -67,8 +68,11 @@ type Options struct {
 type Profile struct {
 	AssignIP, Deliver, StartInstall, Install, Delete time.Duration // Scaleway
 	Pivot, Reboot, EtcdReady                         time.Duration // Talos node
-	Services                                         map[string]time.Duration
-	AgentStart, AgentHeartbeat                       time.Duration // Teleport kube agent
+	// MaintenanceLinger is how long a node's maintenance API keeps
+	// answering after the apply (real Talos tears it down asynchronously).
+	MaintenanceLinger          time.Duration
+	Services                   map[string]time.Duration
+	AgentStart, AgentHeartbeat time.Duration // Teleport kube agent
 }
 
 // RealisticProfile is what a provisioning on Elastic Metal roughly looks like.
@@ -77,6 +81,7 @@ func RealisticProfile() Profile {
 		AssignIP: 20 * time.Second, Deliver: 4 * time.Minute, StartInstall: 30 * time.Second,
 		Install: 10 * time.Minute, Delete: time.Minute,
 		Pivot: 3 * time.Minute, Reboot: 90 * time.Second, EtcdReady: 15 * time.Second,
+		MaintenanceLinger: 3 * time.Second,
 		Services: map[string]time.Duration{
 			talos.ServiceAPID: 5 * time.Second, talos.ServiceTrustd: 5 * time.Second,
 			talos.ServiceKubelet: 30 * time.Second, talos.ServiceEtcd: 20 * time.Second,
@@ -203,7 +208,8 @@ func (s *Sandbox) bootNode(srv scaleway.Server) {
 		PublicIP: ip, OperatorIP: OperatorIP,
 		BootDelay: s.Scaled(s.profile.Pivot), RebootDelay: s.Scaled(s.profile.Reboot),
 		EtcdReadyDelay: s.Scaled(s.profile.EtcdReady), ServiceDelays: services,
-		Faults: s.faults, NoEvents: s.pollOnly,
+		MaintenanceLinger: s.Scaled(s.profile.MaintenanceLinger),
+		Faults:            s.faults, NoEvents: s.pollOnly,
 		OnEvent: func(name string, at time.Time) { s.tl.add("talos: "+name, srv.IPv4, at) },
 	})
 	if err != nil {
@@ -493,39 +499,59 @@ func InventoryEventOf(inv Inventory) pipeline.Event {
 	}}
 }
 
+// FaultPoint is one place --sandbox-fault can hit.
+type FaultPoint struct {
+	Point, What string
+	// Special lists the special kinds (emulator.SpecialKinds) this point
+	// accepts besides the general ones, with what each does here.
+	Special map[emulator.Kind]string
+	// OnlySpecial points accept no general kind: they exist for one
+	// behaviour of the real system.
+	OnlySpecial bool
+}
+
+// Accepts reports whether the point takes kind k.
+func (p FaultPoint) Accepts(k emulator.Kind) bool {
+	if _, ok := p.Special[k]; ok {
+		return true
+	}
+	return !p.OnlySpecial && slices.Contains(emulator.Kinds, k)
+}
+
 // FaultPoints lists every point --sandbox-fault accepts, with what it hits.
-var FaultPoints = []struct{ Point, What string }{
-	{"scaleway.list-ssh-keys", "IAM list of the project's SSH keys"},
-	{"scaleway.get-catalogue", "offer and OS look-ups before ordering"},
-	{"scaleway.create-server", "the CreateServer call"},
-	{"scaleway.get-server", "server status polls"},
-	{"scaleway.install", "the OS install (error: install fails; never: stays installing)"},
-	{"scaleway.delete-server", "DeleteServer during undo or destroy"},
-	{"scaleway.list-servers", "finding servers by tag (phase 0's one-server-per-cluster check, destroy)"},
-	{"cloudflare.list-records", "DNS record look-ups"},
-	{"cloudflare.upsert-record", "creating or updating the A record"},
-	{"cloudflare.delete-record", "deleting or restoring the record"},
-	{"infisical.login", "Universal Auth login"},
-	{"infisical.list-secrets", "reading settings"},
-	{"infisical.write-secrets", "storing the cluster's credentials"},
-	{"infisical.delete-secrets", "removing stored credentials on undo"},
-	{"ipdetect", "public-IP detection"},
-	{"teleport.connect", "connecting to Teleport (Ping)"},
-	{"teleport.create-token", "minting the join token"},
-	{"teleport.delete-token", "deleting the join token"},
-	{"teleport.list-kube", "listing/watching kube servers"},
-	{"teleport.agent", "the kube agent joining (never: it never registers)"},
-	{"talos.maintenance", "reaching maintenance mode (never: the pivot never finishes)"},
-	{"talos.apply", "applying the config in maintenance mode"},
-	{"talos.reboot", "the reboot into the configuration (never: it never comes back)"},
-	{"talos.bootstrap", "the etcd bootstrap"},
-	{"talos.services", "service health (never: etcd never healthy)"},
-	{"talos.kubeconfig", "downloading the admin kubeconfig"},
-	{"talos.lockdown", "re-applying the config without the operator rules"},
-	{"talos.etcd-snapshot", "Talos's EtcdSnapshot (etcd snapshot)"},
-	{"s3.put-object", "uploading an etcd snapshot to object storage"},
-	{"s3.get-object", "downloading an etcd snapshot"},
-	{"s3.list-objects", "listing etcd snapshots (finding the latest)"},
+var FaultPoints = []FaultPoint{
+	{Point: "scaleway.list-ssh-keys", What: "IAM list of the project's SSH keys"},
+	{Point: "scaleway.get-catalogue", What: "offer and OS look-ups before ordering"},
+	{Point: "scaleway.create-server", What: "the CreateServer call"},
+	{Point: "scaleway.get-server", What: "server status polls"},
+	{Point: "scaleway.install", What: "the OS install (error: install fails; never: stays installing)"},
+	{Point: "scaleway.delete-server", What: "DeleteServer during undo or destroy"},
+	{Point: "scaleway.list-servers", What: "finding servers by tag (phase 0's one-server-per-cluster check, destroy)"},
+	{Point: "cloudflare.list-records", What: "DNS record look-ups"},
+	{Point: "cloudflare.upsert-record", What: "creating or updating the A record"},
+	{Point: "cloudflare.delete-record", What: "deleting or restoring the record"},
+	{Point: "infisical.login", What: "Universal Auth login"},
+	{Point: "infisical.list-secrets", What: "reading settings"},
+	{Point: "infisical.write-secrets", What: "storing the cluster's credentials"},
+	{Point: "infisical.delete-secrets", What: "removing stored credentials on undo"},
+	{Point: "ipdetect", What: "public-IP detection"},
+	{Point: "teleport.connect", What: "connecting to Teleport (Ping)"},
+	{Point: "teleport.create-token", What: "minting the join token"},
+	{Point: "teleport.delete-token", What: "deleting the join token"},
+	{Point: "teleport.list-kube", What: "listing/watching kube servers"},
+	{Point: "teleport.agent", What: "the kube agent joining (never: it never registers)"},
+	{Point: "talos.maintenance", What: "reaching maintenance mode (never: the pivot never finishes)",
+		Special: map[emulator.Kind]string{emulator.Linger: "after the apply the maintenance API keeps answering for many probe intervals"}},
+	{Point: "talos.apply", What: "applying the config in maintenance mode"},
+	{Point: "talos.reboot", What: "the reboot into the configuration (never: it never comes back)"},
+	{Point: "talos.bootstrap", What: "the etcd bootstrap"},
+	{Point: "talos.services", What: "service health (never: etcd never healthy)"},
+	{Point: "talos.kubeconfig", What: "downloading the admin kubeconfig"},
+	{Point: "talos.lockdown", What: "re-applying the config without the operator rules"},
+	{Point: "talos.etcd-snapshot", What: "Talos's EtcdSnapshot (etcd snapshot)"},
+	{Point: "s3.put-object", What: "uploading an etcd snapshot to object storage"},
+	{Point: "s3.get-object", What: "downloading an etcd snapshot"},
+	{Point: "s3.list-objects", What: "listing etcd snapshots (finding the latest)"},
 }
 
 // ParseFaults parses --sandbox-fault values and rejects unknown points.
@@ -546,7 +572,30 @@ func ParseFaults(specs []string) (map[string]emulator.Fault, error) {
 		if !known[point] {
 			return nil, fmt.Errorf("fault %q: unknown fault point %q (see --sandbox-fault list)", spec, point)
 		}
+		if fp := faultPoint(point); !fp.Accepts(f.Kind) {
+			return nil, fmt.Errorf("fault %q: %s does not take kind %q (it takes %s; see --sandbox-fault list)", spec, point, f.Kind, strings.Join(fp.KindNames(), ", "))
+		}
 		out[point] = f
 	}
 	return out, nil
+}
+
+func faultPoint(name string) FaultPoint {
+	for _, p := range FaultPoints {
+		if p.Point == name {
+			return p
+		}
+	}
+	return FaultPoint{}
+}
+
+// KindNames lists the kinds the point accepts, general ones first.
+func (p FaultPoint) KindNames() []string {
+	var out []string
+	for _, k := range append(append([]emulator.Kind(nil), emulator.Kinds...), emulator.SpecialKinds...) {
+		if p.Accepts(k) {
+			out = append(out, string(k))
+		}
+	}
+	return out
 }

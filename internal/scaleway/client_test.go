@@ -3,6 +3,7 @@ package scaleway
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -315,6 +316,14 @@ func TestRequestFaults(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				if cl.point == FaultDeleteServer {
+					// An ordered server refuses DELETE until it is
+					// delivered (TestDeleteRefusedWhileOrdered): start
+					// from one that can be deleted.
+					if _, err := ev.client.WaitReady(testCtx(t, 5*time.Second), existing.ID, wait.Options{Interval: time.Millisecond}); err != nil {
+						t.Fatal(err)
+					}
+				}
 				before := ev.emu.Counters().Get(cl.op)
 				ev.emu.Faults().Set(cl.point, faultOf(kind))
 				timeout := 5 * time.Second
@@ -591,5 +600,42 @@ func TestClusterTags(t *testing.T) {
 	t.Parallel()
 	if got := ClusterTags("prod"); !slices.Equal(got, []string{"rawkode-cloud", "cluster=prod"}) {
 		t.Errorf("ClusterTags = %v", got)
+	}
+}
+
+// TestDeleteRefusedWhileOrdered: the API answers DELETE of a server that is
+// still being ordered with 409 transient_state; the adapter waits that out
+// (bounded by its context) instead of failing the undo.
+func TestDeleteRefusedWhileOrdered(t *testing.T) {
+	t.Parallel()
+	d := fastDelays()
+	d.Deliver = 150 * time.Millisecond
+	ev := newEnv(t, EmulatorOptions{Delays: d})
+	srv, err := ev.client.CreateServer(testCtx(t, 5*time.Second), spec("early"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Straight through the wire: the refusal in the API's own shape.
+	req, _ := http.NewRequest(http.MethodDelete, ev.emu.URL()+"/baremetal/v1/zones/"+DefaultZone+"/servers/"+srv.ID, nil)
+	req.Header.Set("X-Auth-Token", testSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(string(body), `"type":"transient_state"`) || !strings.Contains(string(body), `"current_state":"ordered"`) {
+		t.Fatalf("DELETE of an ordered server = %d %s, want 409 transient_state", resp.StatusCode, body)
+	}
+
+	if err := ev.client.DeleteServer(testCtx(t, 5*time.Second), srv.ID, wait.Options{Interval: time.Millisecond}); err != nil {
+		t.Fatalf("DeleteServer of a server being delivered: %v", err)
+	}
+	if len(ev.retries.get()) == 0 {
+		t.Error("the refusal was not retried")
+	}
+	if n := len(ev.emu.Servers()); n != 0 {
+		t.Fatalf("%d servers left", n)
 	}
 }

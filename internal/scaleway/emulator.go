@@ -723,6 +723,15 @@ func (e *Emulator) deleteServer(w http.ResponseWriter, r *http.Request) {
 		notFound(w)
 		return
 	}
+	if refusesDelete[s.wire.Status] {
+		cur := s.wire.Status
+		e.mu.Unlock()
+		emulator.WriteJSON(w, http.StatusConflict, wireTransientState{
+			Message: "resource is in a transient state", Resource: "baremetal_server", ResourceID: id,
+			CurrentState: cur, Type: "transient_state",
+		})
+		return
+	}
 	if s.wire.Status != "deleting" {
 		if s.timer != nil {
 			s.timer.Stop()
@@ -734,6 +743,25 @@ func (e *Emulator) deleteServer(w http.ResponseWriter, r *http.Request) {
 	ws := cloneWire(s.wire)
 	e.mu.Unlock()
 	emulator.WriteJSON(w, http.StatusOK, ws)
+}
+
+// refusesDelete are the server states in which DELETE answers 409
+// transient_state: the ones the official SDK's WaitForServer treats as
+// transient (scaleway-sdk-go api/baremetal/v1, WaitForServer), for which the
+// API answers a mutation with a TransientStateError (scw/errors.go) instead
+// of acting. The emulator only ever shows "ordered" of these: an undo right
+// after the order has to wait until the server is delivered.
+var refusesDelete = map[string]bool{
+	"ordered": true, "delivering": true, "starting": true, "stopping": true, "resetting": true, "migrating": true,
+}
+
+// wireTransientState is the API's answer to a mutation in a transient state.
+type wireTransientState struct {
+	Message      string `json:"message"`
+	Resource     string `json:"resource"`
+	ResourceID   string `json:"resource_id"`
+	CurrentState string `json:"current_state"`
+	Type         string `json:"type"`
 }
 
 func (e *Emulator) remove(id string) {

@@ -305,22 +305,42 @@ func (c *Client) ApplyInsecure(ctx context.Context, ip string, cfg []byte) error
 	return err
 }
 
+// StateStillMaintenance is what WaitMTLS reports while the node still
+// answers in maintenance mode after the apply.
+const StateStillMaintenance = "still in maintenance mode (the apply has not taken effect yet)"
+
 // WaitMTLS waits until the rebooted node answers Version over mTLS with the
-// talosconfig's identity. A node that comes back in maintenance mode fails
-// the wait with ErrStillMaintenance.
+// talosconfig's identity.
+//
+// Real Talos answers the insecure apply before it tears maintenance mode
+// down, so for a while afterwards the node still presents its maintenance
+// certificate: that is "not yet", not a rejected config. Only a node that
+// went down and came back in maintenance mode (the reboot lost the config),
+// or one still in maintenance mode when ctx ends, fails with
+// ErrStillMaintenance.
 func (c *Client) WaitMTLS(ctx context.Context, ip string, talosconfig []byte, opts wait.Options) error {
 	m, err := parseTalosconfig(talosconfig, ip)
 	if err != nil {
 		return err
 	}
+	start := time.Now()
+	wentDown, lingering := false, false
 	what := fmt.Sprintf("Talos API over mTLS on %s", apidAddr(ip))
-	return wait.Until(ctx, what, opts, func(ctx context.Context) (bool, string, error) {
+	err = wait.Until(ctx, what, opts, func(ctx context.Context) (bool, string, error) {
 		actx, cancel := c.attempt(ctx)
 		defer cancel()
+		lingering = false
 		if err := c.handshake(actx, apidAddr(ip), m.tls); err != nil {
 			var cve *tls.CertificateVerificationError
 			if errors.As(err, &cve) && c.inMaintenance(actx, ip) {
-				return false, "", retry.Permanent(fmt.Errorf("wait for mTLS on %s: %w", ip, ErrStillMaintenance))
+				if wentDown {
+					return false, "", retry.Permanent(fmt.Errorf("wait for mTLS on %s: it went down to reboot and came back in maintenance mode: %w", ip, ErrStillMaintenance))
+				}
+				lingering = true
+				return false, StateStillMaintenance, nil
+			}
+			if ctx.Err() == nil {
+				wentDown = true
 			}
 			return false, reachState(err), nil
 		}
@@ -339,6 +359,11 @@ func (c *Client) WaitMTLS(ctx context.Context, ip string, talosconfig []byte, op
 		}
 		return true, state, nil
 	})
+	if err != nil && lingering && errors.Is(err, wait.ErrTimeout) {
+		return fmt.Errorf("wait for mTLS on %s: it still answered in maintenance mode %s after the apply and never went down to reboot: %w (%w)",
+			ip, time.Since(start).Round(time.Second), ErrStillMaintenance, err)
+	}
+	return err
 }
 
 func (c *Client) inMaintenance(ctx context.Context, ip string) bool {

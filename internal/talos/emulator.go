@@ -33,7 +33,9 @@ const (
 //	                   error: codes.Internal; unavailable: codes.Unavailable;
 //	                   ratelimit: codes.ResourceExhausted; hang: no answer until
 //	                   the caller gives up; never: the node never leaves
-//	                   "booting" (every connection refused).
+//	                   "booting" (every connection refused); linger: after an
+//	                   apply, the maintenance API stays up LingerFactor times
+//	                   longer than MaintenanceLinger.
 //	talos.apply        ApplyConfiguration in maintenance mode (insecure).
 //	                   error/unavailable/ratelimit: the matching code, config not
 //	                   taken; hang: no answer, config not taken; never: the reply
@@ -107,6 +109,13 @@ type NodeOptions struct {
 	BootDelay time.Duration
 	// RebootDelay is how long the node is down after a config is applied.
 	RebootDelay time.Duration
+	// MaintenanceLinger is how long the maintenance API keeps answering
+	// after an apply before the node goes down to reboot. Real Talos answers
+	// the apply first and tears maintenance mode down later, through the
+	// config acquire controller (machined's maintenance/server.go hands the
+	// config over and returns; acquire.go stops the service afterwards), so
+	// a probe right after the apply still meets the maintenance certificate.
+	MaintenanceLinger time.Duration
 	// EtcdReadyDelay is the time after the reboot before Bootstrap is accepted
 	// (until then it answers FailedPrecondition).
 	EtcdReadyDelay time.Duration
@@ -126,6 +135,10 @@ type NodeOptions struct {
 	// without it, so clients must poll ServiceList (the seed design did).
 	NoEvents bool
 }
+
+// LingerFactor is how much longer the maintenance API lingers after an
+// apply under the talos.maintenance=linger fault.
+const LingerFactor = 15
 
 // Lifecycle events reported through NodeOptions.OnEvent.
 const (
@@ -178,6 +191,9 @@ type Node struct {
 	subSeq          int
 	kubeConns       map[net.Conn]struct{}
 	hooks           []func(cfg []byte)
+	// taken is set while an applied config waits for maintenance mode to
+	// be torn down (see MaintenanceLinger).
+	taken bool
 	// kubeCert is what the kube-apiserver stand-in serves: self-signed until
 	// a config brings the cluster CA, then issued by it.
 	kubeCert tls.Certificate
@@ -438,6 +454,7 @@ func isClosed(ch <-chan struct{}) bool {
 func (n *Node) enterMaintenanceLocked() {
 	n.gen++
 	n.mode = ModeMaintenance
+	n.taken = false
 	n.cfgBytes, n.fw = nil, Firewall{}
 	creds := credentials.NewTLS(&tls.Config{
 		Certificates: []tls.Certificate{n.maintCert},
@@ -502,6 +519,23 @@ func (n *Node) hooksCall(raw []byte) func() {
 			h(cp)
 		}
 	}
+}
+
+// takeConfigLocked is what maintenance mode does with an applied config:
+// answer at once, go down to reboot into it only after the linger.
+func (n *Node) takeConfigLocked(cfg config.Provider, raw []byte) func() {
+	n.applied = append(n.applied, append([]byte(nil), raw...))
+	linger := n.opts.MaintenanceLinger
+	if n.faults.Peek(FaultMaintenance, emulator.Linger) {
+		n.faults.Check(FaultMaintenance)
+		linger = max(linger, time.Millisecond) * LingerFactor
+	}
+	if linger <= 0 {
+		return n.beginRebootLocked(cfg, raw)
+	}
+	n.taken = true
+	n.scheduleLocked(linger, "", func() func() { return n.beginRebootLocked(cfg, raw) })
+	return nil
 }
 
 // beginRebootLocked takes the node down and brings it back after RebootDelay

@@ -133,10 +133,17 @@ func (s *machineServer) applyMaintenance(ctx context.Context, req *machine.Apply
 		s.n.mu.Unlock()
 		return nil, status.Error(codes.Unavailable, "node is rebooting")
 	}
-	s.n.applied = append(s.n.applied, append([]byte(nil), req.Data...))
-	after := s.n.beginRebootLocked(cfg, req.Data)
+	if s.n.taken {
+		// A retried apply while the first one's teardown is pending: the
+		// config was handed over already, the answer is the same.
+		s.n.mu.Unlock()
+		return applyReply(machine.ApplyConfigurationRequest_REBOOT, details, warnings), nil
+	}
+	after := s.n.takeConfigLocked(cfg, req.Data)
 	s.n.mu.Unlock()
-	after()
+	if after != nil {
+		after()
+	}
 	return applyReply(machine.ApplyConfigurationRequest_REBOOT, details, warnings), nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,7 +52,21 @@ func TestFaults(t *testing.T) {
 		{point: FaultApply, fault: emulator.Fault{Kind: emulator.Unavailable, Times: 1}, from: stageMaintenance, run: applyThenMTLS, wantRetries: true},
 		{point: FaultApply, fault: emulator.Fault{Kind: emulator.RateLimit, Times: 1}, from: stageMaintenance, run: applyThenMTLS, wantRetries: true},
 		{point: FaultApply, fault: emulator.Fault{Kind: emulator.Hang, Times: 1}, from: stageMaintenance, run: applyThenMTLS, wantRetries: true},
-		{point: FaultApply, fault: emulator.Fault{Kind: emulator.Never}, from: stageMaintenance, run: applyThenMTLS, wantErr: ErrStillMaintenance},
+		// The node says "applied" but stays in maintenance mode: that is
+		// "not yet" until the wait's deadline, then a clear failure.
+		{point: FaultApply, fault: emulator.Fault{Kind: emulator.Never}, from: stageMaintenance, run: withTimeout(short, applyThenMTLS), wantErr: ErrStillMaintenance,
+			wantSubstr: "never went down to reboot"},
+
+		// Maintenance mode outlives the apply for many probe intervals:
+		// the probes meet the maintenance certificate, and wait.
+		{point: FaultMaintenance, fault: emulator.Fault{Kind: emulator.Linger}, from: stageMaintenance, run: applyThenMTLS,
+			check: func(t *testing.T, r faultRun) {
+				states, _ := r.rec.snapshot()
+				if !slices.Contains(states, StateStillMaintenance) {
+					t.Fatalf("states %q: the lingering maintenance API was never seen", states)
+				}
+				mustMode(t, r.n, ModeConfigured)
+			}},
 
 		// talos.reboot
 		{point: FaultReboot, fault: emulator.Fault{Kind: emulator.Never}, from: stageMaintenance, run: withTimeout(short, applyThenMTLS), wantErr: wait.ErrTimeout,

@@ -148,6 +148,9 @@ func fastNode(t *testing.T, faults *emulator.Faults, mutate ...func(*NodeOptions
 		BootDelay:      20 * time.Millisecond,
 		RebootDelay:    30 * time.Millisecond,
 		EtcdReadyDelay: 30 * time.Millisecond,
+		// Rude by default, like a real node: maintenance mode outlives
+		// the apply by a few probe intervals.
+		MaintenanceLinger: 20 * time.Millisecond,
 		ServiceDelays: map[string]time.Duration{
 			ServiceAPID: 10 * time.Millisecond, ServiceTrustd: 15 * time.Millisecond,
 			ServiceKubelet: 20 * time.Millisecond, ServiceEtcd: 25 * time.Millisecond,

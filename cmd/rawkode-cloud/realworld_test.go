@@ -1,0 +1,87 @@
+package main_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// realWorld is one of the ways the real services are ruder than a polite
+// emulator, rehearsed through the real binary in the sandbox.
+type realWorld struct {
+	name   string
+	faults []string
+	exit   int
+	// stderr and output must each contain these.
+	stderr, output []string
+	// ordered is whether a server order may have been sent (exit 2: never).
+	check func(t *testing.T, inv map[string]any, out string)
+}
+
+func TestRealWorldFaults(t *testing.T) {
+	t.Parallel()
+	cases := []realWorld{
+		{
+			// Talos answers the apply before it leaves maintenance mode.
+			name: "maintenance lingers after the apply", faults: []string{"talos.maintenance=linger"}, exit: 0,
+			output: []string{"still in maintenance mode"},
+		},
+		{
+			name: "phase-0 outage", faults: []string{"teleport.connect=unavailable"}, exit: 2,
+			stderr: []string{"service unavailable", "Nothing was created"},
+			check:  func(t *testing.T, inv map[string]any, _ string) { mustBeEmpty(t, inv) },
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			args := []string{"provision", "--sandbox", "--sandbox-speed", "200", "--output", "plain"}
+			for _, f := range tc.faults {
+				args = append(args, "--sandbox-fault", f)
+			}
+			code, out, errOut := newIsolated(t).run(t, args...)
+			if code != tc.exit {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.exit, out, errOut)
+			}
+			for _, w := range tc.stderr {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr does not say %q:\n%s", w, errOut)
+				}
+			}
+			for _, w := range tc.output {
+				if !strings.Contains(out, w) {
+					t.Errorf("output does not say %q:\n%s", w, out)
+				}
+			}
+			if tc.check != nil {
+				tc.check(t, inventory(t, out), out)
+			}
+		})
+	}
+}
+
+// inventory reads the sandbox inventory the plain output ends with.
+func inventory(t *testing.T, out string) map[string]any {
+	t.Helper()
+	inv := map[string]any{}
+	section := ""
+	for _, line := range strings.Split(out, "\n") {
+		trimmed := strings.TrimSpace(line)
+		if i := strings.Index(trimmed, " ("); i > 0 && strings.HasSuffix(trimmed, ")") && strings.HasPrefix(line, "  ") && !strings.HasPrefix(line, "    ") {
+			section = trimmed[:i]
+			var n int
+			_ = json.Unmarshal([]byte(strings.TrimSuffix(trimmed[i+2:], ")")), &n)
+			inv[section] = n
+		}
+	}
+	return inv
+}
+
+func mustBeEmpty(t *testing.T, inv map[string]any) {
+	t.Helper()
+	for k, v := range inv {
+		if v != 0 {
+			t.Errorf("inventory %s = %v after exit 2, want nothing", k, v)
+		}
+	}
+}
