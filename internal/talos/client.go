@@ -329,21 +329,28 @@ func (c *Client) WaitMTLS(ctx context.Context, ip string, talosconfig []byte, op
 	err = wait.Until(ctx, what, opts, func(ctx context.Context) (bool, string, error) {
 		actx, cancel := c.attempt(ctx)
 		defer cancel()
-		lingering = false
 		if err := c.handshake(actx, apidAddr(ip), m.tls); err != nil {
 			var cve *tls.CertificateVerificationError
-			if errors.As(err, &cve) && c.inMaintenance(actx, ip) {
+			if !errors.As(err, &cve) {
+				// Refused or silent: down (to reboot), or on its way back.
+				lingering = false
+				if ctx.Err() == nil {
+					wentDown = true
+				}
+				return false, reachState(err), nil
+			}
+			if c.inMaintenance(actx, ip) {
 				if wentDown {
 					return false, "", retry.Permanent(fmt.Errorf("wait for mTLS on %s: it went down to reboot and came back in maintenance mode: %w", ip, ErrStillMaintenance))
 				}
 				lingering = true
 				return false, StateStillMaintenance, nil
 			}
-			if ctx.Err() == nil {
-				wentDown = true
-			}
+			// A certificate we do not trust that could not be confirmed as
+			// the maintenance one (the probe was cut short): nothing learnt.
 			return false, reachState(err), nil
 		}
+		lingering = false
 		cl, err := c.secureClient(actx, ip, m)
 		if err != nil {
 			return false, "", err
