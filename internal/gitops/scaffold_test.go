@@ -2,11 +2,15 @@ package gitops
 
 import (
 	"context"
+	"fmt"
+	"sort"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/rawkode/rawkode-cloud/internal/golden"
 )
 
 var (
@@ -124,5 +128,33 @@ func TestScaffoldHasNoSecretValues(t *testing.T) {
 				t.Errorf("%s defines a Secret", p)
 			}
 		}
+	}
+}
+
+// TestScaffoldGolden pins the whole tree, one reviewable file per variant:
+// go test ./internal/gitops -run Golden -update rewrites them.
+func TestScaffoldGolden(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		store   string
+		restore bool
+	}{{"onepassword", StoreOnePassword, false}, {"infisical", StoreInfisical, false}, {"restore", StoreOnePassword, true}} {
+		p := testParams(tc.store)
+		p.Restore = tc.restore
+		files, err := Render(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths := make([]string, 0, len(files))
+		for f := range files {
+			paths = append(paths, f)
+		}
+		sort.Strings(paths)
+		var b strings.Builder
+		for _, f := range paths {
+			fmt.Fprintf(&b, "=== %s ===\n%s", f, files[f])
+		}
+		golden.Compare(t, filepath.Join("testdata", "scaffold-"+tc.name+".golden"), []byte(b.String()))
 	}
 }
