@@ -42,7 +42,7 @@ func write(t *testing.T, dir, rel, content string) {
 func TestCheckCatchesEachDefect(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name  string
+		name   string
 		break_ func(t *testing.T, dir string)
 		// want are the problems, each as "file: object: " + a substring of the message.
 		want []string

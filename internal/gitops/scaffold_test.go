@@ -3,9 +3,9 @@ package gitops
 import (
 	"context"
 	"fmt"
-	"sort"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
