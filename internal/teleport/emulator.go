@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gravitational/teleport/api/client/proto"
+	userspb "github.com/gravitational/teleport/api/gen/proto/go/teleport/users/v1"
 	"github.com/gravitational/teleport/api/types"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -112,6 +113,9 @@ type Emulator struct {
 	kube    map[string]*types.KubernetesServerV3 // by kube cluster name
 	watches map[chan *proto.Event]struct{}
 	pending map[string]chan struct{} // joins awaiting their first heartbeat, by cluster
+	// connectors and users: the Proxmox topology's own Teleport (emulator_sso.go).
+	connectors map[string]*types.GithubConnectorV3
+	users      map[string]bool
 }
 
 // NewEmulator generates a CA and starts serving on 127.0.0.1 with a port
@@ -134,6 +138,9 @@ func NewEmulator(opts EmulatorOptions) (*Emulator, error) {
 		tokens:   map[string]*types.ProvisionTokenV2{},
 		kube:     map[string]*types.KubernetesServerV3{},
 		watches:  map[chan *proto.Event]struct{}{},
+
+		connectors: map[string]*types.GithubConnectorV3{},
+		users:      map[string]bool{},
 	}
 	if e.faults == nil {
 		e.faults = emulator.NewFaults()
@@ -164,6 +171,7 @@ func NewEmulator(opts EmulatorOptions) (*Emulator, error) {
 	e.lis = lis
 	e.srv = grpc.NewServer(grpc.Creds(creds))
 	proto.RegisterAuthServiceServer(e.srv, &authServer{e: e})
+	userspb.RegisterUsersServiceServer(e.srv, &usersServer{e: e})
 	go func() { _ = e.srv.Serve(lis) }()
 	return e, nil
 }
