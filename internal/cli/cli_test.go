@@ -80,8 +80,15 @@ func run(t *testing.T, inv invocation) result {
 		In:  strings.NewReader(inv.stdin),
 		Out: &out, Err: &errOut,
 		LookupEnv: func(k string) (string, bool) { v, ok := inv.env[k]; return v, ok },
-		Home:      home,
-		Terminal:  inv.terminal,
+		Environ: func() []string {
+			var kv []string
+			for k, v := range inv.env {
+				kv = append(kv, k+"="+v)
+			}
+			return kv
+		},
+		Home:     home,
+		Terminal: inv.terminal,
 	}
 	if inv.secrets != nil {
 		env.Secrets = inv.secrets.list

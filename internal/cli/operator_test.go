@@ -176,3 +176,139 @@ func TestOneInterruptIsNeverTwo(t *testing.T) {
 		}
 	}
 }
+
+// A mistyped flag gets a suggestion, like a mistyped config key; a setting
+// the command does not use says which commands do.
+func TestFlagTyposGetSuggestions(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args  []string
+		wants []string
+	}{
+		{[]string{"provision", "--clustername", "x"}, []string{"unknown flag: --clustername", "did you mean --cluster-name?", "rawkode-cloud provision --help"}},
+		{[]string{"destroy", "--server-di", "x"}, []string{"did you mean --server-id?"}},
+		{[]string{"plan", "--kubernetes-verison", "1.35.1"}, []string{"did you mean --kubernetes-version?"}},
+		{[]string{"destroy", "--keep-on-failure"}, []string{"destroy has no such option", "keep-on-failure is used by provision"}},
+	}
+	for _, tt := range tests {
+		r := run(t, invocation{args: tt.args})
+		r.assertUsageError(t, tt.wants...)
+	}
+}
+
+// An unknown RAWKODE_CLOUD_* variable is not silently ignored.
+func TestUnknownEnvironmentVariableWarns(t *testing.T) {
+	t.Parallel()
+	r := run(t, invocation{env: map[string]string{"RAWKODE_CLOUD_CLUSTERNAME": "x", "RAWKODE_CLOUD_TEST_MATRIX": "1"},
+		args: []string{"plan", "--cluster-name", "demo"}})
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.err)
+	}
+	want := "Warning: environment variable RAWKODE_CLOUD_CLUSTERNAME is not a rawkode-cloud setting and is ignored (did you mean RAWKODE_CLOUD_CLUSTER_NAME?)\n"
+	if r.err != want {
+		t.Errorf("stderr = %q, want %q", r.err, want)
+	}
+}
+
+// helpFlags lists the flags a command's --help offers.
+func helpFlags(t *testing.T, args ...string) map[string]bool {
+	t.Helper()
+	r := run(t, invocation{args: append(args, "--help")})
+	if r.code != 0 {
+		t.Fatalf("%v --help: exit %d", args, r.code)
+	}
+	flags := map[string]bool{}
+	for _, line := range strings.Split(r.out, "\n") {
+		f := strings.Fields(line)
+		for _, w := range f {
+			if strings.HasPrefix(w, "--") {
+				flags[strings.TrimPrefix(w, "--")] = true
+				break
+			}
+		}
+	}
+	return flags
+}
+
+// Each command offers only the settings it uses.
+func TestCommandsOfferOnlyTheirSettings(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		cmd       []string
+		has, lack []string
+	}{
+		{[]string{"destroy"}, []string{"cluster-name", "scaleway-zone", "server-timeout", "output"}, []string{"keep-on-failure", "undo-timeout", "scaleway-offer-id", "talos-version", "acme-email"}},
+		{[]string{"plan"}, []string{"cluster-name", "talos-version", "secrets-out"}, []string{"undo-timeout", "keep-on-failure", "acme-email"}},
+		{[]string{"provision"}, []string{"keep-on-failure", "undo-timeout", "talos-version"}, []string{"acme-email"}},
+		{[]string{"config", "show"}, []string{"keep-on-failure", "acme-email", "undo-timeout"}, nil},
+	} {
+		flags := helpFlags(t, tt.cmd...)
+		for _, f := range tt.has {
+			if !flags[f] {
+				t.Errorf("%v lacks --%s", tt.cmd, f)
+			}
+		}
+		for _, f := range tt.lack {
+			if flags[f] {
+				t.Errorf("%v offers --%s, which it does not use", tt.cmd, f)
+			}
+		}
+	}
+	r := run(t, invocation{args: []string{"config", "show", "--help"}})
+	for _, line := range strings.Split(r.out, "\n") {
+		if strings.Contains(line, "--output") && strings.Contains(line, "Progress") {
+			t.Errorf("config show calls --output progress: %s", line)
+		}
+	}
+}
+
+// complete asks the CLI what the shell should offer.
+func complete(t *testing.T, args ...string) []string {
+	t.Helper()
+	r := run(t, invocation{args: append([]string{"__complete"}, args...)})
+	if r.code != 0 {
+		t.Fatalf("__complete %v: exit %d\n%s", args, r.code, r.err)
+	}
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(r.out), "\n") {
+		if strings.HasPrefix(line, ":") {
+			continue
+		}
+		v, _, _ := strings.Cut(line, "\t")
+		out = append(out, v)
+	}
+	return out
+}
+
+// Shell completion completes values, not only flag names.
+func TestCompletionOffersValues(t *testing.T) {
+	t.Parallel()
+	has := func(got []string, want ...string) bool {
+		for _, w := range want {
+			found := false
+			for _, g := range got {
+				found = found || g == w
+			}
+			if !found {
+				return false
+			}
+		}
+		return true
+	}
+	for _, tt := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"provision", "--output", ""}, []string{"auto", "plain", "json"}},
+		{[]string{"config", "show", "--output", ""}, []string{"auto", "plain", "json"}},
+		{[]string{"destroy", "--scaleway-zone", ""}, []string{"fr-par-1", "fr-par-2", "nl-ams-1", "pl-waw-3"}},
+		{[]string{"provision", "--keep-on-failure="}, []string{"true", "false"}},
+		{[]string{"provision", "--sandbox-fault", ""}, []string{"list", "talos.bootstrap=", "scaleway.delete-server="}},
+		{[]string{"provision", "--sandbox-fault", "talos.bootstrap="}, []string{"talos.bootstrap=error", "talos.bootstrap=hang", "talos.bootstrap=never"}},
+		{[]string{"config", "show", "--platform-secret-store", ""}, []string{"onepassword", "infisical"}},
+	} {
+		if got := complete(t, tt.args...); !has(got, tt.want...) {
+			t.Errorf("%v: completion %v lacks some of %v", tt.args, got, tt.want)
+		}
+	}
+}

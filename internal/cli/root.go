@@ -27,6 +27,9 @@ type Env struct {
 	In        io.Reader
 	Out, Err  io.Writer
 	LookupEnv func(string) (string, bool)
+	// Environ lists the environment as KEY=VALUE (to warn about unknown
+	// RAWKODE_CLOUD_* variables); nil skips the check.
+	Environ func() []string
 	// Home replaces the user's home directory (for the default config file).
 	Home string
 	// Terminal reports whether Out is an interactive terminal.
@@ -47,7 +50,7 @@ type Env struct {
 // OSEnv is the real process environment.
 func OSEnv() Env {
 	return Env{
-		In: os.Stdin, Out: os.Stdout, Err: os.Stderr, LookupEnv: os.LookupEnv,
+		In: os.Stdin, Out: os.Stdout, Err: os.Stderr, LookupEnv: os.LookupEnv, Environ: os.Environ,
 		Terminal: term.IsTerminal(int(os.Stdout.Fd())),
 		Width:    terminalWidth(),
 	}
@@ -73,6 +76,8 @@ type app struct {
 	// paste is what a suggested rawkode-cloud command needs to act on the
 	// same world as this run (see pasteArgs).
 	paste string
+	// usage is the command whose flags were wrong, for the --help hint.
+	usage string
 }
 
 // Execute runs the CLI and returns the process exit code. Errors are printed
@@ -112,7 +117,11 @@ func (a *app) printError(err error) {
 	case fail.IsUnavailable(err):
 		fmt.Fprintln(a.env.Err, "Nothing was created: try again once the service answers.")
 	case fail.IsUsage(err) && !a.started && !strings.Contains(msg, "--help"):
-		fmt.Fprintln(a.env.Err, "Run 'rawkode-cloud --help' for usage.")
+		usage := a.usage
+		if usage == "" {
+			usage = "rawkode-cloud"
+		}
+		fmt.Fprintf(a.env.Err, "Run '%s --help' for usage.\n", usage)
 	}
 	if a.debug {
 		fmt.Fprintf(a.env.Err, "debug: exit code %d; error chain:\n", fail.ExitCode(err))
@@ -177,15 +186,24 @@ See 'rawkode-cloud config show' and the README's configuration reference.
 		},
 	}
 	root.PersistentFlags().BoolVar(&a.debug, "debug", false, "On failure, also print the exit code and the whole error chain (each wrapped error and its type); secrets stay redacted")
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fail.UsageError(err) })
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		a.usage = cmd.CommandPath()
+		return fail.UsageError(flagError(cmd, err))
+	})
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.AddCommand(a.provisionCmd(), a.destroyCmd(), a.planCmd(), a.listCmd(), a.statusCmd(), a.etcdCmd(), a.platformCmd(), a.configCmd(), a.sandboxCmd(), a.versionCmd(), a.completionCmd())
+	addSettingsFlags(root)
 	return root
 }
 
 // loadConfig resolves the settings from file, env and flags and registers
 // every secret with the redactor before anything can print it.
 func (a *app) loadConfig(cmd *cobra.Command) (*config.Config, error) {
+	if a.env.Environ != nil {
+		for _, w := range config.UnknownEnv(a.env.Environ()) {
+			fmt.Fprintf(a.env.Err, "Warning: %s\n", w)
+		}
+	}
 	cfg, err := config.Load(config.Sources{LookupEnv: a.env.LookupEnv, Home: a.env.Home, Flags: cmd.Flags()})
 	if cfg != nil {
 		a.redactor.Add(cfg.Secrets()...)
@@ -224,8 +242,37 @@ type suggesting struct {
 
 func (s suggesting) Close() { s.r.Close() }
 
-// settingsFlags adds every setting's flag to cmd.
+// takesSettings marks a command whose flags include settings.
+const takesSettings = "rawkode-cloud/settings"
+
+// settingsFlags marks cmd as taking settings. Their flags are added once the
+// command tree is built (addSettingsFlags), when the command's full path is
+// known: each command offers only the settings it uses (Setting.Commands).
 func settingsFlags(cmd *cobra.Command) {
-	config.RegisterFlags(cmd.Flags())
+	if cmd.Annotations == nil {
+		cmd.Annotations = map[string]string{}
+	}
+	cmd.Annotations[takesSettings] = "true"
 	cmd.Flags().SortFlags = false
+}
+
+// commandName is cmd's path below the root ("config show").
+func commandName(cmd *cobra.Command) string {
+	return strings.TrimPrefix(strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()), " ")
+}
+
+// addSettingsFlags gives every command marked by settingsFlags the flags of
+// the settings it uses, with completion of their values.
+func addSettingsFlags(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		addSettingsFlags(sub)
+	}
+	if c.Annotations[takesSettings] == "" {
+		return
+	}
+	name := commandName(c)
+	config.RegisterFlagsFor(c.Flags(), name)
+	for _, s := range config.ForCommand(name) {
+		completeSetting(c, s)
+	}
 }

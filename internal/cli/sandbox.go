@@ -28,6 +28,7 @@ func (o *sandboxOptions) addFlags(cmd *cobra.Command, withFaults bool) {
 	cmd.Flags().Float64Var(&o.speed, "sandbox-speed", sandbox.DefaultSpeed, "How many times faster than real time the sandbox runs (the CLI's waits are scaled to match)")
 	if withFaults {
 		cmd.Flags().StringArrayVar(&o.faults, "sandbox-fault", nil, "Inject a fault: POINT=KIND or POINT=KIND@N (first N calls only); repeatable; 'list' shows points and kinds")
+		_ = cmd.RegisterFlagCompletionFunc("sandbox-fault", completeFaults)
 	}
 }
 

@@ -58,6 +58,7 @@ changes them while it runs.`,
 	cmd.Flags().StringVar(&o.listen, "listen", "127.0.0.1:0", "Loopback address the sandbox's own endpoint listens on")
 	cmd.Flags().Float64Var(&o.sandbox.speed, "sandbox-speed", sandbox.DefaultSpeed, "How many times faster than real time the sandbox runs (the commands' waits are scaled to match)")
 	cmd.Flags().StringArrayVar(&o.sandbox.faults, "sandbox-fault", nil, "Inject a fault from the start: POINT=KIND or POINT=KIND@N; repeatable; 'list' shows points and kinds")
+	_ = cmd.RegisterFlagCompletionFunc("sandbox-fault", completeFaults)
 	cmd.Flags().String(config.Output, "auto", "Output: plain, or json (one event per line)")
 	return cmd
 }

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/scaleway/scaleway-sdk-go/scw"
+	baremetal "github.com/scaleway/scaleway-sdk-go/api/baremetal/v1"
 
 	"github.com/rawkode/rawkode-cloud/internal/ipdetect"
 )
@@ -51,16 +51,25 @@ func checkScalewayAccessKey(v string) error {
 }
 
 func checkZone(v string) error {
-	for _, z := range scw.AllZones {
-		if string(z) == v {
+	for _, z := range ElasticMetalZones() {
+		if z == v {
 			return nil
 		}
 	}
-	zones := make([]string, len(scw.AllZones))
-	for i, z := range scw.AllZones {
-		zones[i] = string(z)
+	// Ordering in a zone without Elastic Metal fails only at the order:
+	// say so before anything is spent.
+	return fmt.Errorf("is not a Scaleway zone with Elastic Metal (one of %s)", strings.Join(ElasticMetalZones(), ", "))
+}
+
+// ElasticMetalZones are the zones the Elastic Metal API serves, as the
+// Scaleway SDK lists them.
+func ElasticMetalZones() []string {
+	zones := (&baremetal.API{}).Zones()
+	out := make([]string, len(zones))
+	for i, z := range zones {
+		out[i] = string(z)
 	}
-	return fmt.Errorf("is not a Scaleway zone (one of %s)", strings.Join(zones, ", "))
+	return out
 }
 
 func checkTalosVersion(v string) error {
@@ -229,14 +238,6 @@ func checkPositiveDuration(v string) error {
 		return errors.New("must be greater than zero")
 	}
 	return nil
-}
-
-func checkOutput(v string) error {
-	switch v {
-	case "auto", "plain", "json":
-		return nil
-	}
-	return errors.New("must be one of auto, plain, json")
 }
 
 func checkDirPath(v string) error {

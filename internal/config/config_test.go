@@ -776,8 +776,8 @@ func TestSchemaIsConsistent(t *testing.T) {
 		if s.Help == "" || s.Section == "" {
 			t.Errorf("setting %s has no help text or section", s.Name)
 		}
-		if s.Type != config.Bool && s.Check == nil {
-			t.Errorf("setting %s has no check", s.Name)
+		if s.Type != config.Bool && s.Check == nil && len(s.Values) == 0 {
+			t.Errorf("setting %s has no check and no fixed values", s.Name)
 		}
 		if !strings.HasPrefix(s.Env(), config.EnvPrefix) || strings.Contains(s.Env(), "-") {
 			t.Errorf("setting %s: env %s is not RAWKODE_CLOUD_UPPER_SNAKE", s.Name, s.Env())

@@ -12,17 +12,7 @@ import (
 // their own: defaults live in the schema, so provenance stays exact.
 func RegisterFlags(fs *pflag.FlagSet) {
 	for _, s := range Schema {
-		help := s.Help
-		if s.Default != "" && s.Type != Bool {
-			help += fmt.Sprintf(" (default %s)", s.Default)
-		}
-		help += fmt.Sprintf(" [env %s]", s.Env())
-		switch s.Type {
-		case Bool:
-			fs.Bool(s.Name, false, help)
-		default:
-			fs.String(s.Name, "", help)
-		}
+		registerFlag(fs, s, s.Help)
 	}
 }
 
@@ -32,14 +22,15 @@ func Reference() string {
 	b.WriteString("Every setting can be given as a flag, an environment variable, a key in the YAML config file, and —\n")
 	b.WriteString("for those with an Infisical name — a secret in Infisical. Precedence, lowest to highest: default, config\n")
 	b.WriteString("file, environment, flag; Infisical then fills only settings that are still unset.\n")
-	b.WriteString("Secret settings (🔒) are never printed, logged or written to disk.\n")
+	b.WriteString("Secret settings (🔒) are never printed, logged or written to disk. \"Used by\" names the commands that\n")
+	b.WriteString("offer the setting's flag (\"all\": every command that takes settings; `config show` shows every setting).\n")
 	section := ""
 	for _, s := range Schema {
 		if s.Section != section {
 			section = s.Section
 			fmt.Fprintf(&b, "\n#### %s\n\n", section)
-			b.WriteString("| Setting | Environment | Infisical | Default | Description |\n")
-			b.WriteString("|---|---|---|---|---|\n")
+			b.WriteString("| Setting | Environment | Infisical | Default | Used by | Description |\n")
+			b.WriteString("|---|---|---|---|---|---|\n")
 		}
 		name := "`--" + s.Name + "`"
 		if s.Secret {
@@ -54,10 +45,17 @@ func Reference() string {
 			def = "`" + s.Default + "`"
 		}
 		help := s.Help
+		if len(s.Values) > 0 && !mentionsAll(help, s.Values) {
+			help += " (one of " + strings.Join(s.Values, ", ") + ")"
+		}
 		if s.NoFile {
 			help += " (not settable in the file)"
 		}
-		fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s |\n", name, s.Env(), inf, def, help)
+		usedBy := "all"
+		if s.Commands != nil {
+			usedBy = strings.Join(s.Commands, ", ")
+		}
+		fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s | %s |\n", name, s.Env(), inf, def, usedBy, help)
 	}
 	b.WriteString("\nAll-or-nothing groups: ")
 	groups := make([]string, len(Groups))

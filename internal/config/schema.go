@@ -24,8 +24,23 @@ type Setting struct {
 	// NoFile settings cannot be set from the config file (the file's own path).
 	NoFile bool
 	// Check validates a non-empty value; the message says what is wrong
-	// without repeating a secret value.
+	// without repeating a secret value. Without it, a setting with Values
+	// accepts exactly those.
 	Check func(string) error
+	// Commands are the commands that use the setting, as paths below the
+	// root ("provision", "config show"); an entry covers its subcommands too
+	// ("platform" covers "platform check"). Only these commands offer its
+	// flag. Nil means every command that takes settings. 'config show'
+	// shows every setting whatever this says.
+	Commands []string
+	// Values is the fixed set of values the setting accepts, if it has one:
+	// shell completion offers them and, without a Check, validation
+	// accepts only them. Bool settings have true and false implicitly.
+	Values []string
+	// CommandHelp replaces Help for the flag of the named commands, where
+	// the setting means something more particular ('config show --output'
+	// formats a table, not progress).
+	CommandHelp map[string]string
 }
 
 // Type is a setting's value type.
@@ -165,27 +180,27 @@ const DefaultSchematicID = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f
 // Schema is every setting, in reference order.
 var Schema = []Setting{
 	{Name: ClusterName, Section: "Cluster", Help: "Name of the cluster; also the server's hostname, its tags and the Teleport kube cluster name", Infisical: "CLUSTER_NAME", Check: checkDNSLabel},
-	{Name: Domain, Section: "Cluster", Help: "Public DNS domain of the cluster; the names it serves are made under it (e.g. *.apps.<domain>)", Infisical: "DOMAIN", Check: checkDNSName},
+	{Name: Domain, Section: "Cluster", Help: "Public DNS domain of the cluster; the names it serves are made under it (e.g. *.apps.<domain>)", Infisical: "DOMAIN", Check: checkDNSName, Commands: forBuild},
 
 	{Name: ScalewayAccessKey, Section: "Scaleway", Help: "Scaleway API access key (SCW followed by 17 characters)", Secret: true, Infisical: "SCALEWAY_ACCESS_KEY", Check: checkScalewayAccessKey},
 	{Name: ScalewaySecretKey, Section: "Scaleway", Help: "Scaleway API secret key", Secret: true, Infisical: "SCALEWAY_SECRET_KEY", Check: checkUUID},
 	{Name: ScalewayProjectID, Section: "Scaleway", Help: "Scaleway project that owns the server and the SSH keys", Infisical: "SCALEWAY_PROJECT_ID", Check: checkUUID},
-	{Name: ScalewayZone, Section: "Scaleway", Help: "Scaleway zone to order the Elastic Metal server in", Default: "fr-par-2", Infisical: "SCALEWAY_ZONE", Check: checkZone},
-	{Name: ScalewayOfferID, Section: "Scaleway", Help: "Elastic Metal offer to order (must support cloud-init)", Infisical: "SCALEWAY_OFFER_ID", Check: checkUUID},
-	{Name: ScalewayOSID, Section: "Scaleway", Help: "OS to install before the pivot to Talos (must support cloud-init, e.g. Ubuntu)", Infisical: "SCALEWAY_OS_ID", Check: checkUUID},
+	{Name: ScalewayZone, Section: "Scaleway", Help: "Scaleway zone to order the Elastic Metal server in", Default: "fr-par-2", Infisical: "SCALEWAY_ZONE", Check: checkZone, Values: ElasticMetalZones()},
+	{Name: ScalewayOfferID, Section: "Scaleway", Help: "Elastic Metal offer to order (must support cloud-init)", Infisical: "SCALEWAY_OFFER_ID", Check: checkUUID, Commands: forProvision},
+	{Name: ScalewayOSID, Section: "Scaleway", Help: "OS to install before the pivot to Talos (must support cloud-init, e.g. Ubuntu)", Infisical: "SCALEWAY_OS_ID", Check: checkUUID, Commands: forProvision},
 
-	{Name: TalosVersion, Section: "Talos", Help: "Talos Linux version to install", Default: "v1.12.4", Infisical: "TALOS_VERSION", Check: checkTalosVersion},
-	{Name: KubernetesVersion, Section: "Talos", Help: "Kubernetes version to run", Default: "1.35.1", Infisical: "KUBERNETES_VERSION", Check: checkKubernetesVersion},
-	{Name: TalosSchematicID, Section: "Talos", Help: "Image Factory schematic (64 hex characters); the default is vanilla Talos", Default: DefaultSchematicID, Infisical: "TALOS_SCHEMATIC_ID", Check: checkSchematic},
-	{Name: TalosInstallDisk, Section: "Talos", Help: "Disk the Talos image is written to and installed on", Default: "/dev/nvme0n1", Infisical: "TALOS_INSTALL_DISK", Check: checkDisk},
-	{Name: ImageFactoryURL, Section: "Talos", Help: "Talos Image Factory base URL", Default: "https://factory.talos.dev", Infisical: "IMAGE_FACTORY_URL", Check: checkHTTPURL},
+	{Name: TalosVersion, Section: "Talos", Help: "Talos Linux version to install", Default: "v1.12.4", Infisical: "TALOS_VERSION", Check: checkTalosVersion, Commands: forProvision},
+	{Name: KubernetesVersion, Section: "Talos", Help: "Kubernetes version to run", Default: "1.35.1", Infisical: "KUBERNETES_VERSION", Check: checkKubernetesVersion, Commands: forProvision},
+	{Name: TalosSchematicID, Section: "Talos", Help: "Image Factory schematic (64 hex characters); the default is vanilla Talos", Default: DefaultSchematicID, Infisical: "TALOS_SCHEMATIC_ID", Check: checkSchematic, Commands: forProvision},
+	{Name: TalosInstallDisk, Section: "Talos", Help: "Disk the Talos image is written to and installed on", Default: "/dev/nvme0n1", Infisical: "TALOS_INSTALL_DISK", Check: checkDisk, Commands: forProvision},
+	{Name: ImageFactoryURL, Section: "Talos", Help: "Talos Image Factory base URL", Default: "https://factory.talos.dev", Infisical: "IMAGE_FACTORY_URL", Check: checkHTTPURL, Commands: forProvision},
 
 	{Name: TeleportProxy, Section: "Teleport", Help: "Teleport proxy address (host:port)", Infisical: "TELEPORT_PROXY", Check: checkHostPort},
 	{Name: TeleportIdentityFile, Section: "Teleport", Help: "Teleport identity file (from tctl auth sign); without it and without teleport-identity the tsh profile is used", Infisical: "", Check: checkReadableFile},
 	{Name: TeleportIdentity, Section: "Teleport", Help: "Teleport identity file content, for when it lives in the secret store rather than on disk", Secret: true, Infisical: "TELEPORT_IDENTITY", Check: checkIdentityContent},
-	{Name: TeleportTokenTTL, Section: "Teleport", Help: "Lifetime of the join token minted for the cluster's kube agent", Default: "30m", Type: Duration, Infisical: "TELEPORT_TOKEN_TTL", Check: checkPositiveDuration},
+	{Name: TeleportTokenTTL, Section: "Teleport", Help: "Lifetime of the join token minted for the cluster's kube agent", Default: "30m", Type: Duration, Infisical: "TELEPORT_TOKEN_TTL", Check: checkPositiveDuration, Commands: forProvision},
 
-	{Name: TeleportAgentVersion, Section: "Teleport", Help: "Version of the Teleport kube agent image run in the cluster; empty means the Teleport cluster's own version, read when phase 0 checks the connection", Infisical: "TELEPORT_AGENT_VERSION", Check: checkImageTag},
+	{Name: TeleportAgentVersion, Section: "Teleport", Help: "Version of the Teleport kube agent image run in the cluster; empty means the Teleport cluster's own version, read when phase 0 checks the connection", Infisical: "TELEPORT_AGENT_VERSION", Check: checkImageTag, Commands: forProvision},
 
 	{Name: CloudflareAPIToken, Section: "Cloudflare", Help: "Cloudflare API token with DNS edit rights on the zone", Secret: true, Infisical: "CLOUDFLARE_API_TOKEN", Check: checkToken},
 	{Name: CloudflareZoneID, Section: "Cloudflare", Help: "Cloudflare zone ID (32 hex characters)", Infisical: "CLOUDFLARE_ZONE_ID", Check: checkCloudflareZone},
@@ -197,35 +212,36 @@ var Schema = []Setting{
 	{Name: InfisicalProjectID, Section: "Infisical", Help: "Infisical project holding the settings and receiving the cluster's secrets", Check: checkToken},
 	{Name: InfisicalEnvironment, Section: "Infisical", Help: "Infisical environment slug", Default: "prod", Check: checkSlug},
 	{Name: InfisicalSecretPath, Section: "Infisical", Help: "Infisical folder the settings are read from", Default: "/", Check: checkSecretPath},
-	{Name: InfisicalProjectSlug, Section: "Infisical", Help: "Slug of the Infisical project (the External Secrets Operator addresses projects by slug); needed by platform scaffold with platform-secret-store infisical", Check: checkSlug},
+	{Name: InfisicalProjectSlug, Section: "Infisical", Help: "Slug of the Infisical project (the External Secrets Operator addresses projects by slug); needed by platform scaffold with platform-secret-store infisical", Check: checkSlug, Commands: []string{CmdPlatform}},
 
-	{Name: OperatorIP, Section: "Network", Help: "Public IPv4 of this machine, allowed through the temporary firewall (detected when empty)", Infisical: "", Check: checkOperatorIP},
+	{Name: OperatorIP, Section: "Network", Help: "Public IPv4 of this machine, allowed through the temporary firewall (detected when empty)", Infisical: "", Check: checkOperatorIP, Commands: forProvision},
 
-	{Name: ServerTimeout, Section: "Waits", Help: "How long to wait for the server to be delivered and its OS installed", Default: "45m", Type: Duration, Check: checkPositiveDuration},
-	{Name: ServerPollInterval, Section: "Waits", Help: "How often to ask Scaleway about the server", Default: "30s", Type: Duration, Check: checkPositiveDuration},
-	{Name: TalosMaintenanceTimeout, Section: "Waits", Help: "How long to wait for Talos maintenance mode after the install", Default: "20m", Type: Duration, Check: checkPositiveDuration},
-	{Name: TalosMaintenanceInterval, Section: "Waits", Help: "How often to probe the node for maintenance mode once its install completed (a TLS dial, no API cost)", Default: "1s", Type: Duration, Check: checkPositiveDuration},
-	{Name: TalosMTLSTimeout, Section: "Waits", Help: "How long to wait for the node to answer over mTLS after applying its config", Default: "10m", Type: Duration, Check: checkPositiveDuration},
-	{Name: TalosMTLSInterval, Section: "Waits", Help: "How often to probe the node over mTLS while it reboots into its configuration", Default: "1s", Type: Duration, Check: checkPositiveDuration},
-	{Name: ServicesTimeout, Section: "Waits", Help: "How long to wait for etcd, kubelet, apid and trustd to be healthy", Default: "10m", Type: Duration, Check: checkPositiveDuration},
-	{Name: ServicesInterval, Section: "Waits", Help: "How often to list the node's services when its event stream is unavailable", Default: "5s", Type: Duration, Check: checkPositiveDuration},
-	{Name: TeleportAgentTimeout, Section: "Waits", Help: "How long to wait for the cluster's kube agent to register with Teleport", Default: "10m", Type: Duration, Check: checkPositiveDuration},
-	{Name: TeleportAgentPollInterval, Section: "Waits", Help: "How often to ask Teleport for the kube agent when it cannot watch", Default: "5s", Type: Duration, Check: checkPositiveDuration},
-	{Name: UndoTimeout, Section: "Waits", Help: "Upper bound for each cleanup step (removing one thing a failed run created)", Default: "15m", Type: Duration, Check: checkPositiveDuration},
+	{Name: ServerTimeout, Section: "Waits", Help: "How long to wait for the server to be delivered and its OS installed", Default: "45m", Type: Duration, Check: checkPositiveDuration, Commands: forServers},
+	{Name: ServerPollInterval, Section: "Waits", Help: "How often to ask Scaleway about the server", Default: "30s", Type: Duration, Check: checkPositiveDuration, Commands: forServers},
+	{Name: TalosMaintenanceTimeout, Section: "Waits", Help: "How long to wait for Talos maintenance mode after the install", Default: "20m", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},
+	{Name: TalosMaintenanceInterval, Section: "Waits", Help: "How often to probe the node for maintenance mode once its install completed (a TLS dial, no API cost)", Default: "1s", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},
+	{Name: TalosMTLSTimeout, Section: "Waits", Help: "How long to wait for the node to answer over mTLS after applying its config", Default: "10m", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},
+	{Name: TalosMTLSInterval, Section: "Waits", Help: "How often to probe the node over mTLS while it reboots into its configuration", Default: "1s", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},
+	{Name: ServicesTimeout, Section: "Waits", Help: "How long to wait for etcd, kubelet, apid and trustd to be healthy", Default: "10m", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},
+	{Name: ServicesInterval, Section: "Waits", Help: "How often to list the node's services when its event stream is unavailable", Default: "5s", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},
+	{Name: TeleportAgentTimeout, Section: "Waits", Help: "How long to wait for the cluster's kube agent to register with Teleport", Default: "10m", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},
+	{Name: TeleportAgentPollInterval, Section: "Waits", Help: "How often to ask Teleport for the kube agent when it cannot watch", Default: "5s", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},
+	{Name: UndoTimeout, Section: "Waits", Help: "Upper bound for each cleanup step (removing one thing a failed run created)", Default: "15m", Type: Duration, Check: checkPositiveDuration, Commands: []string{CmdProvision}},
 
-	{Name: Output, Section: "Output", Help: "Progress output: auto (a live display on a terminal, plain otherwise), plain or json", Default: "auto", Check: checkOutput},
+	{Name: Output, Section: "Output", Help: "Progress output: auto (a live display on a terminal, plain otherwise), plain or json", Default: "auto", Values: []string{"auto", "plain", "json"},
+		CommandHelp: map[string]string{CmdConfigShow: "Output format: auto or plain (a table), or json (one object, setting → value and source)"}},
 	{Name: ConfigFile, Section: "Output", Help: "Config file (YAML; keys are the setting names). Default ~/.rawkode-cloud.yaml when it exists", NoFile: true, Check: checkReadableFile},
-	{Name: KeepOnFailure, Section: "Output", Help: "On failure, keep everything that was created (and list it) instead of removing it", Default: "false", Type: Bool},
-	{Name: SecretsOut, Section: "Output", Help: "Directory to write talosconfig, kubeconfig and the secrets bundle to (0600) when Infisical is not configured", Check: checkDirPath},
+	{Name: KeepOnFailure, Section: "Output", Help: "On failure, keep everything that was created (and list it) instead of removing it", Default: "false", Type: Bool, Commands: []string{CmdProvision}},
+	{Name: SecretsOut, Section: "Output", Help: "Directory to write talosconfig, kubeconfig and the secrets bundle to (0600) when Infisical is not configured", Check: checkDirPath, Commands: forProvision},
 
-	{Name: ACMEEmail, Section: "Platform", Help: "Contact address registered with Let's Encrypt for the platform's certificates", Infisical: "ACME_EMAIL", Check: checkEmail},
-	{Name: BackupBucket, Section: "Platform", Help: "S3-compatible bucket receiving the platform's PostgreSQL WAL archive and base backups", Infisical: "BACKUP_BUCKET", Check: checkBucket},
-	{Name: BackupEndpoint, Section: "Platform", Help: "S3-compatible endpoint of the backup bucket", Default: "https://s3.fr-par.scw.cloud", Infisical: "BACKUP_ENDPOINT", Check: checkHTTPURL},
-	{Name: PlatformSecretStore, Section: "Platform", Help: "Where the platform's External Secrets Operator reads secrets: onepassword (through 1Password Connect) or infisical", Default: SecretStoreOnePassword, Infisical: "PLATFORM_SECRET_STORE", Check: checkSecretStore},
+	{Name: ACMEEmail, Section: "Platform", Help: "Contact address registered with Let's Encrypt for the platform's certificates", Infisical: "ACME_EMAIL", Check: checkEmail, Commands: []string{CmdPlatform}},
+	{Name: BackupBucket, Section: "Platform", Help: "S3-compatible bucket receiving the platform's PostgreSQL WAL archive and base backups", Infisical: "BACKUP_BUCKET", Check: checkBucket, Commands: []string{CmdPlatform}},
+	{Name: BackupEndpoint, Section: "Platform", Help: "S3-compatible endpoint of the backup bucket", Default: "https://s3.fr-par.scw.cloud", Infisical: "BACKUP_ENDPOINT", Check: checkHTTPURL, Commands: []string{CmdPlatform}},
+	{Name: PlatformSecretStore, Section: "Platform", Help: "Where the platform's External Secrets Operator reads secrets: onepassword (through 1Password Connect) or infisical", Default: SecretStoreOnePassword, Infisical: "PLATFORM_SECRET_STORE", Check: checkSecretStore, Commands: []string{CmdPlatform}, Values: []string{SecretStoreOnePassword, SecretStoreInfisical}},
 
-	{Name: EtcdBackupBucket, Section: "Backups", Help: "S3-compatible bucket for etcd snapshots (etcd snapshot, restore and rebuild); signed with the Scaleway access and secret keys", Infisical: "ETCD_BACKUP_BUCKET", Check: checkBucket},
-	{Name: EtcdBackupEndpoint, Section: "Backups", Help: "S3-compatible endpoint of the etcd snapshot bucket (Scaleway Object Storage by default)", Default: "https://s3.fr-par.scw.cloud", Infisical: "ETCD_BACKUP_ENDPOINT", Check: checkHTTPURL},
-	{Name: EtcdBackupRegion, Section: "Backups", Help: "Region of the etcd snapshot bucket", Default: "fr-par", Infisical: "ETCD_BACKUP_REGION", Check: checkSlug},
+	{Name: EtcdBackupBucket, Section: "Backups", Help: "S3-compatible bucket for etcd snapshots (etcd snapshot, restore and rebuild); signed with the Scaleway access and secret keys", Infisical: "ETCD_BACKUP_BUCKET", Check: checkBucket, Commands: forBackups},
+	{Name: EtcdBackupEndpoint, Section: "Backups", Help: "S3-compatible endpoint of the etcd snapshot bucket (Scaleway Object Storage by default)", Default: "https://s3.fr-par.scw.cloud", Infisical: "ETCD_BACKUP_ENDPOINT", Check: checkHTTPURL, Commands: forBackups},
+	{Name: EtcdBackupRegion, Section: "Backups", Help: "Region of the etcd snapshot bucket", Default: "fr-par", Infisical: "ETCD_BACKUP_REGION", Check: checkSlug, Commands: forBackups},
 
 	{Name: SandboxURL, Section: "Sandbox", Help: "Address of a running 'rawkode-cloud sandbox serve' (the config file it writes sets it): the commands work on that sandbox's emulators, on its clock", Check: checkLoopbackURL},
 }

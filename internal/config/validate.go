@@ -154,6 +154,10 @@ func checkValue(s Setting, raw string) string {
 		if err := s.Check(raw); err != nil {
 			return err.Error()
 		}
+		return ""
+	}
+	if len(s.Values) > 0 && !containsStr(s.Values, raw) {
+		return "must be one of " + strings.Join(s.Values, ", ")
 	}
 	return ""
 }
