@@ -116,6 +116,9 @@ type Emulator struct {
 	// connectors and users: the Proxmox topology's own Teleport (emulator_sso.go).
 	connectors map[string]*types.GithubConnectorV3
 	users      map[string]bool
+	// nodes and apps: SSH nodes and app servers (emulator_agents.go).
+	nodes map[string]*types.ServerV2
+	apps  map[string]*types.AppServerV3
 }
 
 // NewEmulator generates a CA and starts serving on 127.0.0.1 with a port
@@ -141,6 +144,8 @@ func NewEmulator(opts EmulatorOptions) (*Emulator, error) {
 
 		connectors: map[string]*types.GithubConnectorV3{},
 		users:      map[string]bool{},
+		nodes:      map[string]*types.ServerV2{},
+		apps:       map[string]*types.AppServerV3{},
 	}
 	if e.faults == nil {
 		e.faults = emulator.NewFaults()

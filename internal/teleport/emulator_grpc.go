@@ -142,8 +142,13 @@ func (s *authServer) ListResources(ctx context.Context, req *proto.ListResources
 	if err := s.e.enter(ctx, OpListResources, FaultListKube); err != nil {
 		return nil, err
 	}
-	if req.ResourceType != types.KindKubeServer {
-		return nil, status.Errorf(codes.Unimplemented, "emulator lists only %s, not %s", types.KindKubeServer, req.ResourceType)
+	switch req.ResourceType {
+	case types.KindKubeServer:
+	case types.KindNode, types.KindAppServer:
+		return s.e.listAgents(req), nil
+	default:
+		return nil, status.Errorf(codes.Unimplemented, "emulator lists only %s, %s and %s, not %s",
+			types.KindKubeServer, types.KindNode, types.KindAppServer, req.ResourceType)
 	}
 	limit := int(req.Limit)
 	if limit <= 0 {
