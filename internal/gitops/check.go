@@ -211,12 +211,16 @@ func within(dir, rel string) (string, bool) {
 type target struct {
 	dir  string
 	file string // where build problems are reported
+	post *postBuild
 }
 
 // built is one object produced by a build.
 type built struct {
 	obj    map[string]any
 	target target
+	// unresolved are variables only spec.postBuild.substituteFrom could
+	// fill: their values live in the cluster, so the object is not checked.
+	unresolved []string
 }
 
 // Check validates the repository at root offline: every path that Flux would
@@ -252,7 +256,14 @@ func Check(ctx context.Context, root string, schemas *Schemas, opts CheckOptions
 		}
 		res.Built = append(res.Built, displayDir(t.dir))
 		for _, o := range objs {
-			objects = append(objects, built{obj: o, target: t})
+			b := built{obj: o, target: t}
+			if t.post != nil {
+				if b.obj, b.unresolved, err = t.post.apply(o); err != nil {
+					res.Problems = append(res.Problems, Problem{File: t.file, Object: objectName(o), Message: "spec.postBuild substitution: " + err.Error()})
+					continue
+				}
+			}
+			objects = append(objects, b)
 		}
 	}
 	objects = dedupe(objects)
@@ -269,6 +280,11 @@ func Check(ctx context.Context, root string, schemas *Schemas, opts CheckOptions
 	}
 	for _, b := range objects {
 		file, name := r.fileOf(b), objectName(b.obj)
+		if len(b.unresolved) > 0 {
+			res.Unchecked = append(res.Unchecked, Problem{File: file, Object: name,
+				Message: fmt.Sprintf("uses ${%s} from spec.postBuild.substituteFrom, which only the cluster knows", strings.Join(b.unresolved, "}, ${"))})
+			continue
+		}
 		msgs, err := local.Validate(ctx, b.obj)
 		switch {
 		case errors.Is(err, errNoSchema):
@@ -348,13 +364,17 @@ func (r *repo) targets(opts CheckOptions, res *Result) []target {
 				res.Problems = append(res.Problems, Problem{File: f, Object: objectName(o), Message: fmt.Sprintf("spec.path %q does not exist in the repository", p)})
 				continue
 			}
-			if _, ok := byDir[clean]; !ok {
-				file := f
+			t, ok := byDir[clean]
+			if !ok {
+				t = target{dir: clean, file: f}
 				if kf, ok := r.kustomizeDirs[clean]; ok {
-					file = kf
+					t.file = kf
 				}
-				byDir[clean] = target{dir: clean, file: file}
 			}
+			if t.post == nil {
+				t.post = postBuildOf(o)
+			}
+			byDir[clean] = t
 		}
 	}
 	var out []target

@@ -161,3 +161,74 @@ spec:
 		t.Errorf("problems: %v", res.Problems)
 	}
 }
+
+// TestCheckSubstitutesPostBuildVariables applies spec.postBuild before
+// validating, so a typed field filled by a variable is not a false alarm,
+// and a variable only the cluster knows leaves its object unchecked.
+func TestCheckSubstitutesPostBuildVariables(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write(t, dir, "clusters/prod/apps.yaml", `apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata:
+  name: apps
+  namespace: flux-system
+spec:
+  interval: 10m
+  path: ./apps
+  prune: true
+  sourceRef:
+    kind: GitRepository
+    name: flux-system
+  postBuild:
+    substitute:
+      replicas: "3"
+    substituteFrom:
+      - kind: ConfigMap
+        name: cluster-vars
+`)
+	write(t, dir, "apps/kustomization.yaml", "resources: [web.yaml, db.yaml]\n")
+	write(t, dir, "apps/web.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: web\nspec:\n  replicas: ${replicas}\n  minReadySeconds: ${delay:=5}\n")
+	write(t, dir, "apps/db.yaml", "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: db\n  namespace: db\nspec:\n  instances: ${db_instances}\n")
+	res, err := Check(context.Background(), dir, testSchemas(t), CheckOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ./apps is built once, with the variables, as Flux builds it.
+	for _, p := range res.Problems {
+		t.Errorf("unexpected problem: %s", p)
+	}
+	found := false
+	for _, u := range res.Unchecked {
+		if u.File == "apps/db.yaml" && strings.Contains(u.Message, "${db_instances}") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("apps/db.yaml not listed as unchecked: %v", res.Unchecked)
+	}
+}
+
+// TestEmbeddedCRDsCompile compiles every embedded schema (normally done
+// lazily, on first use) so a CRD that cannot be used fails here, not in a
+// user's CI; and checks each project the check promises is there.
+func TestEmbeddedCRDsCompile(t *testing.T) {
+	t.Parallel()
+	s, err := NewSchemas()
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups := map[string]bool{}
+	for gvk, cv := range s.custom {
+		if err := cv.compile(); err != nil {
+			t.Errorf("%s: %v", gvk, err)
+		}
+		groups[gvk.Group] = true
+	}
+	for _, g := range []string{"kustomize.toolkit.fluxcd.io", "helm.toolkit.fluxcd.io", "source.toolkit.fluxcd.io", "cert-manager.io",
+		"external-secrets.io", "postgresql.cnpg.io", "authzed.com", "gateway.networking.k8s.io", "cilium.io"} {
+		if !groups[g] {
+			t.Errorf("no CRD of group %s embedded", g)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"sort"
 	"strings"
+	"sync"
 
 	"k8s.io/apiextensions-apiserver/pkg/apis/apiextensions"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -42,9 +43,33 @@ type Schemas struct {
 type crdVersion struct {
 	crd        string // the CRD's name, for messages
 	namespaced bool
+	schema     *apiextensionsv1.JSONSchemaProps
+
+	// Compiled on first use: CEL rules especially are costly, and a
+	// repository uses only some of the kinds there are schemas for.
+	once       sync.Once
+	err        error
 	structural *structuralschema.Structural
 	validator  validation.SchemaValidator
 	cel        *cel.Validator
+}
+
+func (cv *crdVersion) compile() error {
+	cv.once.Do(func() {
+		internal := &apiextensions.JSONSchemaProps{}
+		if cv.err = apiextensionsv1.Convert_v1_JSONSchemaProps_To_apiextensions_JSONSchemaProps(cv.schema, internal, nil); cv.err != nil {
+			return
+		}
+		if cv.structural, cv.err = structuralschema.NewStructural(internal); cv.err != nil {
+			cv.err = fmt.Errorf("not a structural schema: %w", cv.err)
+			return
+		}
+		if cv.validator, _, cv.err = validation.NewSchemaValidator(internal); cv.err != nil {
+			return
+		}
+		cv.cel = cel.NewValidator(cv.structural, true, celconfig.PerCallLimit)
+	})
+	return cv.err
 }
 
 // NewSchemas loads the built-in types and the embedded third-party CRDs.
@@ -107,25 +132,11 @@ func (s *Schemas) addCRD(crd *apiextensionsv1.CustomResourceDefinition) error {
 		if !v.Served || v.Schema == nil || v.Schema.OpenAPIV3Schema == nil {
 			continue
 		}
-		internal := &apiextensions.JSONSchemaProps{}
-		if err := apiextensionsv1.Convert_v1_JSONSchemaProps_To_apiextensions_JSONSchemaProps(v.Schema.OpenAPIV3Schema, internal, nil); err != nil {
-			return fmt.Errorf("version %s: %w", v.Name, err)
-		}
-		structural, err := structuralschema.NewStructural(internal)
-		if err != nil {
-			return fmt.Errorf("version %s: not a structural schema: %w", v.Name, err)
-		}
-		validator, _, err := validation.NewSchemaValidator(internal)
-		if err != nil {
-			return fmt.Errorf("version %s: %w", v.Name, err)
-		}
 		gvk := schema.GroupVersionKind{Group: crd.Spec.Group, Version: v.Name, Kind: crd.Spec.Names.Kind}
 		s.custom[gvk] = &crdVersion{
 			crd:        crd.Name,
 			namespaced: crd.Spec.Scope == apiextensionsv1.NamespaceScoped,
-			structural: structural,
-			validator:  validator,
-			cel:        cel.NewValidator(structural, true, celconfig.PerCallLimit),
+			schema:     v.Schema.OpenAPIV3Schema,
 		}
 	}
 	return nil
@@ -147,6 +158,9 @@ var errNoSchema = errors.New("no schema known for this kind")
 func (s *Schemas) Validate(ctx context.Context, obj map[string]any) ([]string, error) {
 	gvk := gvkOf(obj)
 	if cv, ok := s.custom[gvk]; ok {
+		if err := cv.compile(); err != nil {
+			return nil, fmt.Errorf("the schema of CRD %s version %s cannot be used: %w", cv.crd, gvk.Version, err)
+		}
 		return cv.validate(ctx, obj), nil
 	}
 	if !s.scheme.Recognizes(gvk) {
