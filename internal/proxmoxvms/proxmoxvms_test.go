@@ -62,7 +62,7 @@ func input(t *testing.T) proxmoxvms.Input {
 	return proxmoxvms.Input{Cluster: "sandbox", Domain: "example.com", Layout: layout(t),
 		Teleport: teleportvm.Config{GitHubOrg: "example-org", GitHubTeam: "platform-admins", GitHubClientID: "Iv1.0123",
 			GitHubClientSecret: "sandbox-github-client-secret-000"},
-		TalosInitial: initial, TalosLockdown: lockdown}
+		Talos: func(proxmoxvms.VM) ([]byte, []byte, error) { return initial, lockdown, nil }}
 }
 
 func TestRenderWritesWhatPlanPromises(t *testing.T) {

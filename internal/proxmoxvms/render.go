@@ -26,10 +26,11 @@ type Input struct {
 	// Teleport carries the SSO settings and logins; its Domain, NodeName
 	// and ProxmoxURL are filled in here.
 	Teleport teleportvm.Config
-	// TalosInitial and TalosLockdown are the cluster's control-plane
-	// configs (with and without the operator rules); without them the
-	// Talos VMs' files are left out.
-	TalosInitial, TalosLockdown []byte
+	// Talos returns a Talos VM's control-plane configs, initial (with the
+	// operator rules) and lockdown (without), before the VM's own network
+	// documents are added (MachineInput says what they are made of); nil
+	// leaves the Talos VMs' files out.
+	Talos func(vm VM) (initial, lockdown []byte, err error)
 }
 
 // File is one rendered file; Secret files are written 0600 and never shown.
@@ -118,11 +119,15 @@ func Boots(in Input, vms []VM) ([]Boot, error) {
 				{Name: "network-config", Data: nc},
 			}})
 		case RoleTalos:
-			if in.TalosInitial == nil {
+			if in.Talos == nil {
 				talosIndex++
 				continue
 			}
-			cfg, err := talosvm.Config(in.TalosInitial, tl, talosIndex)
+			initial, _, err := in.Talos(vm)
+			if err != nil {
+				return nil, err
+			}
+			cfg, err := talosvm.Config(initial, tl, talosIndex)
 			if err != nil {
 				return nil, err
 			}
@@ -184,8 +189,10 @@ func Render(in Input) ([]File, error) {
 	for _, b := range boots {
 		if b.VM.Role == RoleTalos {
 			files = append(files, File{Name: b.VM.Name + ".yaml", Data: b.Files[0].Data, Secret: true})
-			if in.TalosLockdown != nil {
-				lock, err := talosvm.Config(in.TalosLockdown, tl, i)
+			if _, lockdown, err := in.Talos(b.VM); err != nil {
+				return nil, err
+			} else if lockdown != nil {
+				lock, err := talosvm.Config(lockdown, tl, i)
 				if err != nil {
 					return nil, err
 				}
