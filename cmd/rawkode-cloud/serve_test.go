@@ -342,3 +342,42 @@ func TestStatusReadsTalosWhereALeftOpenRunLetsIt(t *testing.T) {
 	}
 	w.must(0, "destroy", "--cluster-name", "open", "--yes", "--delete-secrets", "--output", "json")
 }
+
+// The disaster-recovery path through the real binary: a snapshot taken
+// while the Talos API answered, the servers deleted behind the tool's back,
+// status down, rebuild from the secret store and the snapshot, status
+// healthy, destroy.
+func TestRebuildAfterTheServersAreGone(t *testing.T) {
+	t.Parallel()
+	w := serve(t, "--sandbox-fault", "teleport.agent=never")
+	w.must(3, "provision", "--cluster-name", "phoenix", "--output", "json")
+	w.must(0, "etcd", "snapshot", "--cluster-name", "phoenix")
+	w.must(0, "sandbox", "fault") // Teleport is fixed
+
+	w.must(2, "rebuild", "--cluster-name", "phoenix", "--output", "json") // refused: the server is still there
+	rep := w.status(1, "phoenix")
+	servers, _ := rep["servers"].([]any)
+	w.deleteBehindTheBack(servers[0].(map[string]any)["id"].(string))
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(w.run("status", "--cluster-name", "phoenix", "--output", "json").out, `"state":"down"`) {
+		if time.Now().After(deadline) {
+			t.Fatal("status never said down after the server was deleted")
+		}
+	}
+
+	r := w.must(0, "rebuild", "--cluster-name", "phoenix", "--output", "json")
+	if !strings.Contains(r.out, "etcd restored from snapshot") {
+		t.Errorf("rebuild did not restore etcd from the snapshot:\n%s", r.out)
+	}
+	rep = w.status(0, "phoenix")
+	if rep["state"] != "ok" {
+		t.Fatalf("after rebuild: %v", rep)
+	}
+	w.must(0, "destroy", "--cluster-name", "phoenix", "--yes", "--delete-secrets", "--output", "json")
+	inv := w.inventory()
+	if len(inv["servers"])+len(inv["secrets"])+len(inv["kube_servers"])+len(inv["dns_records"])+len(inv["tokens"]) != 0 {
+		t.Fatalf("left after destroy: %v", inv)
+	}
+	// Nothing to rebuild from once the secrets are gone.
+	w.must(2, "rebuild", "--cluster-name", "phoenix", "--output", "json")
+}

@@ -19,6 +19,8 @@ import (
 type provisionOptions struct {
 	sandbox sandboxOptions
 	report  string
+	// rebuild rebuilds a cluster from the secret store (the rebuild command).
+	rebuild bool
 }
 
 func (o *provisionOptions) addFlags(cmd *cobra.Command) {
@@ -70,7 +72,13 @@ func (a *app) runProvision(cmd *cobra.Command, o *provisionOptions) error {
 			Fields: map[string]any{"wait": service + " call", "attempt": at.N, "next": at.Next.Seconds()}})
 	}
 
-	p := provision.New(provision.Options{Config: cfg, Factory: factory, Redactor: a.redactor, Sandbox: sb != nil || a.remote != nil})
+	popts := provision.Options{Config: cfg, Factory: factory, Redactor: a.redactor, Sandbox: sb != nil || a.remote != nil}
+	if o.rebuild {
+		if popts.Rebuild, err = a.rebuildSource(ctx, factory, cfg, rend); err != nil {
+			return err
+		}
+	}
+	p := provision.New(popts)
 	defer p.Close()
 	runner := pipeline.Runner{
 		Phases:        p.Phases(),

@@ -20,10 +20,11 @@ const (
 )
 
 var (
-	// forProvision: what only building a cluster needs (plan shows it).
-	forProvision = []string{CmdProvision, CmdPlan}
+	// forProvision: what only building a cluster needs (plan shows it;
+	// rebuild builds one again).
+	forProvision = []string{CmdProvision, CmdPlan, CmdRebuild}
 	// forServers: waits for servers, which destroy has too.
-	forServers = []string{CmdProvision, CmdPlan, CmdDestroy}
+	forServers = []string{CmdProvision, CmdPlan, CmdDestroy, CmdRebuild}
 	// forBuild: what the cluster and its platform are built from.
 	forBuild = []string{CmdProvision, CmdPlan, CmdPlatform}
 	// forBackups: where etcd snapshots go.

@@ -41,11 +41,15 @@ func (p *Provisioner) keep(ctx context.Context, r *pipeline.Run, items map[strin
 		// Pushed even when the write failed: it writes one secret after
 		// the other, and a lost answer may hide a write that landed, so
 		// part of the set may exist. Deleting a missing secret is no error.
-		r.Undo(pipeline.UndoStep{
-			Resource: fmt.Sprintf("Infisical secrets %s in %s", strings.Join(names, ", "), path),
-			Command:  fmt.Sprintf("infisical secrets delete %s --path %s --env %s", strings.Join(names, " "), path, p.cfg.Get(config.InfisicalEnvironment)),
-			Do:       func(ctx context.Context) error { return p.store.Delete(ctx, path, names) },
-		})
+		// A rebuild writes the cluster's own credentials again (from the
+		// bundle it was given): they must survive a failed rebuild.
+		if p.opts.Rebuild == nil {
+			r.Undo(pipeline.UndoStep{
+				Resource: fmt.Sprintf("Infisical secrets %s in %s", strings.Join(names, ", "), path),
+				Command:  fmt.Sprintf("infisical secrets delete %s --path %s --env %s", strings.Join(names, " "), path, p.cfg.Get(config.InfisicalEnvironment)),
+				Do:       func(ctx context.Context) error { return p.store.Delete(ctx, path, names) },
+			})
+		}
 		if err != nil {
 			return fmt.Errorf("store %s in Infisical at %s: %w", strings.Join(names, ", "), path, err)
 		}

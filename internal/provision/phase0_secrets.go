@@ -162,6 +162,9 @@ func (p *Provisioner) resolveSecrets(ctx context.Context, r *pipeline.Run) error
 
 // generateSecrets creates the Talos PKI: seconds of CPU.
 func (p *Provisioner) generateSecrets(context.Context, *pipeline.Run) (*secrets.Bundle, error) {
+	if p.opts.Rebuild != nil {
+		return p.storedSecrets()
+	}
 	return machineconfig.NewSecrets(p.cfg.Get(config.TalosVersion))
 }
 

@@ -50,6 +50,9 @@ func (p *Provisioner) applyConfig(ctx context.Context, r *pipeline.Run, n *Node)
 
 // bootstrapEtcd bootstraps etcd on n: once per cluster, never on a joiner.
 func (p *Provisioner) bootstrapEtcd(ctx context.Context, r *pipeline.Run, n *Node) error {
+	if p.opts.Rebuild != nil && p.opts.Rebuild.Snapshot != nil {
+		return p.recoverEtcd(ctx, r, n)
+	}
 	w := r.Wait("etcd bootstrap", p.timeout(config.TalosMTLSTimeout), p.cfg.Duration(config.TalosMTLSInterval))
 	wctx, cancel := w.Context(ctx)
 	defer cancel()

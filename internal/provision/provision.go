@@ -51,6 +51,9 @@ type Options struct {
 	// the original design did: no work ahead of time, no overlapping waits.
 	// It exists to measure what the overlaps save.
 	Sequential bool
+	// Rebuild, when set, rebuilds a cluster from what the secret store
+	// holds instead of creating a new one (see rebuild.go).
+	Rebuild *RebuildFrom
 }
 
 // Provisioner holds what the phases hand to each other: the cluster-wide

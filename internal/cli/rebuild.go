@@ -1,0 +1,61 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rawkode/rawkode-cloud/internal/config"
+	"github.com/rawkode/rawkode-cloud/internal/fail"
+	"github.com/rawkode/rawkode-cloud/internal/ops"
+	"github.com/rawkode/rawkode-cloud/internal/pipeline"
+	"github.com/rawkode/rawkode-cloud/internal/provision"
+)
+
+func (a *app) rebuildCmd() *cobra.Command {
+	o := &provisionOptions{rebuild: true}
+	cmd := &cobra.Command{
+		Use:   "rebuild",
+		Short: "Rebuild a cluster whose servers are gone, from what the secret store holds",
+		Long: `Build new servers for a cluster whose servers are gone, with the secrets bundle stored for it: the
+cluster keeps its identity, certificates and Teleport registration name. etcd is restored from the
+latest snapshot in etcd-backup-bucket when there is one (otherwise it starts empty and Flux restores
+the workloads from Git). Then DNS, Teleport and the lockdown, as provision does. Refused while the
+cluster still has servers. The stored credentials are never removed, also when the rebuild fails.
+
+` + exitCodeHelp(),
+		Example: `  rawkode-cloud rebuild --cluster-name demo
+  rawkode-cloud rebuild --cluster-name demo --etcd-backup-bucket my-etcd-backups`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.runProvision(cmd, o)
+		},
+	}
+	settingsFlags(cmd)
+	o.addFlags(cmd)
+	return cmd
+}
+
+// rebuildSource reads what a rebuild starts from and says so.
+func (a *app) rebuildSource(ctx context.Context, f provision.Factory, cfg *config.Config, sink pipeline.Sink) (*provision.RebuildFrom, error) {
+	if !cfg.IsSet(config.ClusterName) {
+		return nil, fail.UsageError(errors.New("name the cluster to rebuild: --cluster-name NAME ('rawkode-cloud list' shows them)"))
+	}
+	e, err := ops.Open(ctx, f, cfg, a.redactor.Add)
+	if err != nil {
+		return nil, err
+	}
+	defer e.Close()
+	src, err := ops.RebuildSource(ctx, e, cfg.Get(config.ClusterName))
+	if err != nil {
+		return nil, err
+	}
+	msg := "rebuilding from the stored secrets bundle; no etcd snapshot found, etcd starts empty (Flux restores the workloads)"
+	if src.Snapshot != nil {
+		msg = "rebuilding from the stored secrets bundle and etcd snapshot " + src.SnapshotName
+	}
+	sink.Emit(pipeline.Event{Type: pipeline.EventInfo, Time: time.Now(), Phase: "rebuild", Message: msg})
+	return src, nil
+}
