@@ -6,8 +6,12 @@ LDFLAGS := -X github.com/rawkode/rawkode-cloud/internal/version.Version=$(VERSIO
 
 .PHONY: build test lint sandbox update-golden
 
+# kustomize links Go's plugin package unless told not to; with cgo on, that
+# makes the linker keep and export every symbol: 281 MB instead of 153 MB.
+TAGS := kustomize_disable_go_plugin_support
+
 build:
-	go build -ldflags "$(LDFLAGS)" -o bin/rawkode-cloud ./cmd/rawkode-cloud
+	go build -tags "$(TAGS)" -ldflags "$(LDFLAGS)" -o bin/rawkode-cloud ./cmd/rawkode-cloud
 
 test:
 	go test ./...

@@ -242,7 +242,7 @@ func Check(ctx context.Context, root string, schemas *Schemas, opts CheckOptions
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Problems: probs}
+	res := &Result{Problems: append([]Problem{}, probs...), Unchecked: []Problem{}, Built: []string{}}
 	targets := r.targets(opts, res)
 	var objects []built
 	for _, t := range targets {
