@@ -1,0 +1,323 @@
+// Package kube reads a cluster's state through its Kubernetes API with
+// client-go, for the verification before lockdown: every node Ready, the CNI
+// and CoreDNS running, the FluxInstance Ready. It never writes: what the
+// cluster runs comes from Talos's inline manifests.
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/rawkode/rawkode-cloud/internal/platform"
+)
+
+// Names Talos gives what it deploys itself.
+const (
+	SystemNamespace   = "kube-system"
+	CoreDNSDeployment = "coredns"
+	FlannelDaemonSet  = "kube-flannel"
+)
+
+// Option configures a Client.
+type Option func(*rest.Config)
+
+// WithDialer routes connections, e.g. through a sandbox's network.
+func WithDialer(dial func(ctx context.Context, network, address string) (net.Conn, error)) Option {
+	return func(c *rest.Config) { c.Dial = dial }
+}
+
+// WithTransportWrapper wraps the HTTP transport, e.g. to count requests.
+func WithTransportWrapper(wrap func(http.RoundTripper) http.RoundTripper) Option {
+	return func(c *rest.Config) { c.WrapTransport = wrap }
+}
+
+// Client reads one cluster.
+type Client struct {
+	cs  kubernetes.Interface
+	dyn dynamic.Interface
+}
+
+// New builds a client from an admin kubeconfig (kept in memory only).
+func New(kubeconfig []byte, opts ...Option) (*Client, error) {
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(kubeconfig)
+	if err != nil {
+		return nil, errors.New("read kubeconfig: not a valid kubeconfig")
+	}
+
+	cfg.Timeout = 15 * time.Second
+	cfg.ContentType = "application/json"
+	cfg.UserAgent = "rawkode-cloud"
+
+	for _, o := range opts {
+		o(cfg)
+	}
+
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+
+	return &Client{cs: cs, dyn: dyn}, nil
+}
+
+// Expect says what a healthy cluster has.
+type Expect struct {
+	// Nodes is how many nodes must be registered (and Ready).
+	Nodes int
+	CNI   platform.CNI
+	// Flux: a FluxInstance must be Ready.
+	Flux bool
+}
+
+// Item is one verified thing.
+type Item struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// Report is the outcome of one check of every item.
+type Report []Item
+
+// OK says whether every item is.
+func (r Report) OK() bool {
+	return len(r) > 0 && !slices.ContainsFunc(r, func(i Item) bool { return !i.OK })
+}
+
+// Failing lists the items that are not OK.
+func (r Report) Failing() []Item {
+	var out []Item
+
+	for _, i := range r {
+		if !i.OK {
+			out = append(out, i)
+		}
+	}
+
+	return out
+}
+
+// Check looks at every item once. An error means the API could not be
+// asked at all; an item that is not there yet is a failing item.
+func (c *Client) Check(ctx context.Context, exp Expect) (Report, error) {
+	var r Report
+
+	nodes, err := c.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+
+	r = append(r, nodeItems(nodes.Items, exp.Nodes)...)
+
+	cniName := FlannelDaemonSet
+	if exp.CNI == platform.CNICilium {
+		cniName = platform.CiliumDaemonSet
+	}
+
+	item, err := c.daemonSetItem(ctx, "CNI ("+string(exp.CNI)+")", SystemNamespace, cniName)
+	if err != nil {
+		return nil, err
+	}
+
+	r = append(r, item)
+
+	if item, err = c.deploymentItem(ctx, "CoreDNS", SystemNamespace, CoreDNSDeployment); err != nil {
+		return nil, err
+	}
+
+	r = append(r, item)
+
+	if exp.Flux {
+		if item, err = c.fluxItem(ctx); err != nil {
+			return nil, err
+		}
+
+		r = append(r, item)
+	}
+
+	return r, nil
+}
+
+func nodeItems(nodes []corev1.Node, want int) []Item {
+	var out []Item
+
+	for _, n := range nodes {
+		item := Item{Name: "node " + n.Name, Detail: "no Ready condition yet"}
+
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				item.OK = c.Status == corev1.ConditionTrue
+				item.Detail = fmt.Sprintf("Ready=%s (%s)", c.Status, c.Reason)
+
+				if !item.OK && c.Message != "" {
+					item.Detail += ": " + c.Message
+				}
+			}
+		}
+
+		out = append(out, item)
+	}
+
+	if len(nodes) < want {
+		out = append(out, Item{Name: "nodes registered", Detail: fmt.Sprintf("%d of %d nodes have registered", len(nodes), want)})
+	}
+
+	return out
+}
+
+func (c *Client) daemonSetItem(ctx context.Context, label, ns, name string) (Item, error) {
+	item := Item{Name: label}
+
+	ds, err := c.cs.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		item.Detail = fmt.Sprintf("DaemonSet %s/%s does not exist (yet)", ns, name)
+		return item, nil
+	case err != nil:
+		return item, fmt.Errorf("get DaemonSet %s/%s: %w", ns, name, err)
+	}
+
+	item.OK = dsReady(ds)
+	item.Detail = fmt.Sprintf("DaemonSet %s/%s: %d of %d pods ready", ns, name, ds.Status.NumberReady, ds.Status.DesiredNumberScheduled)
+
+	return item, nil
+}
+
+func dsReady(ds *appsv1.DaemonSet) bool {
+	s := ds.Status
+	return s.DesiredNumberScheduled > 0 && s.NumberReady == s.DesiredNumberScheduled && s.ObservedGeneration >= ds.Generation
+}
+
+func (c *Client) deploymentItem(ctx context.Context, label, ns, name string) (Item, error) {
+	item := Item{Name: label}
+
+	d, err := c.cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		item.Detail = fmt.Sprintf("Deployment %s/%s does not exist (yet)", ns, name)
+		return item, nil
+	case err != nil:
+		return item, fmt.Errorf("get Deployment %s/%s: %w", ns, name, err)
+	}
+
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+
+	item.OK = d.Status.AvailableReplicas >= want && want > 0
+	item.Detail = fmt.Sprintf("Deployment %s/%s: %d of %d replicas available", ns, name, d.Status.AvailableReplicas, want)
+
+	return item, nil
+}
+
+var fluxInstances = schema.GroupVersionResource{Group: "fluxcd.controlplane.io", Version: "v1", Resource: "fluxinstances"}
+
+func (c *Client) fluxItem(ctx context.Context) (Item, error) {
+	item := Item{Name: "FluxInstance"}
+	ns, name := platform.FluxNamespace, platform.FluxInstanceName
+
+	u, err := c.dyn.Resource(fluxInstances).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		// Also what the API says while the Flux Operator's CRD is not
+		// registered yet.
+		item.Detail = fmt.Sprintf("FluxInstance %s/%s does not exist (yet)", ns, name)
+		return item, nil
+	case err != nil:
+		return item, fmt.Errorf("get FluxInstance %s/%s: %w", ns, name, err)
+	}
+
+	item.Detail = fmt.Sprintf("FluxInstance %s/%s: not reconciled yet", ns, name)
+
+	conds, _, _ := unstructuredSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if m["type"] != "Ready" {
+			continue
+		}
+
+		item.OK = m["status"] == "True"
+		item.Detail = fmt.Sprintf("FluxInstance %s/%s: Ready=%v (%v) %v", ns, name, m["status"], m["reason"], m["message"])
+	}
+
+	return item, nil
+}
+
+func unstructuredSlice(obj map[string]any, path ...string) ([]any, bool, error) {
+	var cur any = obj
+
+	for _, p := range path {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false, nil
+		}
+
+		cur = m[p]
+	}
+
+	s, ok := cur.([]any)
+
+	return s, ok, nil
+}
+
+// WaitReady checks every interval until every item is OK or ctx ends; it
+// returns the last report either way (and ctx's error when it ended
+// first). onReport, when set, sees every report, so progress can be shown.
+// API errors are retried: the API server may still be starting.
+func (c *Client) WaitReady(ctx context.Context, exp Expect, interval time.Duration, onReport func(Report)) (Report, error) {
+	var (
+		last    Report
+		lastErr error
+	)
+
+	t := time.NewTicker(interval)
+	defer t.Stop()
+
+	for {
+		r, err := c.Check(ctx, exp)
+		if err == nil {
+			last, lastErr = r, nil
+
+			if onReport != nil {
+				onReport(r)
+			}
+
+			if r.OK() {
+				return r, nil
+			}
+		} else {
+			lastErr = err
+		}
+
+		select {
+		case <-ctx.Done():
+			if last == nil && lastErr != nil {
+				return nil, fmt.Errorf("%w (last error: %v)", ctx.Err(), lastErr)
+			}
+
+			return last, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
