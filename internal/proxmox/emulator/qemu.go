@@ -268,16 +268,19 @@ func init() {
 		if want < vol.size {
 			return nil, errf(http.StatusInternalServerError, "shrinking disks is not supported")
 		}
-		vol.size = want
-		parts := strings.Split(cur, ",")
-		out := parts[:1]
-		for _, p := range parts[1:] {
-			if !strings.HasPrefix(p, "size=") {
-				out = append(out, p)
+		// PVE 8+ resizes in a task and answers with its UPID (apidoc: "the task ID").
+		return e.startTask(q, strconv.Itoa(v.vmid), 0, func() (string, []string) {
+			vol.size = want
+			parts := strings.Split(cur, ",")
+			out := parts[:1]
+			for _, p := range parts[1:] {
+				if !strings.HasPrefix(p, "size=") {
+					out = append(out, p)
+				}
 			}
-		}
-		v.config[disk] = strings.Join(append(out, "size="+humanSize(want)), ",")
-		return nil, nil
+			v.config[disk] = strings.Join(append(out, "size="+humanSize(want)), ",")
+			return "OK", nil
+		}), nil
 	}
 	handlers["GET /nodes/{node}/qemu/{vmid}/status/current"] = func(e *Emulator, q *request) (any, *pveError) {
 		v, perr := e.vmOr500(q)
