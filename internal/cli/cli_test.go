@@ -15,6 +15,7 @@ import (
 
 	"github.com/rawkode/rawkode-cloud/internal/cli"
 	"github.com/rawkode/rawkode-cloud/internal/config"
+	"github.com/rawkode/rawkode-cloud/internal/sandbox"
 )
 
 // Distinctive secret values: valid for their settings, so they are accepted
@@ -53,12 +54,13 @@ func (l *lister) count() int {
 }
 
 type invocation struct {
-	homeFile string            // body of ~/.rawkode-cloud.yaml, "" for none
-	env      map[string]string // the whole environment
-	secrets  *lister           // nil: a lister that fails the test if called
-	args     []string
-	terminal bool   // stdout is an interactive terminal
-	stdin    string // what the user types
+	homeFile  string            // body of ~/.rawkode-cloud.yaml, "" for none
+	env       map[string]string // the whole environment
+	secrets   *lister           // nil: a lister that fails the test if called
+	args      []string
+	terminal  bool   // stdout is an interactive terminal
+	stdin     string // what the user types
+	onSandbox func(*sandbox.Sandbox)
 }
 
 type result struct {
@@ -87,8 +89,9 @@ func run(t *testing.T, inv invocation) result {
 			}
 			return kv
 		},
-		Home:     home,
-		Terminal: inv.terminal,
+		Home:      home,
+		Terminal:  inv.terminal,
+		OnSandbox: inv.onSandbox,
 	}
 	if inv.secrets != nil {
 		env.Secrets = inv.secrets.list

@@ -51,9 +51,11 @@ func (a *app) destroyCmd() *cobra.Command {
 		Short: "Remove a cluster's server, DNS record and Teleport tokens",
 		Long: `Delete the server(s) of a cluster and wait until they are gone, delete the DNS record pointing at
 them and the outstanding Teleport join tokens, and with --delete-secrets the secrets stored for the
-cluster in Infisical. Destroying something already gone succeeds and says so.
+cluster in Infisical. Settings are checked and everything is found first; on a terminal the list is
+shown and you are asked before anything is removed. A --server-id not found in --scaleway-zone is
+looked for in the other Elastic Metal zones. Destroying something already gone succeeds and says so.
 
-` + exitCodeHelp(),
+` + destroyExitCodeHelp(),
 		Example: `  rawkode-cloud destroy --server-id 11111111-2222-3333-4444-555555555555
   rawkode-cloud destroy --cluster-name my-cluster --yes
   rawkode-cloud destroy --sandbox --cluster-name demo`,

@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/rawkode/rawkode-cloud/internal/cli"
+	"github.com/rawkode/rawkode-cloud/internal/config"
+	"github.com/rawkode/rawkode-cloud/internal/sandbox"
+	"github.com/rawkode/rawkode-cloud/internal/scaleway"
 )
 
 // Exit 4 ends, on stderr and whatever became of stdout, with everything
@@ -310,5 +313,88 @@ func TestCompletionOffersValues(t *testing.T) {
 		if got := complete(t, tt.args...); !has(got, tt.want...) {
 			t.Errorf("%v: completion %v lacks some of %v", tt.args, got, tt.want)
 		}
+	}
+}
+
+// seedServer orders a server of cluster in the sandbox as soon as it starts.
+func seedServer(t *testing.T, cluster string, id *string) func(*sandbox.Sandbox) {
+	return func(sb *sandbox.Sandbox) {
+		cfg := config.New()
+		cfg.Set(config.ClusterName, cluster, config.FromFlag, "")
+		sb.Apply(cfg)
+		c, err := sb.Factory().Scaleway(cfg)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		srv, err := c.CreateServer(context.Background(), scaleway.ServerSpec{Name: cluster, Hostname: cluster,
+			OfferID: cfg.Get(config.ScalewayOfferID), OSID: cfg.Get(config.ScalewayOSID), SSHKeyIDs: sshKeys(t, c),
+			Tags: scaleway.ClusterTags(cluster)})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		*id = srv.ID
+	}
+}
+
+func sshKeys(t *testing.T, c interface {
+	ListSSHKeyIDs(context.Context) ([]string, error)
+}) []string {
+	keys, err := c.ListSSHKeyIDs(context.Background())
+	if err != nil {
+		t.Error(err)
+	}
+	return keys
+}
+
+// destroy checks the settings and finds what it would remove before it
+// asks; then it shows that list, and only "yes" removes it.
+func TestDestroyAsksAfterChecking(t *testing.T) {
+	t.Parallel()
+	// Missing credentials: told at once, never asked.
+	r := run(t, invocation{terminal: true, stdin: "yes\n", args: []string{"destroy", "--cluster-name", "demo"}})
+	r.assertUsageError(t, "scaleway-access-key", "scaleway-secret-key", "scaleway-project-id")
+	if strings.Contains(r.out, "Type 'yes'") {
+		t.Errorf("asked before checking the settings:\n%s", r.out)
+	}
+
+	for _, answer := range []string{"no\n", "yes\n"} {
+		var id string
+		r := run(t, invocation{terminal: true, stdin: answer, onSandbox: seedServer(t, "asked", &id),
+			args: []string{"destroy", "--sandbox", "--sandbox-speed", fast, "--cluster-name", "asked", "--output", "plain"}})
+		list := strings.Index(r.out, "This removes (cluster asked):\n  - Scaleway server "+id)
+		prompt := strings.Index(r.out, "Type 'yes' to destroy them: ")
+		if id == "" || list < 0 || prompt < list {
+			t.Fatalf("answer %q: no list of what would be removed before the prompt:\n%s", answer, r.out)
+		}
+		if answer == "no\n" {
+			r.assertUsageError(t, "nothing was touched")
+			continue
+		}
+		if r.code != 0 || !strings.Contains(r.out[prompt:], "removed (1)") {
+			t.Errorf("exit %d after yes:\n%s\n%s", r.code, r.out, r.err)
+		}
+	}
+}
+
+// A malformed server ID is a usage error like any other.
+func TestDestroyMalformedServerID(t *testing.T) {
+	t.Parallel()
+	r := run(t, invocation{args: []string{"destroy", "--sandbox", "--server-id", "bogus", "--yes"}})
+	r.assertUsageError(t, `--server-id "bogus" is not a Scaleway server ID`)
+	// Well formed but nowhere: already gone, saying where it was looked for.
+	r = run(t, invocation{args: []string{"destroy", "--sandbox", "--server-id", "11111111-2222-3333-4444-555555555555", "--yes", "--output", "plain"}})
+	if r.code != 0 || !strings.Contains(r.out, "already gone (searched the Elastic Metal zones fr-par-2, fr-par-1, nl-ams-1, nl-ams-2, pl-waw-2, pl-waw-3)") {
+		t.Errorf("exit %d:\n%s\n%s", r.code, r.out, r.err)
+	}
+}
+
+// destroy --help describes destroy's exit codes, not provision's.
+func TestDestroyHelpHasItsOwnExitCodes(t *testing.T) {
+	t.Parallel()
+	r := run(t, invocation{args: []string{"destroy", "--help"}})
+	if !strings.Contains(r.out, "server is in another zone") || strings.Contains(r.out, "verification failed") {
+		t.Errorf("destroy --help:\n%s", r.out)
 	}
 }

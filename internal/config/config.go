@@ -85,6 +85,16 @@ func (c *Config) Set(name, raw string, source Source, origin string) {
 	c.values[name] = Value{Raw: raw, Source: source, Origin: origin}
 }
 
+// Clone returns an independent copy, for looking at a variant of the
+// settings (the same credentials in another zone) without changing these.
+func (c *Config) Clone() *Config {
+	out := &Config{values: make(map[string]Value, len(c.values))}
+	for k, v := range c.values {
+		out.values[k] = v
+	}
+	return out
+}
+
 // Secrets returns every secret value currently set, for the redactor.
 func (c *Config) Secrets() []string {
 	var out []string

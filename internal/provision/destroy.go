@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
+	"github.com/rawkode/rawkode-cloud/internal/cloudflare"
 	"github.com/rawkode/rawkode-cloud/internal/config"
 	"github.com/rawkode/rawkode-cloud/internal/fail"
 	"github.com/rawkode/rawkode-cloud/internal/infisical"
@@ -23,8 +25,10 @@ type DestroyOptions struct {
 	AddSecret     func(...string)
 }
 
-// Destroyer removes what provision created. Every step treats "already gone"
-// as success, so running it twice is safe.
+// Destroyer removes what provision created. It first finds everything
+// (Find, nothing is touched), so that the user can be shown what would go
+// and asked; then its phases remove exactly that. Every step treats
+// "already gone" as success, so running it twice is safe.
 type Destroyer struct {
 	opts    DestroyOptions
 	cfg     *config.Config
@@ -32,9 +36,18 @@ type Destroyer struct {
 	dns     DNS
 	tp      Teleport
 	store   SecretStore
-	servers []scaleway.Server
 	cluster string
-	removed []string
+
+	// Found by Find.
+	servers  []scaleway.Server
+	records  []cloudflare.Record
+	tokens   []teleport.Token
+	secrets  []string // names stored at SecretsPath(cluster), with --delete-secrets
+	searched []string // zones looked in for --server-id
+
+	mu        sync.Mutex
+	removed   []string
+	remaining []pipeline.UndoStep
 }
 
 // NewDestroyer prepares a destroy run.
@@ -45,10 +58,14 @@ func NewDestroyer(opts DestroyOptions) *Destroyer {
 	return &Destroyer{opts: opts, cfg: opts.Config, cluster: opts.Config.Get(config.ClusterName)}
 }
 
-// Phases lists destroy's steps.
+// FindPhases finds what would be destroyed, touching nothing.
+func (d *Destroyer) FindPhases() []pipeline.Phase {
+	return []pipeline.Phase{pipeline.PhaseFunc("Find resources", d.find)}
+}
+
+// Phases remove what FindPhases found.
 func (d *Destroyer) Phases() []pipeline.Phase {
 	return []pipeline.Phase{
-		pipeline.PhaseFunc("Find resources", d.find),
 		pipeline.PhaseFunc("Delete servers", d.deleteServers),
 		pipeline.PhaseFunc("Delete DNS record", d.deleteDNS),
 		pipeline.PhaseFunc("Delete Teleport tokens", d.deleteTokens),
@@ -56,8 +73,61 @@ func (d *Destroyer) Phases() []pipeline.Phase {
 	}
 }
 
+// Found lists what the phases would remove, one line each.
+func (d *Destroyer) Found() []string {
+	var out []string
+	for _, s := range d.servers {
+		line := fmt.Sprintf("Scaleway server %s (%s, zone %s", s.ID, s.Name, s.Zone)
+		if s.IPv4 != "" {
+			line += ", " + s.IPv4
+		}
+		out = append(out, line+")")
+	}
+	for _, r := range d.records {
+		out = append(out, fmt.Sprintf("Cloudflare A record %s → %s", r.Name, r.Content))
+	}
+	for _, t := range d.tokens {
+		out = append(out, "Teleport join token "+teleport.Redact(t.Name))
+	}
+	if len(d.secrets) > 0 {
+		out = append(out, fmt.Sprintf("Infisical secrets %s at %s", strings.Join(d.secrets, ", "), SecretsPath(d.cluster)))
+	}
+	return out
+}
+
+// Cluster is the cluster the found resources belong to (a server's own tag
+// wins over the cluster-name setting).
+func (d *Destroyer) Cluster() string { return d.cluster }
+
+// Searched lists the zones --server-id was looked for in.
+func (d *Destroyer) Searched() []string { return d.searched }
+
 // Removed lists what this run removed (empty: everything was already gone).
-func (d *Destroyer) Removed() []string { return d.removed }
+func (d *Destroyer) Removed() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]string(nil), d.removed...)
+}
+
+// Remaining lists what could not be removed, each with the command that
+// removes it.
+func (d *Destroyer) Remaining() []pipeline.UndoStep {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]pipeline.UndoStep(nil), d.remaining...)
+}
+
+func (d *Destroyer) done(what string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.removed = append(d.removed, what)
+}
+
+func (d *Destroyer) left(resource, command string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.remaining = append(d.remaining, pipeline.UndoStep{Resource: resource, Command: command})
+}
 
 // Close releases connections.
 func (d *Destroyer) Close() {
@@ -86,40 +156,153 @@ func (d *Destroyer) find(ctx context.Context, r *pipeline.Run) error {
 	if d.dns, err = f.Cloudflare(d.cfg); err != nil {
 		return fail.UsageError(err)
 	}
+	if err := d.findServers(ctx, r); err != nil {
+		return err
+	}
 	if d.cfg.IsSet(config.TeleportProxy) && d.cluster != "" {
 		if d.tp, err = f.Teleport(ctx, d.cfg); err != nil {
 			return fmt.Errorf("connect to Teleport: %w", err)
 		}
+		if d.tokens, err = d.tp.ListKubeTokens(ctx, d.cluster); err != nil {
+			return fmt.Errorf("list Teleport tokens of %s: %w", d.cluster, err)
+		}
 	}
-	if id := d.opts.ServerID; id != "" {
-		srv, err := d.scw.GetServer(ctx, id)
-		switch {
-		case errors.Is(err, scaleway.ErrNotFound):
-			r.Info("server "+id+" is already gone", nil)
-		case err != nil:
-			return fmt.Errorf("look up server %s: %w", id, err)
-		default:
-			d.servers = []scaleway.Server{*srv}
-			// The server's own tag says which cluster it belongs to; tokens
-			// and secrets are looked up under that name.
-			if tagged := clusterFromTags(srv.Tags); tagged != "" && tagged != d.cluster {
-				if d.cluster != "" {
-					r.Warn(fmt.Sprintf("server %s belongs to cluster %s, not %s: using %s", id, tagged, d.cluster, tagged), nil)
-				}
-				d.cluster = tagged
-			}
-		}
-	} else {
-		d.servers, err = d.scw.FindServers(ctx, scaleway.ClusterTags(d.cluster)...)
-		if err != nil {
-			return fmt.Errorf("find servers of cluster %s: %w", d.cluster, err)
-		}
+	if err := d.findRecords(ctx); err != nil {
+		return err
+	}
+	if err := d.findSecrets(ctx); err != nil {
+		return err
 	}
 	ids := make([]string, len(d.servers))
 	for i, s := range d.servers {
 		ids[i] = s.ID
 	}
 	r.Info(fmt.Sprintf("found %d server(s)", len(d.servers)), map[string]any{"servers": ids, "cluster": d.cluster})
+	return nil
+}
+
+func (d *Destroyer) findServers(ctx context.Context, r *pipeline.Run) error {
+	id := d.opts.ServerID
+	if id == "" {
+		servers, err := d.scw.FindServers(ctx, scaleway.ClusterTags(d.cluster)...)
+		if err != nil {
+			return fmt.Errorf("find servers of cluster %s: %w", d.cluster, err)
+		}
+		d.servers = servers
+		return nil
+	}
+	zone := d.cfg.Get(config.ScalewayZone)
+	d.searched = []string{zone}
+	srv, err := d.scw.GetServer(ctx, id)
+	switch {
+	case errors.Is(err, scaleway.ErrNotFound):
+		return d.searchOtherZones(ctx, r, id, zone)
+	case err != nil:
+		return fmt.Errorf("look up server %s in %s: %w", id, zone, err)
+	}
+	d.servers = []scaleway.Server{*srv}
+	// The server's own tag says which cluster it belongs to; tokens and
+	// secrets are looked up under that name.
+	if tagged := clusterFromTags(srv.Tags); tagged != "" && tagged != d.cluster {
+		if d.cluster != "" {
+			r.Warn(fmt.Sprintf("server %s belongs to cluster %s, not %s: using %s", id, tagged, d.cluster, tagged), nil)
+		}
+		d.cluster = tagged
+	}
+	return nil
+}
+
+// searchOtherZones looks for a server that is not where the settings say.
+// A well-formed ID that is not found is most often a server in another zone,
+// which keeps billing: "already gone" is only true when it is nowhere.
+func (d *Destroyer) searchOtherZones(ctx context.Context, r *pipeline.Run, id, zone string) error {
+	var others []string
+	for _, z := range config.ElasticMetalZones() {
+		if z != zone {
+			others = append(others, z)
+		}
+	}
+	type answer struct {
+		zone string
+		srv  *scaleway.Server
+		err  error
+	}
+	answers := make([]answer, len(others))
+	var wg sync.WaitGroup
+	for i, z := range others {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answers[i].zone = z
+			cfg := d.cfg.Clone()
+			cfg.Set(config.ScalewayZone, z, config.FromDefault, "")
+			c, err := d.opts.Factory.Scaleway(cfg)
+			if err != nil {
+				answers[i].err = err
+				return
+			}
+			answers[i].srv, answers[i].err = c.GetServer(ctx, id)
+		}()
+	}
+	wg.Wait()
+	var failed []string
+	for _, a := range answers {
+		switch {
+		case a.err == nil:
+			return fail.WithCode(fmt.Errorf("server %s is not in zone %s but in %s, where it keeps running and billing; destroy it there with: rawkode-cloud destroy --server-id %s --scaleway-zone %s",
+				id, zone, a.zone, id, a.zone), fail.Failed)
+		case errors.Is(a.err, scaleway.ErrNotFound):
+			d.searched = append(d.searched, a.zone)
+		default:
+			failed = append(failed, fmt.Sprintf("%s (%v)", a.zone, a.err))
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("server %s is not in zone %s, and the other zones could not all be searched: %s", id, zone, strings.Join(failed, "; "))
+	}
+	r.Info(fmt.Sprintf("server %s exists in no Elastic Metal zone (searched %s): already gone", id, strings.Join(d.searched, ", ")), nil)
+	return nil
+}
+
+// findRecords finds the A records of the DNS name that point at the servers
+// found: only those are ours to delete.
+func (d *Destroyer) findRecords(ctx context.Context) error {
+	if d.dns == nil || len(d.servers) == 0 {
+		return nil
+	}
+	name := d.cfg.Get(config.CloudflareDNSName)
+	ips := map[string]bool{}
+	for _, s := range d.servers {
+		if s.IPv4 != "" {
+			ips[s.IPv4] = true
+		}
+	}
+	recs, err := d.dns.FindA(ctx, name)
+	if err != nil {
+		return fmt.Errorf("look up DNS record %s: %w", name, err)
+	}
+	for _, rec := range recs {
+		if ips[rec.Content] {
+			d.records = append(d.records, rec)
+		}
+	}
+	return nil
+}
+
+func (d *Destroyer) findSecrets(ctx context.Context) error {
+	if !d.opts.DeleteSecrets || d.store == nil || d.cluster == "" {
+		return nil
+	}
+	path := SecretsPath(d.cluster)
+	for _, n := range []string{SecretTalosBundle, SecretTalosconfig, SecretKubeconfig} {
+		_, err := d.store.Get(ctx, path, n)
+		switch {
+		case err == nil:
+			d.secrets = append(d.secrets, n)
+		case !errors.Is(err, infisical.ErrNotFound):
+			return fmt.Errorf("look up secrets at %s: %w", path, err)
+		}
+	}
 	return nil
 }
 
@@ -145,10 +328,11 @@ func (d *Destroyer) deleteServers(ctx context.Context, r *pipeline.Run) error {
 		cancel()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("delete server %s: %w", s.ID, err))
+			d.left(fmt.Sprintf("Scaleway server %s (%s)", s.ID, s.Zone), fmt.Sprintf("rawkode-cloud destroy --server-id %s --scaleway-zone %s", s.ID, s.Zone))
 			continue
 		}
 		w.Done()
-		d.removed = append(d.removed, "server "+s.ID)
+		d.done("server " + s.ID)
 	}
 	return incomplete(errors.Join(errs...))
 }
@@ -159,32 +343,18 @@ func (d *Destroyer) deleteDNS(ctx context.Context, r *pipeline.Run) error {
 		return nil
 	}
 	name := d.cfg.Get(config.CloudflareDNSName)
-	ips := map[string]bool{}
-	for _, s := range d.servers {
-		if s.IPv4 != "" {
-			ips[s.IPv4] = true
-		}
-	}
-	recs, err := d.dns.FindA(ctx, name)
-	if err != nil {
-		return incomplete(fmt.Errorf("look up DNS record %s: %w", name, err))
+	if len(d.records) == 0 {
+		r.Skip("no record of " + name + " points at this cluster's servers")
+		return nil
 	}
 	var errs []error
-	n := 0
-	for _, rec := range recs {
-		// Only a record that points at a server we removed is ours to delete.
-		if !ips[rec.Content] {
-			continue
-		}
+	for _, rec := range d.records {
 		if err := d.dns.DeleteRecord(ctx, rec.ID); err != nil {
 			errs = append(errs, fmt.Errorf("delete DNS record %s → %s: %w", name, rec.Content, err))
+			d.left(fmt.Sprintf("Cloudflare A record %s → %s", name, rec.Content), revertCommand(cloudflare.Change{RecordID: rec.ID, Created: true}, name, d.cfg.Get(config.CloudflareZoneID)))
 			continue
 		}
-		n++
-		d.removed = append(d.removed, fmt.Sprintf("DNS record %s → %s", name, rec.Content))
-	}
-	if n == 0 && len(errs) == 0 {
-		r.Skip("no record of " + name + " points at this cluster's servers")
+		d.done(fmt.Sprintf("DNS record %s → %s", name, rec.Content))
 	}
 	return incomplete(errors.Join(errs...))
 }
@@ -194,21 +364,18 @@ func (d *Destroyer) deleteTokens(ctx context.Context, r *pipeline.Run) error {
 		r.Skip("Teleport or cluster name not configured")
 		return nil
 	}
-	toks, err := d.tp.ListKubeTokens(ctx, d.cluster)
-	if err != nil {
-		return incomplete(fmt.Errorf("list Teleport tokens of %s: %w", d.cluster, err))
-	}
-	if len(toks) == 0 {
+	if len(d.tokens) == 0 {
 		r.Skip("no outstanding join token")
 		return nil
 	}
 	var errs []error
-	for _, t := range toks {
+	for _, t := range d.tokens {
 		if err := d.tp.DeleteToken(ctx, t.Name); err != nil {
 			errs = append(errs, fmt.Errorf("delete Teleport token %s: %w", teleport.Redact(t.Name), err))
+			d.left("Teleport join token "+teleport.Redact(t.Name), fmt.Sprintf("tctl tokens rm <token %s> (it expires by itself at %s)", teleport.Redact(t.Name), t.Expires.UTC().Format("15:04:05Z")))
 			continue
 		}
-		d.removed = append(d.removed, "Teleport token "+teleport.Redact(t.Name))
+		d.done("Teleport token " + teleport.Redact(t.Name))
 	}
 	return incomplete(errors.Join(errs...))
 }
@@ -223,24 +390,16 @@ func (d *Destroyer) deleteSecrets(ctx context.Context, r *pipeline.Run) error {
 		return nil
 	}
 	path := SecretsPath(d.cluster)
-	var present []string
-	for _, n := range []string{SecretTalosBundle, SecretTalosconfig, SecretKubeconfig} {
-		_, err := d.store.Get(ctx, path, n)
-		switch {
-		case err == nil:
-			present = append(present, n)
-		case !errors.Is(err, infisical.ErrNotFound):
-			return incomplete(fmt.Errorf("look up secrets at %s: %w", path, err))
-		}
-	}
-	if len(present) == 0 {
+	if len(d.secrets) == 0 {
 		r.Skip("no secrets stored at " + path)
 		return nil
 	}
-	if err := d.store.Delete(ctx, path, present); err != nil {
+	if err := d.store.Delete(ctx, path, d.secrets); err != nil {
+		d.left(fmt.Sprintf("Infisical secrets %s at %s", strings.Join(d.secrets, ", "), path),
+			fmt.Sprintf("infisical secrets delete %s --path %s --env %s", strings.Join(d.secrets, " "), path, d.cfg.Get(config.InfisicalEnvironment)))
 		return incomplete(fmt.Errorf("delete secrets at %s: %w", path, err))
 	}
-	d.removed = append(d.removed, fmt.Sprintf("Infisical secrets %s at %s", strings.Join(present, ", "), path))
+	d.done(fmt.Sprintf("Infisical secrets %s at %s", strings.Join(d.secrets, ", "), path))
 	return nil
 }
 

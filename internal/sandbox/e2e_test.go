@@ -238,7 +238,7 @@ func destroy(t *testing.T, sb *sandbox.Sandbox, cluster, serverID string, delete
 	defer d.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, err := (&pipeline.Runner{Phases: d.Phases()}).Execute(ctx)
+	_, err := (&pipeline.Runner{Phases: append(d.FindPhases(), d.Phases()...)}).Execute(ctx)
 	return d, err
 }
 
