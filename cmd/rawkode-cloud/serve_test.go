@@ -381,3 +381,15 @@ func TestRebuildAfterTheServersAreGone(t *testing.T) {
 	// Nothing to rebuild from once the secrets are gone.
 	w.must(2, "rebuild", "--cluster-name", "phoenix", "--output", "json")
 }
+
+func TestResumeThroughTheBinary(t *testing.T) {
+	t.Parallel()
+	w := serve(t, "--sandbox-fault", "teleport.agent=never")
+	w.must(3, "provision", "--cluster-name", "resumed", "--output", "json")
+	w.must(0, "sandbox", "fault") // Teleport is fixed
+	w.must(0, "provision", "--resume", "--cluster-name", "resumed", "--output", "json")
+	if rep := w.status(0, "resumed"); rep["state"] != "ok" {
+		t.Fatalf("status after resume: %v", rep)
+	}
+	w.must(0, "destroy", "--cluster-name", "resumed", "--yes", "--delete-secrets", "--output", "json")
+}

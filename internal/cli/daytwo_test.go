@@ -114,3 +114,44 @@ func TestFailedRebuildKeepsTheSecrets(t *testing.T) {
 		t.Error("the failed rebuild left a server")
 	}
 }
+
+// "Teleport was misconfigured; fixed it; now verify and lock down": a run
+// that ended in exit 3 is completed by provision --resume, on the same
+// server, with the same secrets, without ordering anything again.
+func TestResumeCompletesARunLeftAtExit3(t *testing.T) {
+	t.Parallel()
+	s := serveInProcess(t, map[string]emulator.Fault{"teleport.agent": {Kind: emulator.Never}})
+	s.run(t, 3, "provision", "--cluster-name", "later", "--output", "json")
+	servers := s.sb.Scaleway.Servers()
+	bundle := s.secret(provision.SecretTalosBundle, "later")
+	if len(servers) != 1 {
+		t.Fatalf("%d servers after exit 3", len(servers))
+	}
+	s.run(t, 2, "provision", "--cluster-name", "later", "--output", "json") // not without --resume
+	s.sb.Faults().Clear()                                                   // Teleport is fixed
+
+	out := s.run(t, 0, "provision", "--resume", "--cluster-name", "later", "--output", "json")
+	if !strings.Contains(out, "not ordered again") {
+		t.Errorf("resume output:\n%s", out)
+	}
+	after := s.sb.Scaleway.Servers()
+	if len(after) != 1 || after[0].ID != servers[0].ID {
+		t.Fatalf("servers after resume %v, want only %s", after, servers[0].ID)
+	}
+	if s.secret(provision.SecretTalosBundle, "later") != bundle {
+		t.Error("resume replaced the secrets bundle")
+	}
+	if n := s.sb.Node(after[0].IPv4); n == nil || n.BootstrapCount() != 1 {
+		t.Error("etcd was bootstrapped again")
+	}
+	status := s.run(t, 0, "status", "--cluster-name", "later", "--output", "json")
+	if !strings.Contains(status, `"state":"ok"`) || !strings.Contains(status, "closed from here") {
+		t.Errorf("status after resume:\n%s", status)
+	}
+	if len(s.sb.Teleport.Tokens()) != 0 {
+		t.Errorf("join tokens left: %v", s.sb.Teleport.Tokens())
+	}
+	// Nothing to resume once it is gone.
+	s.run(t, 0, "destroy", "--cluster-name", "later", "--yes", "--delete-secrets", "--output", "json")
+	s.run(t, 2, "provision", "--resume", "--cluster-name", "later", "--output", "json")
+}

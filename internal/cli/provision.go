@@ -21,10 +21,14 @@ type provisionOptions struct {
 	report  string
 	// rebuild rebuilds a cluster from the secret store (the rebuild command).
 	rebuild bool
+	resume  bool
 }
 
 func (o *provisionOptions) addFlags(cmd *cobra.Command) {
 	o.sandbox.addFlags(cmd, true)
+	if !o.rebuild {
+		cmd.Flags().BoolVar(&o.resume, "resume", false, "Continue a cluster a run left behind on purpose (exit 3, or --keep-on-failure), found by its tags and the secret store: new join token, verify, lock down; nothing that exists is ordered again")
+	}
 	cmd.Flags().StringVar(&o.report, "report", "", "Write a JSON performance report to this file (mode 0600): phase and wait timings, request counts, cli_added_seconds; works with and without --sandbox")
 }
 
@@ -75,6 +79,11 @@ func (a *app) runProvision(cmd *cobra.Command, o *provisionOptions) error {
 	popts := provision.Options{Config: cfg, Factory: factory, Redactor: a.redactor, Sandbox: sb != nil || a.remote != nil}
 	if o.rebuild {
 		if popts.Rebuild, err = a.rebuildSource(ctx, factory, cfg, rend); err != nil {
+			return err
+		}
+	}
+	if o.resume {
+		if popts.Resume, err = a.resumeSource(ctx, factory, cfg, rend); err != nil {
 			return err
 		}
 	}

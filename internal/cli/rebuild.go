@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -57,5 +58,24 @@ func (a *app) rebuildSource(ctx context.Context, f provision.Factory, cfg *confi
 		msg = "rebuilding from the stored secrets bundle and etcd snapshot " + src.SnapshotName
 	}
 	sink.Emit(pipeline.Event{Type: pipeline.EventInfo, Time: time.Now(), Phase: "rebuild", Message: msg})
+	return src, nil
+}
+
+// resumeSource finds what provision --resume continues from and says so.
+func (a *app) resumeSource(ctx context.Context, f provision.Factory, cfg *config.Config, sink pipeline.Sink) (*provision.ResumeFrom, error) {
+	if !cfg.IsSet(config.ClusterName) {
+		return nil, fail.UsageError(errors.New("name the cluster to resume: --cluster-name NAME ('rawkode-cloud list' shows them)"))
+	}
+	e, err := ops.Open(ctx, f, cfg, a.redactor.Add)
+	if err != nil {
+		return nil, err
+	}
+	defer e.Close()
+	src, err := ops.ResumeSource(ctx, e, cfg.Get(config.ClusterName))
+	if err != nil {
+		return nil, err
+	}
+	sink.Emit(pipeline.Event{Type: pipeline.EventInfo, Time: time.Now(), Phase: "resume",
+		Message: fmt.Sprintf("resuming cluster %s: %d server(s) found by their tags, secrets bundle from the secret store", cfg.Get(config.ClusterName), len(src.Servers))})
 	return src, nil
 }

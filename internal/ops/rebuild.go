@@ -51,3 +51,30 @@ func RebuildSource(ctx context.Context, e *Env, cluster string) (*provision.Rebu
 	}
 	return src, nil
 }
+
+// ResumeSource gathers what `provision --resume` continues from: the
+// cluster's servers, found by their tags, and its stored secrets bundle.
+func ResumeSource(ctx context.Context, e *Env, cluster string) (*provision.ResumeFrom, error) {
+	servers, err := e.Servers.FindServers(ctx, scaleway.ClusterTags(cluster)...)
+	if err != nil {
+		return nil, fmt.Errorf("find servers of cluster %s: %w", cluster, err)
+	}
+	var live []scaleway.Server
+	for _, s := range servers {
+		if s.Status != "deleting" {
+			live = append(live, s)
+		}
+	}
+	if len(live) == 0 {
+		return nil, fail.UsageError(fmt.Errorf("nothing to resume: cluster %s has no server (provision builds a new cluster; rebuild builds new servers from the stored secrets)", cluster))
+	}
+	bundle, err := e.secret(ctx, cluster, provision.SecretTalosBundle)
+	if err != nil {
+		return nil, err
+	}
+	if bundle == "" {
+		return nil, fail.UsageError(fmt.Errorf("cannot resume cluster %s: no secrets bundle stored at %s (the run stopped before phase 4 stored it; destroy it and provision again)",
+			cluster, provision.SecretsPath(cluster)))
+	}
+	return &provision.ResumeFrom{Bundle: []byte(bundle), Servers: live}, nil
+}

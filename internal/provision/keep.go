@@ -41,9 +41,9 @@ func (p *Provisioner) keep(ctx context.Context, r *pipeline.Run, items map[strin
 		// Pushed even when the write failed: it writes one secret after
 		// the other, and a lost answer may hide a write that landed, so
 		// part of the set may exist. Deleting a missing secret is no error.
-		// A rebuild writes the cluster's own credentials again (from the
-		// bundle it was given): they must survive a failed rebuild.
-		if p.opts.Rebuild == nil {
+		// A rebuild or a resume writes the cluster's own credentials again
+		// (from the bundle it was given): they must survive its failure.
+		if p.reusedBundle() == nil {
 			r.Undo(pipeline.UndoStep{
 				Resource: fmt.Sprintf("Infisical secrets %s in %s", strings.Join(names, ", "), path),
 				Command:  fmt.Sprintf("infisical secrets delete %s --path %s --env %s", strings.Join(names, " "), path, p.cfg.Get(config.InfisicalEnvironment)),

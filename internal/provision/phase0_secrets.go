@@ -135,6 +135,9 @@ func (p *Provisioner) resolveSecrets(ctx context.Context, r *pipeline.Run) error
 	p.talos = f.Talos(p.cfg)
 	p.ip = f.IPDetector(p.cfg)
 	p.topo = &metal{cfg: p.cfg, scw: p.scw, talos: p.talos, cluster: p.clusterName(), sequential: p.opts.Sequential}
+	if p.opts.Resume != nil {
+		p.topo = newResumed(p.opts.Resume.Servers)
+	}
 
 	// The remote checks are independent: run them side by side (nothing
 	// spends money yet, and every second here delays the order) and report
@@ -162,7 +165,7 @@ func (p *Provisioner) resolveSecrets(ctx context.Context, r *pipeline.Run) error
 
 // generateSecrets creates the Talos PKI: seconds of CPU.
 func (p *Provisioner) generateSecrets(context.Context, *pipeline.Run) (*secrets.Bundle, error) {
-	if p.opts.Rebuild != nil {
+	if p.reusedBundle() != nil {
 		return p.storedSecrets()
 	}
 	return machineconfig.NewSecrets(p.cfg.Get(config.TalosVersion))

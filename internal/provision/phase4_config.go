@@ -33,6 +33,9 @@ func (p *Provisioner) prepare(ctx context.Context, r *pipeline.Run) (struct{}, e
 			return struct{}{}, err
 		}
 	}
+	if p.opts.Resume != nil {
+		p.dropStaleTokens(ctx, r)
+	}
 	ttl := p.cfg.Duration(config.TeleportTokenTTL)
 	tok, err := p.tp.CreateKubeToken(ctx, p.clusterName(), ttl)
 	if err != nil {

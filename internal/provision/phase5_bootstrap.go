@@ -33,6 +33,15 @@ func (p *Provisioner) bootstrap(ctx context.Context, r *pipeline.Run) error {
 // applyConfig hands node n its config and waits until it answers over mTLS.
 func (p *Provisioner) applyConfig(ctx context.Context, r *pipeline.Run, n *Node) error {
 	ip := n.IP()
+	if p.opts.Resume != nil {
+		// The node runs its config already: hand it the new one (a fresh
+		// join token) over mTLS, without a reboot.
+		if _, err := p.talos.ApplySecure(ctx, ip, p.talosconfig, n.config); err != nil {
+			return err
+		}
+		r.Info("machine config re-applied over mTLS (resumed run)", map[string]any{"ip": ip})
+		return nil
+	}
 	if err := p.talos.ApplyInsecure(ctx, ip, n.config); err != nil {
 		return err // the adapter names the operation and the node
 	}

@@ -54,6 +54,9 @@ type Options struct {
 	// Rebuild, when set, rebuilds a cluster from what the secret store
 	// holds instead of creating a new one (see rebuild.go).
 	Rebuild *RebuildFrom
+	// Resume, when set, continues a run that left its cluster behind on
+	// purpose (see resume.go).
+	Resume *ResumeFrom
 }
 
 // Provisioner holds what the phases hand to each other: the cluster-wide

@@ -36,7 +36,7 @@ type etcdRecoverer interface {
 
 // storedSecrets decodes the bundle a rebuild reuses instead of a new PKI.
 func (p *Provisioner) storedSecrets() (*secrets.Bundle, error) {
-	b, err := machineconfig.UnmarshalSecrets(p.opts.Rebuild.Bundle)
+	b, err := machineconfig.UnmarshalSecrets(p.reusedBundle())
 	if err != nil {
 		return nil, fmt.Errorf("read the stored secrets bundle: %w", err)
 	}
