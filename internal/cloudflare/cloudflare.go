@@ -202,6 +202,82 @@ func (c *Client) UpsertA(ctx context.Context, name, ipv4 string) (Change, error)
 	}
 }
 
+// SetA makes name resolve to exactly ips, one unproxied A record each (the
+// cluster endpoint over every control plane): records already right are left
+// alone, records pointing elsewhere are updated to a missing address, and
+// the rest are created. More records pointing elsewhere than addresses is
+// refused (ErrAmbiguous) rather than deleting someone's records. Every
+// Change returned, also on error, is safe to Revert, so undo puts the zone
+// back exactly. With one address it does what UpsertA does.
+func (c *Client) SetA(ctx context.Context, name string, ips []string) ([]Change, error) {
+	name = normalizeName(name)
+	if name == "" {
+		return nil, retry.Permanent(errors.New("set DNS records: empty name"))
+	}
+	want := make([]string, 0, len(ips))
+	for _, ip := range ips {
+		addr, err := netip.ParseAddr(strings.TrimSpace(ip))
+		if err != nil || !addr.Is4() {
+			return nil, retry.Permanent(fmt.Errorf("set DNS records %s: %q is not an IPv4 address", name, ip))
+		}
+		if !slices.Contains(want, addr.String()) {
+			want = append(want, addr.String())
+		}
+	}
+	existing, err := c.findA(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("set DNS records %s: %w", name, err)
+	}
+	var changes []Change
+	var stale []Record
+	var missing []string
+	for _, r := range existing {
+		if slices.Contains(want, r.Content) && c.matches(r, r.Content) {
+			changes = append(changes, Change{Name: name, RecordID: r.ID, Current: r})
+			continue
+		}
+		stale = append(stale, r)
+	}
+	for _, ip := range want {
+		if !slices.ContainsFunc(changes, func(ch Change) bool { return ch.Current.Content == ip }) {
+			missing = append(missing, ip)
+		}
+	}
+	if len(stale) > len(missing) {
+		contents := make([]string, len(stale))
+		for i, r := range stale {
+			contents[i] = r.Content
+		}
+		return nil, retry.Permanent(fmt.Errorf("set DNS records %s: %w: %s would be left pointing elsewhere; remove them first",
+			name, ErrAmbiguous, strings.Join(contents, ", ")))
+	}
+	for i, ip := range missing {
+		if i < len(stale) {
+			old := stale[i]
+			upd := old.clone()
+			upd.Content, upd.Proxied = ip, false
+			if c.cfg.TTL != 0 {
+				upd.TTL = c.cfg.TTL
+			}
+			ch := Change{Name: name, RecordID: old.ID, Previous: &old}
+			rec, err := c.put(ctx, upd)
+			if err != nil {
+				return append(changes, ch), fmt.Errorf("update DNS record %s (%s): %w", name, old.ID, err)
+			}
+			ch.Current = rec
+			changes = append(changes, ch)
+			continue
+		}
+		rec, err := c.create(ctx, name, ip, existing)
+		if err != nil {
+			return changes, fmt.Errorf("create DNS record %s → %s: %w", name, ip, err)
+		}
+		existing = append(existing, rec)
+		changes = append(changes, Change{Name: name, RecordID: rec.ID, Created: true, Current: rec})
+	}
+	return changes, nil
+}
+
 func (c *Client) matches(r Record, content string) bool {
 	return r.Content == content && !r.Proxied && (c.cfg.TTL == 0 || r.TTL == c.cfg.TTL)
 }

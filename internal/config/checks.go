@@ -36,6 +36,26 @@ func checkDNSLabel(v string) error {
 	return nil
 }
 
+// MaxWorkers bounds the workers setting: a typo (100 for 10) must not
+// order a hundred servers.
+const MaxWorkers = 50
+
+func checkControlPlanes(v string) error {
+	switch v {
+	case "1", "3", "5":
+		return nil
+	}
+	return errors.New("must be 1, 3 or 5: etcd keeps a quorum only with an odd number of members (2 survive no more failures than 1, 4 no more than 3), and more than 5 slows every write")
+}
+
+func checkWorkers(v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > MaxWorkers {
+		return fmt.Errorf("must be a whole number from 0 to %d", MaxWorkers)
+	}
+	return nil
+}
+
 func checkUUID(v string) error {
 	if !reUUID.MatchString(v) {
 		return errors.New("must be a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")

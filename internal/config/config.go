@@ -73,6 +73,13 @@ func (c *Config) Bool(name string) bool {
 	return b
 }
 
+// Int reads a whole-number setting (0 when unset or malformed: validation
+// reports those).
+func (c *Config) Int(name string) int {
+	n, _ := strconv.Atoi(c.Get(name))
+	return n
+}
+
 // Duration returns a validated duration setting.
 func (c *Config) Duration(name string) time.Duration {
 	d, _ := time.ParseDuration(c.Get(name))

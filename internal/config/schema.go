@@ -97,15 +97,18 @@ func (s Setting) Ways() string {
 
 // Names of settings the code refers to. Keep in sync with Schema (a test checks).
 const (
-	ClusterName = "cluster-name"
-	Domain      = "domain"
+	ClusterName   = "cluster-name"
+	Domain        = "domain"
+	ControlPlanes = "control-planes"
+	Workers       = "workers"
 
-	ScalewayAccessKey = "scaleway-access-key"
-	ScalewaySecretKey = "scaleway-secret-key"
-	ScalewayProjectID = "scaleway-project-id"
-	ScalewayZone      = "scaleway-zone"
-	ScalewayOfferID   = "scaleway-offer-id"
-	ScalewayOSID      = "scaleway-os-id"
+	ScalewayAccessKey     = "scaleway-access-key"
+	ScalewaySecretKey     = "scaleway-secret-key"
+	ScalewayProjectID     = "scaleway-project-id"
+	ScalewayZone          = "scaleway-zone"
+	ScalewayOfferID       = "scaleway-offer-id"
+	ScalewayWorkerOfferID = "scaleway-worker-offer-id"
+	ScalewayOSID          = "scaleway-os-id"
 
 	TalosVersion      = "talos-version"
 	KubernetesVersion = "kubernetes-version"
@@ -179,7 +182,9 @@ const DefaultSchematicID = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f
 
 // Schema is every setting, in reference order.
 var Schema = []Setting{
-	{Name: ClusterName, Section: "Cluster", Help: "Name of the cluster; also the server's hostname, its tags and the Teleport kube cluster name", Infisical: "CLUSTER_NAME", Check: checkDNSLabel},
+	{Name: ClusterName, Section: "Cluster", Help: "Name of the cluster; also its servers' names and hostnames (<name>, or <name>-cp-N and <name>-worker-N with more than one node), their tags and the Teleport kube cluster name", Infisical: "CLUSTER_NAME", Check: checkDNSLabel},
+	{Name: ControlPlanes, Section: "Cluster", Help: "Number of control-plane nodes: 1, 3 or 5 (etcd needs an odd number to keep a quorum; 3 survive the loss of one, 5 of two)", Default: "1", Infisical: "CONTROL_PLANES", Check: checkControlPlanes, Commands: forProvision},
+	{Name: Workers, Section: "Cluster", Help: "Number of worker nodes (0 or more); with none, workloads run on the control planes", Default: "0", Infisical: "WORKERS", Check: checkWorkers, Commands: forProvision},
 	{Name: Domain, Section: "Cluster", Help: "Public DNS domain of the cluster; the names it serves are made under it (e.g. *.apps.<domain>)", Infisical: "DOMAIN", Check: checkDNSName, Commands: forBuild},
 
 	{Name: ScalewayAccessKey, Section: "Scaleway", Help: "Scaleway API access key (SCW followed by 17 characters)", Secret: true, Infisical: "SCALEWAY_ACCESS_KEY", Check: checkScalewayAccessKey},
@@ -187,6 +192,7 @@ var Schema = []Setting{
 	{Name: ScalewayProjectID, Section: "Scaleway", Help: "Scaleway project that owns the server and the SSH keys", Infisical: "SCALEWAY_PROJECT_ID", Check: checkUUID},
 	{Name: ScalewayZone, Section: "Scaleway", Help: "Scaleway zone to order the Elastic Metal server in", Default: "fr-par-2", Infisical: "SCALEWAY_ZONE", Check: checkZone, Values: ElasticMetalZones()},
 	{Name: ScalewayOfferID, Section: "Scaleway", Help: "Elastic Metal offer to order (must support cloud-init)", Infisical: "SCALEWAY_OFFER_ID", Check: checkUUID, Commands: forProvision},
+	{Name: ScalewayWorkerOfferID, Section: "Scaleway", Help: "Elastic Metal offer for worker nodes (must support cloud-init); empty means scaleway-offer-id", Infisical: "SCALEWAY_WORKER_OFFER_ID", Check: checkUUID, Commands: forProvision},
 	{Name: ScalewayOSID, Section: "Scaleway", Help: "OS to install before the pivot to Talos (must support cloud-init, e.g. Ubuntu)", Infisical: "SCALEWAY_OS_ID", Check: checkUUID, Commands: forProvision},
 
 	{Name: TalosVersion, Section: "Talos", Help: "Talos Linux version to install", Default: "v1.12.4", Infisical: "TALOS_VERSION", Check: checkTalosVersion, Commands: forProvision},

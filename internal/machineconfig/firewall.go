@@ -7,6 +7,8 @@ import (
 
 	"github.com/siderolabs/talos/pkg/machinery/config/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
+	"github.com/siderolabs/talos/pkg/machinery/config/container"
+	"github.com/siderolabs/talos/pkg/machinery/config/encoder"
 	"github.com/siderolabs/talos/pkg/machinery/config/types/network"
 	"github.com/siderolabs/talos/pkg/machinery/nethelpers"
 )
@@ -14,8 +16,17 @@ import (
 // Ports the firewall is about.
 const (
 	TalosAPIPort      = 50000
+	TrustdPort        = 50001
 	KubernetesAPIPort = 6443
 	KubeletPort       = 10250
+	EtcdClientPort    = 2379
+	EtcdPeerPort      = 2380
+	// VXLANPort carries pod traffic between nodes (flannel, and Cilium in
+	// its default tunnel mode).
+	VXLANPort = 8472
+	// KubePrismPort is where every node's local API load balancer listens
+	// (loopback only: no rule needed).
+	KubePrismPort = 7445
 )
 
 // Names of the firewall rules. The operator rules exist only in the initial
@@ -25,7 +36,24 @@ const (
 	RuleOperatorKubeAPI       = "operator-kube-api"
 	RuleClusterKubernetesAPI  = "cluster-kube-api"
 	RuleClusterKubeletMetrics = "cluster-kubelet"
+	// Node-to-node rules: only with more than one node, from the other
+	// nodes' /32s.
+	RuleNodesEtcd     = "nodes-etcd"
+	RuleNodesTrustd   = "nodes-trustd"
+	RuleNodesTalosAPI = "nodes-talos-api"
+	RuleNodesVXLAN    = "nodes-vxlan"
 )
+
+// firewallInput is what one node's firewall is made of.
+type firewallInput struct {
+	node          netip.Addr
+	worker        bool
+	controlPlanes []netip.Addr // every control plane, this node included if it is one
+	nodes         []netip.Addr // every node, this one included
+	pods          []netip.Prefix
+	services      []netip.Prefix
+	operator      netip.Addr // invalid: the lockdown config
+}
 
 // firewallDocuments returns the ingress firewall of the node.
 //
@@ -35,43 +63,84 @@ const (
 // still lets through loopback (the node talking to its own address),
 // established connections and pod-to-pod traffic; pods reaching host ports
 // (the API server behind the kubernetes Service, the kubelet for metrics)
-// need the cluster rules below. etcd, trustd and every other port stay closed
-// because a single node reaches them over loopback.
-func firewallDocuments(node netip.Addr, podCIDRs, serviceCIDRs []netip.Prefix, operator netip.Addr) []config.Document {
+// need the cluster rules below.
+//
+// A single node reaches etcd, trustd and its own APIs over loopback, so it
+// needs nothing more. With several, each port another node must reach is
+// opened to exactly the other nodes' /32s that need it: etcd (2379-2380)
+// between control planes, trustd (50001) and the API server (6443) on the
+// control planes from every node, apid (50000) between nodes (apid proxies
+// talosctl to the others), the kubelet (10250) from the control planes, and
+// VXLAN (udp/8472) for pod traffic between nodes.
+func firewallDocuments(in firewallInput) []config.Document {
 	action := network.NewDefaultActionConfigV1Alpha1()
 	action.Ingress = nethelpers.DefaultActionBlock
 
-	nodeOnly := netip.PrefixFrom(node, node.BitLen())
-	inCluster := append(append(append([]netip.Prefix{}, podCIDRs...), serviceCIDRs...), nodeOnly)
+	self := func(ip netip.Addr) netip.Prefix { return netip.PrefixFrom(ip, ip.BitLen()) }
+	others := func(ips []netip.Addr) []netip.Prefix {
+		var out []netip.Prefix
+		for _, ip := range ips {
+			if ip != in.node {
+				out = append(out, self(ip))
+			}
+		}
 
-	docs := []config.Document{
-		action,
-		tcpRule(RuleClusterKubernetesAPI, KubernetesAPIPort, inCluster...),
-		tcpRule(RuleClusterKubeletMetrics, KubeletPort, append(append([]netip.Prefix{}, podCIDRs...), nodeOnly)...),
+		return out
+	}
+	nodeOnly := self(in.node)
+	peers, peerCPs := others(in.nodes), others(in.controlPlanes)
+
+	docs := []config.Document{action}
+
+	if !in.worker {
+		inCluster := append(append(append([]netip.Prefix{}, in.pods...), in.services...), nodeOnly)
+		docs = append(docs, tcpRule(RuleClusterKubernetesAPI, KubernetesAPIPort, append(inCluster, peers...)...))
 	}
 
-	if operator.IsValid() {
-		operatorOnly := netip.PrefixFrom(operator, operator.BitLen())
+	docs = append(docs, tcpRule(RuleClusterKubeletMetrics, KubeletPort, append(append(append([]netip.Prefix{}, in.pods...), nodeOnly), peerCPs...)...))
+
+	if !in.worker && len(peerCPs) > 0 {
+		docs = append(docs, portRule(RuleNodesEtcd, nethelpers.ProtocolTCP, EtcdClientPort, EtcdPeerPort, peerCPs...))
+	}
+
+	if !in.worker && len(peers) > 0 {
+		docs = append(docs, tcpRule(RuleNodesTrustd, TrustdPort, peers...))
+	}
+
+	if len(peers) > 0 {
 		docs = append(docs,
-			tcpRule(RuleOperatorTalosAPI, TalosAPIPort, operatorOnly),
-			tcpRule(RuleOperatorKubeAPI, KubernetesAPIPort, operatorOnly),
+			tcpRule(RuleNodesTalosAPI, TalosAPIPort, peers...),
+			portRule(RuleNodesVXLAN, nethelpers.ProtocolUDP, VXLANPort, VXLANPort, peers...),
 		)
+	}
+
+	if in.operator.IsValid() {
+		operatorOnly := self(in.operator)
+		docs = append(docs, tcpRule(RuleOperatorTalosAPI, TalosAPIPort, operatorOnly))
+
+		if !in.worker {
+			docs = append(docs, tcpRule(RuleOperatorKubeAPI, KubernetesAPIPort, operatorOnly))
+		}
 	}
 
 	return docs
 }
 
-func tcpRule(name string, port uint16, subnets ...netip.Prefix) *network.RuleConfigV1Alpha1 {
+func portRule(name string, proto nethelpers.Protocol, lo, hi uint16, subnets ...netip.Prefix) *network.RuleConfigV1Alpha1 {
 	rule := network.NewRuleConfigV1Alpha1()
 	rule.MetaName = name
-	rule.PortSelector.Protocol = nethelpers.ProtocolTCP
-	rule.PortSelector.Ports = network.PortRanges{{Lo: port, Hi: port}}
+	rule.PortSelector.Protocol = proto
+	rule.PortSelector.Ports = network.PortRanges{{Lo: lo, Hi: hi}}
 
 	for _, subnet := range subnets {
 		rule.Ingress = append(rule.Ingress, network.IngressRule{Subnet: subnet})
 	}
 
 	return rule
+}
+
+func tcpRule(name string, port uint16, subnets ...netip.Prefix) *network.RuleConfigV1Alpha1 {
+	return portRule(name, nethelpers.ProtocolTCP, port, port, subnets...)
 }
 
 // Firewall is the ingress firewall a machine config asks for.
@@ -158,4 +227,32 @@ func firewallOf(cfg config.Config) Firewall {
 	}
 
 	return fw
+}
+
+// DropRule returns cfg without the firewall rule called name: a config
+// broken on purpose, for proving that a cluster missing a rule fails.
+func DropRule(cfg []byte, name string) ([]byte, error) {
+	provider, err := configloader.NewFromBytes(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("drop rule %s: %w", name, errUnreadableConfig)
+	}
+
+	var docs []config.Document
+
+	for _, doc := range provider.Documents() {
+		if named, ok := doc.(config.NamedDocument); ok && named.Name() == name {
+			if _, isRule := doc.(*network.RuleConfigV1Alpha1); isRule {
+				continue
+			}
+		}
+
+		docs = append(docs, doc)
+	}
+
+	c, err := container.New(docs...)
+	if err != nil {
+		return nil, err
+	}
+
+	return c.EncodeBytes(encoder.WithComments(encoder.CommentsDisabled))
 }

@@ -1,5 +1,6 @@
-// Package machineconfig generates, in memory, the Talos machine configs of a
-// single-node cluster and the talosconfig to reach it.
+// Package machineconfig generates, in memory, the Talos machine configs of
+// one node of a cluster (a control plane or a worker) and the talosconfig to
+// reach the cluster.
 //
 // Two configs come out of one generation: the initial one, whose ingress
 // firewall lets the operator's address alone reach the Talos API (50000) and
@@ -24,6 +25,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config/generate"
 	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
 	"github.com/siderolabs/talos/pkg/machinery/config/machine"
+	"github.com/siderolabs/talos/pkg/machinery/config/types/network"
 	"github.com/siderolabs/talos/pkg/machinery/config/types/v1alpha1"
 	"github.com/siderolabs/talos/pkg/machinery/config/validation"
 )
@@ -63,6 +65,44 @@ type Input struct {
 	// Clock dates the talosconfig client certificate; it defaults to the
 	// bundle's clock, else the system clock.
 	Clock secrets.Clock
+
+	// Worker makes a worker's config; otherwise a control plane's.
+	Worker bool
+	// Hostname is the node's name; empty leaves Talos's stable default.
+	Hostname string
+	// ControlPlaneIPs are every control plane's address: certificate SANs,
+	// talosconfig endpoints and the firewall. Default: PublicIP alone.
+	ControlPlaneIPs []netip.Addr
+	// NodeIPs are every node's address, control planes included: the
+	// firewall opens node-to-node ports to these /32s only. Default:
+	// PublicIP alone.
+	NodeIPs []netip.Addr
+	// HasWorkers keeps workloads off the control planes.
+	HasWorkers bool
+}
+
+// controlPlaneIPs is ControlPlaneIPs, defaulting to the node itself.
+func (in Input) controlPlaneIPs() []netip.Addr {
+	if len(in.ControlPlaneIPs) > 0 {
+		return unmapAll(in.ControlPlaneIPs)
+	}
+	return []netip.Addr{in.PublicIP.Unmap()}
+}
+
+// nodeIPs is NodeIPs, defaulting to the node itself.
+func (in Input) nodeIPs() []netip.Addr {
+	if len(in.NodeIPs) > 0 {
+		return unmapAll(in.NodeIPs)
+	}
+	return []netip.Addr{in.PublicIP.Unmap()}
+}
+
+func unmapAll(ips []netip.Addr) []netip.Addr {
+	out := make([]netip.Addr, len(ips))
+	for i, ip := range ips {
+		out[i] = ip.Unmap()
+	}
+	return out
 }
 
 // Result holds the rendered configs.
@@ -98,6 +138,10 @@ func (in Input) Validate() error {
 	}
 
 	check(clusterNameRE.MatchString(in.ClusterName), "cluster name %q is not a DNS label", in.ClusterName)
+	check(in.Hostname == "" || clusterNameRE.MatchString(in.Hostname), "hostname %q is not a DNS label", in.Hostname)
+	for _, ip := range append(append([]netip.Addr{}, in.ControlPlaneIPs...), in.NodeIPs...) {
+		check(ip.IsValid() && !ip.IsUnspecified(), "node address %v is not an address", ip)
+	}
 	check(in.PublicIP.IsValid() && !in.PublicIP.IsUnspecified(), "public IP is not set")
 	check(in.DNSName == "" || isDNSName(in.DNSName), "DNS name %q is not a DNS name", in.DNSName)
 	check(in.Endpoint == "" || isDNSName(in.Endpoint) || isIP(in.Endpoint), "endpoint %q is neither a DNS name nor an IP address", in.Endpoint)
@@ -168,12 +212,17 @@ func Generate(in Input) (*Result, error) {
 
 	publicIP := in.PublicIP.Unmap()
 
-	controlPlane, err := render(base, firewallDocuments(publicIP, podCIDRs, serviceCIDRs, in.OperatorIP.Unmap()))
+	fw := func(operator netip.Addr) []config.Document {
+		return firewallDocuments(firewallInput{node: publicIP, worker: in.Worker, controlPlanes: in.controlPlaneIPs(), nodes: in.nodeIPs(),
+			pods: podCIDRs, services: serviceCIDRs, operator: operator})
+	}
+
+	controlPlane, err := render(base, fw(in.OperatorIP.Unmap()))
 	if err != nil {
 		return nil, fmt.Errorf("render initial machine config: %w", err)
 	}
 
-	lockdown, err := render(base, firewallDocuments(publicIP, podCIDRs, serviceCIDRs, netip.Addr{}))
+	lockdown, err := render(base, fw(netip.Addr{}))
 	if err != nil {
 		return nil, fmt.Errorf("render lockdown machine config: %w", err)
 	}
@@ -184,7 +233,7 @@ func Generate(in Input) (*Result, error) {
 	}
 
 	if ctx, ok := talosconfig.Contexts[in.ClusterName]; ok {
-		ctx.Nodes = []string{publicIP.String()}
+		ctx.Nodes = addrStrings(in.controlPlaneIPs())
 	}
 
 	talosconfigBytes, err := talosconfig.Bytes()
@@ -195,7 +244,15 @@ func Generate(in Input) (*Result, error) {
 	return &Result{ControlPlane: controlPlane, Lockdown: lockdown, Talosconfig: talosconfigBytes}, nil
 }
 
-// baseConfig generates the control-plane documents without any firewall.
+func addrStrings(ips []netip.Addr) []string {
+	out := make([]string, len(ips))
+	for i, ip := range ips {
+		out[i] = ip.String()
+	}
+	return out
+}
+
+// baseConfig generates the node's documents without any firewall.
 func baseConfig(in Input) (*container.Container, *generate.Input, error) {
 	contract, err := parseTalosVersion(in.TalosVersion)
 	if err != nil {
@@ -217,9 +274,10 @@ func baseConfig(in Input) (*container.Container, *generate.Input, error) {
 		imageBase = DefaultInstallerImageBase
 	}
 
-	publicIP := in.PublicIP.Unmap().String()
-
-	sans := []string{publicIP}
+	// Every control plane's address and the DNS name: the API server and
+	// apid certificates must be valid whichever control plane answers.
+	cps := addrStrings(in.controlPlaneIPs())
+	sans := append([]string{}, cps...)
 	if in.DNSName != "" {
 		sans = append(sans, in.DNSName)
 	}
@@ -233,14 +291,22 @@ func baseConfig(in Input) (*container.Container, *generate.Input, error) {
 		generate.WithInstallDisk(in.InstallDisk),
 		generate.WithInstallImage(fmt.Sprintf("%s/%s:%s", imageBase, in.SchematicID, in.TalosVersion)),
 		generate.WithAdditionalSubjectAltNames(sans),
-		generate.WithAllowSchedulingOnControlPlanes(true),
-		generate.WithEndpointList([]string{publicIP}),
+		generate.WithAllowSchedulingOnControlPlanes(!in.HasWorkers),
+		generate.WithEndpointList(cps),
+		// KubePrism: every node's own load balancer over all API servers,
+		// so in-cluster clients survive a control plane going away.
+		generate.WithKubePrismPort(KubePrismPort),
 	)
 	if err != nil {
 		return nil, nil, err
 	}
 
-	provider, err := input.Config(machine.TypeControlPlane)
+	kind := machine.TypeControlPlane
+	if in.Worker {
+		kind = machine.TypeWorker
+	}
+
+	provider, err := input.Config(kind)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -263,6 +329,12 @@ func baseConfig(in Input) (*container.Container, *generate.Input, error) {
 	}
 
 	patched, err := provider.PatchV1Alpha1(func(cfg *v1alpha1.Config) error {
+		if in.Worker {
+			// Workers get no API server and no inline manifests: only
+			// control planes apply those.
+			return nil
+		}
+
 		cfg.ClusterConfig.APIServerConfig.CertSANs = dedupe(cfg.ClusterConfig.APIServerConfig.CertSANs)
 
 		for _, m := range manifests {
@@ -281,7 +353,57 @@ func baseConfig(in Input) (*container.Container, *generate.Input, error) {
 		return nil, nil, fmt.Errorf("unexpected config type %T", patched)
 	}
 
+	if in.Hostname != "" {
+		if c, err = withHostname(c, in.Hostname); err != nil {
+			return nil, nil, err
+		}
+	}
+
 	return c, input, nil
+}
+
+// withHostname names the node: the HostnameConfig document replaces the
+// generator's stable automatic name (Talos 1.12+); older contracts take the
+// v1alpha1 field.
+func withHostname(c *container.Container, hostname string) (*container.Container, error) {
+	var docs []config.Document
+
+	found := false
+
+	for _, doc := range c.Documents() {
+		if h, ok := doc.(*network.HostnameConfigV1Alpha1); ok {
+			h = h.DeepCopy()
+			h.ConfigAuto = nil
+			h.ConfigHostname = hostname
+			doc, found = h, true
+		}
+
+		docs = append(docs, doc)
+	}
+
+	if found {
+		return container.New(docs...)
+	}
+
+	patched, err := c.PatchV1Alpha1(func(cfg *v1alpha1.Config) error {
+		if cfg.MachineConfig.MachineNetwork == nil {
+			cfg.MachineConfig.MachineNetwork = &v1alpha1.NetworkConfig{}
+		}
+
+		cfg.MachineConfig.MachineNetwork.NetworkHostname = hostname //nolint:staticcheck // the field older contracts read
+
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	out, ok := patched.(*container.Container)
+	if !ok {
+		return nil, fmt.Errorf("unexpected config type %T", patched)
+	}
+
+	return out, nil
 }
 
 // dedupe drops repeated names while keeping the order: the generator adds

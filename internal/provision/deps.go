@@ -24,11 +24,12 @@ type Servers interface {
 	GetServer(ctx context.Context, id string) (*scaleway.Server, error)
 	DeleteServer(ctx context.Context, id string, opts wait.Options) error
 	FindServers(ctx context.Context, tags ...string) ([]scaleway.Server, error)
+	WatchServers(ctx context.Context, tags []string, opts wait.Options, see func([]scaleway.Server) (bool, error)) error
 }
 
-// DNS points a name at the server and puts it back on undo.
+// DNS points a name at the control planes and puts it back on undo.
 type DNS interface {
-	UpsertA(ctx context.Context, name, ipv4 string) (cloudflare.Change, error)
+	SetA(ctx context.Context, name string, ipv4s []string) ([]cloudflare.Change, error)
 	Revert(ctx context.Context, ch cloudflare.Change) error
 	FindA(ctx context.Context, name string) ([]cloudflare.Record, error)
 	DeleteRecord(ctx context.Context, id string) error
@@ -64,6 +65,7 @@ type Talos interface {
 	Kubeconfig(ctx context.Context, ip string, talosconfig []byte) ([]byte, error)
 	ApplySecure(ctx context.Context, ip string, talosconfig, cfg []byte) (bool, error)
 	ProbePorts(ctx context.Context, ip string, ports []int) (map[int]bool, error)
+	EtcdMembers(ctx context.Context, ip string, talosconfig []byte) ([]string, error)
 }
 
 // IPDetector finds the operator's public IPv4.

@@ -6,12 +6,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/rawkode/rawkode-cloud/internal/config"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 	"github.com/rawkode/rawkode-cloud/internal/pivot"
+	"github.com/rawkode/rawkode-cloud/internal/retry"
 	"github.com/rawkode/rawkode-cloud/internal/scaleway"
 )
 
@@ -30,13 +32,36 @@ type metal struct {
 	sshKeys []string // listed in Check, before any money is spent
 }
 
-// Check verifies the offer and OS, that no server of the cluster exists yet
-// and lists the SSH keys the OS install requires.
-func (m *metal) Check(ctx context.Context, r *pipeline.Run, _ []*Node) error {
-	offer, osID := m.cfg.Get(config.ScalewayOfferID), m.cfg.Get(config.ScalewayOSID)
-	if err := m.scw.CheckCompatibility(ctx, offer, osID); err != nil {
-		return fmt.Errorf("check offer and OS before ordering: %w", err)
+// offer is the Elastic Metal offer node n is ordered with.
+func (m *metal) offer(n *Node) string {
+	if n.Role == Worker && m.cfg.IsSet(config.ScalewayWorkerOfferID) {
+		return m.cfg.Get(config.ScalewayWorkerOfferID)
 	}
+	return m.cfg.Get(config.ScalewayOfferID)
+}
+
+// Check verifies every offer the nodes use (in stock, cloud-init) and the
+// OS, that no server of the cluster exists yet, and lists the SSH keys the
+// OS install requires. Scaleway reports stock as empty, low or available,
+// not as a count: an offer out of stock fails here, a low one may still
+// run out during the order (then phase 1 undoes what it ordered).
+func (m *metal) Check(ctx context.Context, r *pipeline.Run, nodes []*Node) error {
+	osID := m.cfg.Get(config.ScalewayOSID)
+	perOffer := map[string]int{}
+	for _, n := range nodes {
+		perOffer[m.offer(n)]++
+	}
+	offers := make([]string, 0, len(perOffer))
+	for o := range perOffer {
+		offers = append(offers, o)
+	}
+	sort.Strings(offers)
+	for _, offer := range offers {
+		if err := m.scw.CheckCompatibility(ctx, offer, osID); err != nil {
+			return fmt.Errorf("check offer and OS before ordering %d server(s): %w", perOffer[offer], err)
+		}
+	}
+	offer := strings.Join(offers, ",")
 	// One cluster, one set of servers: a second order under the same name
 	// would bill twice and fight over the DNS record and the Teleport name.
 	name := m.cluster
@@ -83,12 +108,12 @@ func (m *metal) order(ctx context.Context, r *pipeline.Run, n *Node, userData []
 	spec := scaleway.ServerSpec{
 		Name:        n.Name,
 		Description: "Talos node of cluster " + name + ", managed by rawkode-cloud",
-		OfferID:     m.cfg.Get(config.ScalewayOfferID),
+		OfferID:     m.offer(n),
 		OSID:        m.cfg.Get(config.ScalewayOSID),
 		Hostname:    n.Name,
 		SSHKeyIDs:   m.sshKeys,
 		UserData:    userData,
-		Tags:        append(scaleway.ClusterTags(name), orderTag),
+		Tags:        append(scaleway.ClusterTags(name), "role="+string(n.Role), "node="+n.Name, orderTag),
 	}
 	var srv *scaleway.Server
 	var err error
@@ -121,7 +146,7 @@ func (m *metal) order(ctx context.Context, r *pipeline.Run, n *Node, userData []
 	if !adopted { // an adopted server's undo is already pushed
 		m.undoServer(r, *srv)
 	}
-	r.Info("server ordered", map[string]any{"server_id": srv.ID, "offer": m.cfg.Get(config.ScalewayOfferID), "ssh_keys": len(m.sshKeys)})
+	r.Info("server ordered", map[string]any{"server_id": srv.ID, "node": n.Name, "offer": spec.OfferID, "ssh_keys": len(m.sshKeys)})
 	return nil
 }
 
@@ -180,58 +205,153 @@ func pivotOptions(cfg *config.Config) pivot.Options {
 // Reach waits, for every node at once, until its server is delivered AND
 // its OS install completed (Scaleway says "ready" long before the install
 // even starts), and the pivot has brought Talos up in maintenance mode.
+//
+// One list call per poll, filtered by the cluster's tag, watches every
+// server (watch); each node is probed for maintenance mode on its own
+// (reach), since that is a TLS dial to the node that costs the API nothing.
 func (m *metal) Reach(ctx context.Context, r *pipeline.Run, nodes []*Node) error {
-	return eachNode(nodes, func(n *Node) error { return m.reach(ctx, r, n) })
+	sctx, cancel := context.WithTimeout(ctx, m.cfg.Duration(config.ServerTimeout))
+	defer cancel()
+	watches := make(map[string]*serverWatch, len(nodes))
+	for _, n := range nodes {
+		watches[n.Machine.ID] = m.newWatch(r, n)
+	}
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		m.watch(sctx, r, watches)
+	}()
+	err := eachNode(nodes, func(n *Node) error { return m.reach(ctx, r, n, watches[n.Machine.ID]) })
+	// Talos answering proves the installs are over: the poll is not needed
+	// any more, and must not outlive the phase.
+	cancel()
+	<-watched
+	return err
 }
 
-// reach is one node's part of phase 2. The node answering in maintenance
-// mode is the event that matters, so it is probed directly (a TLS dial that
-// costs the API nothing) alongside the Scaleway status poll, which mainly
-// catches install errors. The public IP is known long before the install
-// ends: keeping n.Address then lets the DNS record and the configs be
-// prepared meanwhile.
-func (m *metal) reach(ctx context.Context, r *pipeline.Run, n *Node) error {
+// serverWatch is what the status poll learns about one node's server.
+type serverWatch struct {
+	n         *Node
+	ipWait    *pipeline.Waiter
+	readyWait *pipeline.Waiter
+	state     string
+	ipKept    bool
+	// ready is kept when the install completed, broken when the server
+	// failed, vanished, or could not be watched.
+	ready *pipeline.Promise[struct{}]
+}
+
+func (m *metal) newWatch(r *pipeline.Run, n *Node) *serverWatch {
+	id := n.Machine.ID
+	timeout, every := m.cfg.Duration(config.ServerTimeout), m.cfg.Duration(config.ServerPollInterval)
+	return &serverWatch{n: n,
+		ipWait:    r.Wait("public IPv4 of server "+id, timeout, every),
+		readyWait: r.Wait("server "+id+" delivery and OS install", timeout, every),
+		ready:     pipeline.NewPromise[struct{}](),
+	}
+}
+
+// watch polls the cluster's servers until every one is installed or failed.
+// Its end (install completed) is when the join token can be minted with its
+// TTL still covering the pivot, the reboot and the agent's start.
+func (m *metal) watch(ctx context.Context, r *pipeline.Run, watches map[string]*serverWatch) {
+	all := r.Wait(fmt.Sprintf("%d server(s) of cluster %s", len(watches), m.cluster), m.cfg.Duration(config.ServerTimeout), m.cfg.Duration(config.ServerPollInterval))
+	opts := all.Options()
+	opts.OnState = nil // each server's state is reported on its own wait
+	err := m.scw.WatchServers(ctx, scaleway.ClusterTags(m.cluster), opts, func(list []scaleway.Server) (bool, error) {
+		seen := map[string]bool{}
+		for _, srv := range list {
+			if w := watches[srv.ID]; w != nil {
+				seen[srv.ID] = true
+				w.see(r, srv)
+			}
+		}
+		pending := 0
+		for id, w := range watches {
+			if !seen[id] {
+				w.ready.Break(retry.Permanent(fmt.Errorf("server %s: no longer listed by Scaleway (deleted outside this run?): %w", id, scaleway.ErrServerFailed)))
+			}
+			select {
+			case <-w.ready.Done():
+			default:
+				pending++
+			}
+		}
+		return pending == 0, nil
+	})
+	if err == nil {
+		all.Done()
+	}
+	for id, w := range watches {
+		if err != nil {
+			w.ready.Break(fmt.Errorf("wait for server %s: %w", id, err))
+		}
+	}
+}
+
+// see takes one observation of the node's server.
+func (w *serverWatch) see(r *pipeline.Run, srv scaleway.Server) {
+	if st := srv.State(); st != w.state {
+		w.state = st
+		w.readyWait.State(st)
+		if !w.ipKept {
+			w.ipWait.State(st)
+		}
+	}
+	if srv.IPv4 != "" && !w.ipKept {
+		w.ipKept = true
+		w.ipWait.Done()
+		r.Info("public IPv4 assigned", map[string]any{"server_id": srv.ID, "ip": srv.IPv4, "node": w.n.Name})
+		w.n.Address.Keep(srv.IPv4)
+	}
+	if err := srv.Failed(); err != nil {
+		w.ready.Break(err)
+		return
+	}
+	if srv.Installed() {
+		select {
+		case <-w.ready.Done():
+		default:
+			w.readyWait.Done()
+			w.ready.Keep(struct{}{})
+			w.n.Installed.Keep(struct{}{})
+		}
+	}
+}
+
+// reach is one node's part of phase 2: once the node has an address it is
+// probed slowly while the install runs (Ubuntu does not serve :50000), and
+// quickly once the install completed and the pivot can finish any moment.
+func (m *metal) reach(ctx context.Context, r *pipeline.Run, n *Node, w *serverWatch) error {
 	id := n.Machine.ID
 	serverTimeout := m.cfg.Duration(config.ServerTimeout)
 	pollEvery := m.cfg.Duration(config.ServerPollInterval)
 	sctx, cancel := context.WithTimeout(ctx, serverTimeout)
 	defer cancel()
 
-	w := r.Wait("public IPv4 of server "+id, serverTimeout, pollEvery)
-	srv, err := m.scw.WaitIPv4(sctx, id, w.Options())
-	if err != nil {
-		return fmt.Errorf("wait for server %s: %w", id, err)
-	}
-	w.Done()
-	r.Info("public IPv4 assigned", map[string]any{"server_id": id, "ip": srv.IPv4})
-	n.Address.Keep(srv.IPv4)
-
-	// Scaleway status poll, in the background: its end (install completed)
-	// is when the join token can be minted with its TTL still covering the
-	// pivot, the reboot and the agent's start.
-	w = r.Wait("server "+id+" delivery and OS install", serverTimeout, pollEvery)
-	pollReady := func(context.Context) error {
-		if _, err := m.scw.WaitReady(sctx, id, w.Options()); err != nil {
-			return err
+	var ip string
+	select {
+	case <-n.Address.Done():
+		ip, _ = n.Address.Get(ctx)
+	case <-w.ready.Done():
+		if _, err := w.ready.Get(ctx); err != nil {
+			return fmt.Errorf("wait for server %s: %w", id, err)
 		}
-		w.Done()
-		n.Installed.Keep(struct{}{})
-		return nil
+		ip, _ = n.Address.Get(ctx) // an installed server has its address
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	var ready *pipeline.Task
-	if m.sequential {
-		ready = r.Done(pollReady)
-	} else {
-		ready = r.Go(pollReady)
+	if m.sequential { // the seed design's order: install first, then Talos
+		if _, err := w.ready.Get(ctx); err != nil {
+			return fmt.Errorf("wait for server %s: %w", id, err)
+		}
 	}
 
-	// Probe slowly while the install runs (Ubuntu does not serve :50000
-	// anyway), quickly once it completed and the pivot can finish any moment.
-	mw := r.Wait("Talos maintenance mode on "+srv.IPv4, serverTimeout+m.cfg.Duration(config.TalosMaintenanceTimeout), m.cfg.Duration(config.TalosMaintenanceInterval))
+	mw := r.Wait("Talos maintenance mode on "+ip, serverTimeout+m.cfg.Duration(config.TalosMaintenanceTimeout), m.cfg.Duration(config.TalosMaintenanceInterval))
 	probe := func(ctx context.Context, every time.Duration) error {
 		opts := mw.Options()
 		opts.Interval = every
-		return m.talos.WaitMaintenance(ctx, srv.IPv4, opts)
+		return m.talos.WaitMaintenance(ctx, ip, opts)
 	}
 	slow, stopSlow := context.WithCancel(sctx)
 	defer stopSlow()
@@ -243,25 +363,26 @@ func (m *metal) reach(ctx context.Context, r *pipeline.Run, n *Node) error {
 		if err == nil {
 			mw.Done()
 			// Talos is up, so the install is over whatever the API says yet.
-			cancel()
-			_ = ready.Wait(context.Background())
 			n.Installed.Keep(struct{}{})
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		// The probe failed for good (or the server timeout passed): stop the
-		// status poll and prefer its error, which names an install failure.
-		cancel()
-		if rerr := ready.Wait(context.Background()); rerr != nil && !errors.Is(rerr, context.Canceled) {
-			return fmt.Errorf("wait for server %s: %w", id, rerr)
+		// The probe failed for good (or the server timeout passed): prefer
+		// the status poll's error, which names an install failure.
+		select {
+		case <-w.ready.Done():
+			if _, werr := w.ready.Get(ctx); werr != nil {
+				return fmt.Errorf("wait for server %s: %w", id, werr)
+			}
+		default:
 		}
 		return err
-	case <-waitDone(ctx, ready):
+	case <-w.ready.Done():
 		stopSlow()
 		<-maint
-		if err := ready.Wait(ctx); err != nil {
+		if _, err := w.ready.Get(ctx); err != nil {
 			return fmt.Errorf("wait for server %s: %w", id, err)
 		}
 	}
@@ -274,14 +395,4 @@ func (m *metal) reach(ctx context.Context, r *pipeline.Run, n *Node) error {
 	}
 	mw.Done()
 	return nil
-}
-
-// waitDone is closed when the task ends (or ctx does).
-func waitDone(ctx context.Context, t *pipeline.Task) <-chan struct{} {
-	ch := make(chan struct{})
-	go func() {
-		_ = t.Wait(ctx)
-		close(ch)
-	}()
-	return ch
 }

@@ -17,32 +17,49 @@ import (
 // plus the cluster's talosconfig. This is the one place where what a node
 // receives is decided.
 func (p *Provisioner) renderConfigs(ctx context.Context, r *pipeline.Run, bundle *secrets.Bundle) error {
-	if _, err := addresses(ctx, p.nodes); err != nil {
+	all, err := addresses(ctx, p.nodes)
+	if err != nil {
+		return err
+	}
+	cps, err := addresses(ctx, p.controlPlanes())
+	if err != nil {
 		return err
 	}
 	for _, n := range p.nodes {
-		res, err := machineconfig.Generate(p.machineInput(n, bundle))
+		res, err := machineconfig.Generate(p.machineInput(n, bundle, parseAddrs(cps), parseAddrs(all)))
 		if err != nil {
 			return fmt.Errorf("generate Talos machine config: %w", err)
 		}
 		n.config, n.lockdown = res.ControlPlane, res.Lockdown
-		p.talosconfig = res.Talosconfig
+		p.talosconfig = res.Talosconfig // the same for every node
 		fw, err := machineconfig.FirewallRules(n.config)
 		if err != nil {
 			return fmt.Errorf("read back firewall rules: %w", err)
 		}
 		for _, rule := range fw.Rules {
 			if rule.Operator() {
-				r.Info("temporary firewall opening", map[string]any{"rule": rule.String()})
+				r.Info("temporary firewall opening", map[string]any{"rule": rule.String(), "node": n.Name})
 			}
 		}
 	}
 	return nil
 }
 
-// machineInput is what node n's configs are made of.
-func (p *Provisioner) machineInput(n *Node, bundle *secrets.Bundle) machineconfig.Input {
-	endpoint := n.IP()
+func parseAddrs(ips []string) []netip.Addr {
+	out := make([]netip.Addr, 0, len(ips))
+	for _, ip := range ips {
+		if a, err := netip.ParseAddr(ip); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// machineInput is what node n's configs are made of. The cluster endpoint
+// is the DNS name (an A record per control plane) when Cloudflare is
+// configured, else the first control plane's address.
+func (p *Provisioner) machineInput(n *Node, bundle *secrets.Bundle, controlPlanes, nodes []netip.Addr) machineconfig.Input {
+	endpoint := p.bootstrapNode().IP()
 	if p.cfg.IsSet(config.CloudflareDNSName) {
 		endpoint = p.cfg.Get(config.CloudflareDNSName)
 	}
@@ -63,5 +80,10 @@ func (p *Provisioner) machineInput(n *Node, bundle *secrets.Bundle) machineconfi
 		InfisicalClientID:     p.cfg.Get(config.InfisicalClientID),
 		InfisicalClientSecret: p.cfg.Get(config.InfisicalClientSecret),
 		Secrets:               bundle,
+		Worker:                n.Role == Worker,
+		Hostname:              n.Name,
+		ControlPlaneIPs:       controlPlanes,
+		NodeIPs:               nodes,
+		HasWorkers:            len(p.nodes) > len(p.controlPlanes()),
 	}
 }

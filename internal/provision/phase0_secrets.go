@@ -29,6 +29,18 @@ func Requirements() config.Requirements {
 
 func extraChecks(cfg *config.Config) config.Problems {
 	var probs config.Problems
+	// Node names must stay DNS labels: <cluster>-worker-NN.
+	if nodes := planNodes(cfg.Get(config.ClusterName), cfg.Int(config.ControlPlanes), cfg.Int(config.Workers)); len(nodes) > 1 {
+		longest := ""
+		for _, n := range nodes {
+			if len(n.Name) > len(longest) {
+				longest = n.Name
+			}
+		}
+		if len(longest) > 63 {
+			probs = append(probs, cfg.ProblemFor(config.ClusterName, fmt.Sprintf("is too long for %d nodes: node name %s exceeds 63 characters", len(nodes), longest)))
+		}
+	}
 	if err := machineconfig.ValidateVersions(cfg.Get(config.TalosVersion), cfg.Get(config.KubernetesVersion)); err != nil {
 		probs = append(probs, cfg.ProblemFor(config.TalosVersion, "cannot be generated for: "+err.Error()))
 	}
@@ -125,6 +137,11 @@ func (p *Provisioner) resolveSecrets(ctx context.Context, r *pipeline.Run) error
 	}
 	if err := p.cfg.Validate(Requirements()); err != nil {
 		return fail.UsageError(err)
+	}
+	// Infisical may have filled the node counts.
+	p.nodes = planNodes(p.clusterName(), p.cfg.Int(config.ControlPlanes), p.cfg.Int(config.Workers))
+	if len(p.controlPlanes()) > 1 && !p.cfg.IsSet(config.CloudflareDNSName) {
+		r.Warn("without Cloudflare the cluster endpoint is the first control plane's address: clients outside the cluster lose the API with that node (KubePrism keeps in-cluster clients going)", nil)
 	}
 	if p.scw, err = f.Scaleway(p.cfg); err != nil {
 		return fail.UsageError(err)

@@ -3,6 +3,7 @@ package provision
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/rawkode/rawkode-cloud/internal/cloudflare"
 	"github.com/rawkode/rawkode-cloud/internal/config"
@@ -21,8 +22,8 @@ func (p *Provisioner) updateDNS(ctx context.Context, r *pipeline.Run) error {
 	return err
 }
 
-// upsertDNS points the record at the control plane, remembering what was
-// there so undo can put it back exactly.
+// upsertDNS makes the endpoint name resolve to every control plane, one A
+// record each, remembering what was there so undo can put it back exactly.
 func (p *Provisioner) upsertDNS(ctx context.Context, r *pipeline.Run) ([]cloudflare.Change, error) {
 	if p.dns == nil {
 		return nil, nil
@@ -32,24 +33,25 @@ func (p *Provisioner) upsertDNS(ctx context.Context, r *pipeline.Run) ([]cloudfl
 		return nil, err
 	}
 	name := p.cfg.Get(config.CloudflareDNSName)
-	var changes []cloudflare.Change
-	for _, ip := range ips {
-		ch, err := p.dns.UpsertA(ctx, name, ip)
-		// Even a failed upsert may have changed the record (an update whose
-		// answer was lost); its Change is always safe to revert.
-		if ch.Changed() || err != nil {
-			r.Undo(pipeline.UndoStep{
-				Resource: dnsResource(ch, name),
-				Undone:   dnsUndone(ch, name),
-				Command:  revertCommand(ch, name, p.cfg.Get(config.CloudflareZoneID)),
-				Do:       func(ctx context.Context) error { return p.dns.Revert(ctx, ch) },
-			})
+	changes, err := p.dns.SetA(ctx, name, ips)
+	// Even a failed call may have changed records (an update whose answer
+	// was lost); each Change is always safe to revert.
+	for _, ch := range changes {
+		if !ch.Changed() && err == nil {
+			continue
 		}
-		if err != nil {
-			return changes, fmt.Errorf("point %s at %s: %w", name, ip, err)
-		}
-		changes = append(changes, ch)
-		r.Info("DNS "+ch.String(), map[string]any{"name": name, "ip": ip})
+		r.Undo(pipeline.UndoStep{
+			Resource: dnsResource(ch, name),
+			Undone:   dnsUndone(ch, name),
+			Command:  revertCommand(ch, name, p.cfg.Get(config.CloudflareZoneID)),
+			Do:       func(ctx context.Context) error { return p.dns.Revert(ctx, ch) },
+		})
+	}
+	if err != nil {
+		return changes, fmt.Errorf("point %s at %s: %w", name, strings.Join(ips, ", "), err)
+	}
+	for _, ch := range changes {
+		r.Info("DNS "+ch.String(), map[string]any{"name": name, "ip": ch.Current.Content})
 	}
 	return changes, nil
 }

@@ -2,13 +2,18 @@ package provision
 
 import (
 	"context"
+	"strings"
 
 	"github.com/rawkode/rawkode-cloud/internal/config"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 )
 
-// Services that must be Running and Healthy before the cluster counts as up.
-var Services = []string{"etcd", "kubelet", "apid", "trustd"}
+// Services that must be Running and Healthy on a control plane before the
+// cluster counts as up; WorkerServices on a worker (no etcd, no trustd).
+var (
+	Services       = []string{"etcd", "kubelet", "apid", "trustd"}
+	WorkerServices = []string{"kubelet", "apid"}
+)
 
 // bootstrap is phase 5: apply every node's config over the maintenance API
 // and wait for its reboot and mTLS (all nodes side by side), bootstrap etcd
@@ -57,7 +62,8 @@ func (p *Provisioner) applyConfig(ctx context.Context, r *pipeline.Run, n *Node)
 	return nil
 }
 
-// bootstrapEtcd bootstraps etcd on n: once per cluster, never on a joiner.
+// bootstrapEtcd bootstraps etcd on n: once per cluster, never on a joiner
+// (the other control planes join the member it starts by themselves).
 func (p *Provisioner) bootstrapEtcd(ctx context.Context, r *pipeline.Run, n *Node) error {
 	if p.opts.Rebuild != nil && p.opts.Rebuild.Snapshot != nil {
 		return p.recoverEtcd(ctx, r, n)
@@ -72,12 +78,17 @@ func (p *Provisioner) bootstrapEtcd(ctx context.Context, r *pipeline.Run, n *Nod
 	return nil
 }
 
-// waitServices waits until node n's services are healthy.
+// waitServices waits until node n's services are healthy: on a joining
+// control plane, etcd is healthy only once it became a member.
 func (p *Provisioner) waitServices(ctx context.Context, r *pipeline.Run, n *Node) error {
-	w := r.Wait("etcd, kubelet, apid, trustd healthy", p.timeout(config.ServicesTimeout), p.cfg.Duration(config.ServicesInterval))
+	services := Services
+	if n.Role == Worker {
+		services = WorkerServices
+	}
+	w := r.Wait(strings.Join(services, ", ")+" healthy on "+n.IP(), p.timeout(config.ServicesTimeout), p.cfg.Duration(config.ServicesInterval))
 	wctx, cancel := w.Context(ctx)
 	defer cancel()
-	if err := p.talos.WaitServices(wctx, n.IP(), p.talosconfig, Services, w.Options()); err != nil {
+	if err := p.talos.WaitServices(wctx, n.IP(), p.talosconfig, services, w.Options()); err != nil {
 		return err // the adapter names the operation and the node
 	}
 	w.Done()

@@ -124,7 +124,8 @@ func New(opts Options) *Provisioner {
 		opts.Redactor = redact.New()
 	}
 	p := &Provisioner{opts: opts, cfg: opts.Config}
-	p.nodes = planNodes(p.clusterName(), 1, 0)
+	// Phase 0 plans again once Infisical filled in the settings.
+	p.nodes = planNodes(p.clusterName(), max(p.cfg.Int(config.ControlPlanes), 1), p.cfg.Int(config.Workers))
 	p.defineWork()
 	return p
 }

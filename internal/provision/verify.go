@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/rawkode/rawkode-cloud/internal/config"
@@ -22,6 +24,7 @@ type verification struct {
 func (p *Provisioner) verifications() []verification {
 	return []verification{
 		{"Teleport lists the cluster's kube agent", p.verifyTeleport},
+		{"every control plane is an etcd member", p.verifyEtcd},
 	}
 }
 
@@ -53,4 +56,28 @@ func (p *Provisioner) verifyTeleport(ctx context.Context, r *pipeline.Run) error
 	}
 	w.Done()
 	return nil
+}
+
+// verifyEtcd asks every control plane for the etcd member list and expects
+// every control plane in it: a node whose etcd never joined would leave the
+// cluster one failure further from losing its quorum than it looks.
+func (p *Provisioner) verifyEtcd(ctx context.Context, _ *pipeline.Run) error {
+	cps := p.controlPlanes()
+	return eachNode(cps, func(n *Node) error {
+		members, err := p.talos.EtcdMembers(ctx, n.IP(), p.talosconfig)
+		if err != nil {
+			return fmt.Errorf("etcd verification failed: %w", err)
+		}
+		var missing []string
+		for _, cp := range cps {
+			if !slices.Contains(members, cp.Name) {
+				missing = append(missing, cp.Name)
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("etcd verification failed: %s lists members %s, missing %s",
+				n.Name, strings.Join(members, ", "), strings.Join(missing, ", "))
+		}
+		return nil
+	})
 }

@@ -38,6 +38,8 @@ type runOpts struct {
 	cancel  func(e pipeline.Event) bool // cancel the run when this returns true
 	cluster string
 	meter   *metering.Meter
+	// controlPlanes and workers size the cluster (zero: one node).
+	controlPlanes, workers int
 }
 
 func provisionSandbox(t *testing.T, o runOpts) result {
@@ -47,9 +49,19 @@ func provisionSandbox(t *testing.T, o runOpts) result {
 		t.Fatal(err)
 	}
 	t.Cleanup(sb.Close)
+	return provisionSandboxWith(t, sb, o)
+}
+
+// provisionSandboxWith provisions on a sandbox the test set up itself.
+func provisionSandboxWith(t *testing.T, sb *sandbox.Sandbox, o runOpts) result {
+	t.Helper()
 	cfg := config.New()
 	if o.cluster != "" {
 		cfg.Set(config.ClusterName, o.cluster, config.FromFlag, "--cluster-name")
+	}
+	if o.controlPlanes > 0 {
+		cfg.Set(config.ControlPlanes, fmt.Sprint(o.controlPlanes), config.FromFlag, "--control-planes")
+		cfg.Set(config.Workers, fmt.Sprint(o.workers), config.FromFlag, "--workers")
 	}
 	sb.Apply(cfg)
 	red := redact.New()
@@ -70,7 +82,7 @@ func provisionSandbox(t *testing.T, o runOpts) result {
 		}
 	})
 	runner := pipeline.Runner{Phases: p.Phases(), Sink: sink, UndoTimeout: cfg.Duration(config.UndoTimeout)}
-	_, err = runner.Execute(ctx)
+	_, err := runner.Execute(ctx)
 	return result{sb: sb, code: fail.ExitCode(err), err: err, events: rec.Events(), prov: p}
 }
 

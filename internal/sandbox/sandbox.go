@@ -116,6 +116,16 @@ type Sandbox struct {
 	ips          map[string]string // server ID → public IP
 	closed       bool
 	timers       []*time.Timer
+	rewrite      func([]byte) []byte
+}
+
+// RewriteConfigs makes every emulated node see fn(config) instead of the
+// config it was sent: how a test breaks a config on purpose (forgets a
+// firewall rule) to prove the emulated cluster notices as metal would.
+func (s *Sandbox) RewriteConfigs(fn func([]byte) []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rewrite = fn
 }
 
 // Start brings every emulator up.
@@ -211,6 +221,10 @@ func (s *Sandbox) bootNode(srv scaleway.Server) {
 		MaintenanceLinger: s.Scaled(s.profile.MaintenanceLinger),
 		Faults:            s.faults, NoEvents: s.pollOnly,
 		OnEvent: func(name string, at time.Time) { s.tl.add("talos: "+name, srv.IPv4, at) },
+		// The servers share one network: node-to-node traffic passes
+		// each node's emulated firewall.
+		Peers:         s.Nodes,
+		RewriteConfig: s.rewrite,
 	})
 	if err != nil {
 		return
@@ -523,10 +537,10 @@ var FaultPoints = []FaultPoint{
 	{Point: "scaleway.list-ssh-keys", What: "IAM list of the project's SSH keys"},
 	{Point: "scaleway.get-catalogue", What: "offer and OS look-ups before ordering"},
 	{Point: "scaleway.create-server", What: "the CreateServer call"},
-	{Point: "scaleway.get-server", What: "server status polls"},
+	{Point: "scaleway.get-server", What: "looking up one server (destroy --server-id, the wait until a deleted server is gone)"},
 	{Point: "scaleway.install", What: "the OS install (error: install fails; never: stays installing)"},
 	{Point: "scaleway.delete-server", What: "DeleteServer during undo or destroy"},
-	{Point: "scaleway.list-servers", What: "finding servers by tag (phase 0's one-server-per-cluster check, destroy)"},
+	{Point: "scaleway.list-servers", What: "listing the cluster's servers by tag (phase 0's no-second-cluster check, phase 2's status polls — one list for every server, destroy)"},
 	{Point: "cloudflare.list-records", What: "DNS record look-ups"},
 	{Point: "cloudflare.upsert-record", What: "creating or updating the A record"},
 	{Point: "cloudflare.delete-record", What: "deleting or restoring the record"},

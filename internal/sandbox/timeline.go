@@ -142,6 +142,7 @@ var waitConditions = []struct{ prefix, event string }{
 	{"Talos API over mTLS on ", TimelineConfigured},
 	{"etcd bootstrap", TimelineEtcdReady},
 	{"etcd, kubelet, apid, trustd healthy", TimelineServicesHealth},
+	{"kubelet, apid healthy", TimelineServicesHealth},
 	{"kube agent of ", TimelineRegistered},
 }
 
@@ -153,6 +154,14 @@ func ConditionTime(tl []TimelineEvent, wait string) (time.Time, string, bool) {
 	}
 	for _, c := range waitConditions {
 		if strings.HasPrefix(wait, c.prefix) {
+			// Per node: the event whose subject (server ID, node IP) the
+			// title names; a title naming none (the etcd bootstrap) takes
+			// the first.
+			for _, e := range tl {
+				if e.Name == c.event && e.Subject != "" && strings.HasSuffix(wait, " "+e.Subject) || e.Name == c.event && e.Subject != "" && strings.Contains(wait, " "+e.Subject+" ") {
+					return e.At, c.event, true
+				}
+			}
 			at, ok := First(tl, c.event)
 			return at, c.event, ok
 		}

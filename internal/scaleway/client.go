@@ -363,6 +363,42 @@ func failed(s *Server) error {
 	return nil
 }
 
+// Failed is the permanent error of a server that will never become usable
+// (in error, out of stock, locked, or its install failed); nil otherwise.
+func (s Server) Failed() error { return failed(&s) }
+
+// Installed reports whether the server is delivered and its OS installed.
+func (s Server) Installed() bool {
+	return s.Status == string(baremetal.ServerStatusReady) && s.InstallStatus == string(baremetal.ServerInstallStatusCompleted)
+}
+
+// State is how a wait names the server's state ("ordered", "ready/installing").
+func (s Server) State() string { return stateOf(&s) }
+
+// WatchServers lists the servers carrying every one of tags once per
+// opts.Interval and hands each answer to see until see is done or fails, or
+// ctx ends: one request per poll however many servers are awaited.
+// Transient errors are retried (reported through opts.OnRetry).
+func (c *Client) WatchServers(ctx context.Context, tags []string, opts wait.Options, see func([]Server) (done bool, err error)) error {
+	what := "servers tagged " + strings.Join(tags, ",")
+	return wait.Until(ctx, what, opts, func(ctx context.Context) (bool, string, error) {
+		ctx, ra := withRetryAfterSlot(ctx)
+		resp, err := c.bm.ListServers(&baremetal.ListServersRequest{Zone: c.zone, ProjectID: &c.project, Tags: tags},
+			scw.WithContext(ctx), scw.WithAllPages())
+		if err := classify(err, ra); err != nil {
+			return false, "", fmt.Errorf("list %s: %w", what, err)
+		}
+		var list []Server
+		for _, srv := range resp.Servers {
+			if srv != nil && hasAll(srv.Tags, tags) {
+				list = append(list, *fromSDK(srv))
+			}
+		}
+		done, err := see(list)
+		return done, "", err
+	})
+}
+
 func stateOf(s *Server) string {
 	if s.Status == string(baremetal.ServerStatusReady) {
 		return s.Status + "/" + s.InstallStatus

@@ -2,7 +2,9 @@ package talos
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/config"
+	machinetype "github.com/siderolabs/talos/pkg/machinery/config/machine"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
@@ -134,6 +137,13 @@ type NodeOptions struct {
 	// NoEvents makes the Events stream answer Unimplemented, like an apid
 	// without it, so clients must poll ServiceList (the seed design did).
 	NoEvents bool
+	// Peers, when set, returns every node of the emulated network: control
+	// planes join the etcd of a bootstrapped one and workers register with
+	// one, each only if the firewalls on both ends let the traffic through.
+	Peers func() []*Node
+	// RewriteConfig, when set, replaces every config the node is sent
+	// (tests: a config broken on purpose).
+	RewriteConfig func([]byte) []byte
 }
 
 // LingerFactor is how much longer the maintenance API lingers after an
@@ -178,6 +188,11 @@ type Node struct {
 	applied      [][]byte
 	bootstrapped bool
 	bootstraps   int
+	worker       bool         // the applied config is a worker's
+	hostname     string       // from the applied config
+	etcd         *etcdCluster // the membership this control plane is part of
+	caCert       *x509.Certificate
+	caKey        crypto.Signer // a control plane's OS CA key: what its trustd signs with
 	// etcdData stands for etcd's keyspace: a fresh cluster's identity
 	// after a plain bootstrap, or the snapshot a recovery restored.
 	etcdData []byte
@@ -472,30 +487,62 @@ func (n *Node) eventLocked(name string) {
 }
 
 // enterConfiguredLocked starts serving mTLS with a certificate from the
-// config's OS CA and starts the services.
+// config's OS CA and starts the services. A worker's config carries the CA
+// certificate without its key: like Talos, it gets its apid certificate from
+// trustd on a control plane, which its firewall must let it reach.
 func (n *Node) enterConfiguredLocked(cfg config.Provider, raw []byte) func() {
 	caCert, caKey, pool, err := osCA(cfg)
-	var cert tls.Certificate
-	if err == nil {
-		ips := []netip.Addr{n.opts.PublicIP, netip.MustParseAddr("127.0.0.1")}
-		var names []string
-		for _, san := range cfg.Machine().Security().CertSANs() {
-			if ip, perr := netip.ParseAddr(san); perr == nil {
-				ips = append(ips, ip)
-			} else {
-				names = append(names, san)
-			}
+	if err != nil && cfg.Machine() != nil && cfg.Machine().Type() == machinetype.TypeWorker && n.opts.Peers != nil {
+		ca, cerr := cfg.Machine().Security().IssuingCA().GetCert()
+		if cerr != nil {
+			n.mode = ModeRebooting
+			return nil
 		}
-		cert, err = leafCert(n.now(), "apid", ips, names, caCert, caKey)
+		pool := x509.NewCertPool()
+		pool.AddCert(ca)
+		var signer crypto.Signer
+		every := max(n.opts.RebootDelay/10, time.Millisecond)
+		n.keepTryingLocked(every, "", func() bool {
+			signer = n.fromTrustd(ca)
+			return signer != nil
+		}, func() {
+			if after := n.serveConfiguredLocked(cfg, raw, ca, signer, pool); after != nil {
+				go after()
+			}
+		})
+		return nil
 	}
 	if err != nil {
 		// A real node without a usable CA would never bring apid up.
 		n.mode = ModeRebooting
 		return nil
 	}
+	return n.serveConfiguredLocked(cfg, raw, caCert, caKey, pool)
+}
+
+// serveConfiguredLocked brings apid up over mTLS with a certificate issued
+// by the OS CA, and starts the services.
+func (n *Node) serveConfiguredLocked(cfg config.Provider, raw []byte, caCert *x509.Certificate, caKey crypto.Signer, pool *x509.CertPool) func() {
+	ips := []netip.Addr{n.opts.PublicIP, netip.MustParseAddr("127.0.0.1")}
+	var names []string
+	for _, san := range cfg.Machine().Security().CertSANs() {
+		if ip, perr := netip.ParseAddr(san); perr == nil {
+			ips = append(ips, ip)
+		} else {
+			names = append(names, san)
+		}
+	}
+	cert, err := leafCert(n.now(), "apid", ips, names, caCert, caKey)
+	if err != nil {
+		n.mode = ModeRebooting
+		return nil
+	}
+	n.caCert, n.caKey = caCert, caKey
 	n.gen++
 	n.mode = ModeConfigured
 	n.cfgBytes, n.fw = append([]byte(nil), raw...), FirewallFromConfig(cfg)
+	n.worker = cfg.Machine().Type() == machinetype.TypeWorker
+	n.hostname = configHostname(cfg)
 	creds := credentials.NewTLS(&tls.Config{
 		Certificates: []tls.Certificate{cert},
 		ClientAuth:   tls.RequireAndVerifyClientCert,

@@ -2,7 +2,6 @@ package talos
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -24,22 +23,6 @@ import (
 // matching code, nothing streamed; hang: no answer.
 const FaultEtcdSnapshot = "talos.etcd-snapshot"
 
-// EtcdMemberList answers as a single control-plane node does: one member,
-// itself, once etcd runs (bootstrapped); before that the etcd client in
-// apid cannot connect, which Talos reports as Unavailable.
-func (s *machineServer) EtcdMemberList(ctx context.Context, _ *machine.EtcdMemberListRequest) (*machine.EtcdMemberListResponse, error) {
-	s.n.counters.Inc("EtcdMemberList")
-	if err := s.configuredOnly(); err != nil {
-		return nil, err
-	}
-	s.n.mu.Lock()
-	defer s.n.mu.Unlock()
-	if !s.n.bootstrapped {
-		return nil, status.Error(codes.Unavailable, "etcd is not running: the cluster was not bootstrapped")
-	}
-	return &machine.EtcdMemberListResponse{Messages: []*machine.EtcdMembers{{Members: []*machine.EtcdMember{s.n.etcdMemberLocked()}}}}, nil
-}
-
 func (n *Node) etcdMemberLocked() *machine.EtcdMember {
 	ip := n.opts.PublicIP.String()
 	h := fnv.New64a()
@@ -52,9 +35,12 @@ func (n *Node) etcdMemberLocked() *machine.EtcdMember {
 	}
 }
 
-// hostnameLocked is the name Talos derives from the address when the
-// config sets none.
+// hostnameLocked is the config's hostname, else the name Talos derives
+// from the address.
 func (n *Node) hostnameLocked() string {
+	if n.hostname != "" {
+		return n.hostname
+	}
 	b := []byte("talos-" + n.opts.PublicIP.String())
 	for i, c := range b {
 		if c == '.' || c == ':' {

@@ -91,6 +91,9 @@ func (s *machineServer) ApplyConfiguration(ctx context.Context, req *machine.App
 	if err != nil {
 		return nil, err
 	}
+	if rw := s.n.opts.RewriteConfig; rw != nil {
+		req = &machine.ApplyConfigurationRequest{Data: rw(req.Data), Mode: req.Mode, DryRun: req.DryRun, TryModeTimeout: req.TryModeTimeout}
+	}
 	if mode == ModeMaintenance {
 		return s.applyMaintenance(ctx, req)
 	}
@@ -245,6 +248,8 @@ func (s *machineServer) Bootstrap(ctx context.Context, req *machine.BootstrapReq
 	}
 	s.n.bootstrapped = true
 	s.n.bootstraps++
+	s.n.etcd = &etcdCluster{}
+	s.n.etcd.add(s.n.hostnameLocked(), s.n.opts.PublicIP)
 	s.n.eventLocked(EventBootstrapped)
 	s.n.startEtcdLocked()
 	return &machine.BootstrapResponse{Messages: []*machine.Bootstrap{{}}}, nil

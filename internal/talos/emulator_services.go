@@ -146,6 +146,10 @@ func (n *Node) serviceDelay(id string) time.Duration { return n.opts.ServiceDela
 // reboot into a config: apid and trustd first, kubelet, and etcd waiting
 // for the bootstrap.
 func (n *Node) startServicesLocked() {
+	if n.worker {
+		n.startWorkerServicesLocked()
+		return
+	}
 	for _, id := range []string{ServiceAPID, ServiceTrustd, ServiceKubelet} {
 		n.setServiceLocked(id, machine.ServiceStateEvent_PREPARING, "Running pre state", &health{})
 		n.scheduleLocked(n.serviceDelay(id), FaultServices, func() func() {
@@ -164,7 +168,45 @@ func (n *Node) startServicesLocked() {
 		n.etcdReady = true
 		n.setServiceLocked(ServiceEtcd, machine.ServiceStateEvent_PREPARING, "Running pre state: waiting for bootstrap", &health{})
 		n.eventLocked(EventEtcdReady)
+		n.tryJoinLocked()
 		return nil
+	})
+}
+
+// tryJoinLocked keeps looking for a healthy etcd member to join, as the etcd
+// service of a control plane that is not the bootstrap node does; a
+// firewall that keeps the members apart keeps it waiting forever.
+func (n *Node) tryJoinLocked() {
+	var found *etcdCluster
+	every := max(n.opts.EtcdReadyDelay/4, time.Millisecond)
+	n.keepTryingLocked(every, "", func() bool {
+		found = n.joinEtcd()
+		return found != nil
+	}, func() {
+		if n.bootstrapped {
+			return // bootstrapped meanwhile: it is a member already
+		}
+		n.bootstrapped = true // its data directory now holds the cluster
+		n.etcd = found
+		found.add(n.hostnameLocked(), n.opts.PublicIP)
+		n.startEtcdLocked()
+	})
+}
+
+// startWorkerServicesLocked brings a worker up: apid at once, the kubelet
+// only once it reached a control plane's trustd and API server.
+func (n *Node) startWorkerServicesLocked() {
+	n.setServiceLocked(ServiceAPID, machine.ServiceStateEvent_PREPARING, "Running pre state", &health{})
+	n.scheduleLocked(n.serviceDelay(ServiceAPID), FaultServices, func() func() {
+		n.setServiceLocked(ServiceAPID, machine.ServiceStateEvent_RUNNING, "Health check successful", &health{known: true, healthy: true})
+		n.eventLocked(EventHealthyPrefix + ServiceAPID)
+		return nil
+	})
+	n.setServiceLocked(ServiceKubelet, machine.ServiceStateEvent_WAITING, "Waiting for the control plane", &health{})
+	every := max(n.serviceDelay(ServiceKubelet), time.Millisecond)
+	n.keepTryingLocked(every, FaultServices, n.joinedControlPlane, func() {
+		n.setServiceLocked(ServiceKubelet, machine.ServiceStateEvent_RUNNING, "Health check successful", &health{known: true, healthy: true})
+		n.eventLocked(EventHealthyPrefix + ServiceKubelet)
 	})
 }
 
