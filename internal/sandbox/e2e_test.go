@@ -40,6 +40,9 @@ type runOpts struct {
 	meter   *metering.Meter
 	// controlPlanes and workers size the cluster (zero: one node).
 	controlPlanes, workers int
+	// patient widens the waits a test does not exercise, so that a loaded
+	// machine's slow handshakes do not fail the run somewhere else.
+	patient bool
 }
 
 func provisionSandbox(t *testing.T, o runOpts) result {
@@ -62,6 +65,11 @@ func provisionSandboxWith(t *testing.T, sb *sandbox.Sandbox, o runOpts) result {
 	if o.controlPlanes > 0 {
 		cfg.Set(config.ControlPlanes, fmt.Sprint(o.controlPlanes), config.FromFlag, "--control-planes")
 		cfg.Set(config.Workers, fmt.Sprint(o.workers), config.FromFlag, "--workers")
+	}
+	if o.patient {
+		for _, name := range []string{config.ServerTimeout, config.TalosMaintenanceTimeout, config.TalosMTLSTimeout} {
+			cfg.Set(name, "4h", config.FromFlag, "--"+name)
+		}
 	}
 	sb.Apply(cfg)
 	red := redact.New()

@@ -16,7 +16,7 @@ import (
 // firewalls, every node locked down; destroy then removes all of it.
 func TestHighlyAvailableClusterEndToEnd(t *testing.T) {
 	t.Parallel()
-	r := provisionSandbox(t, runOpts{cluster: "ha", controlPlanes: 3, workers: 2})
+	r := provisionSandbox(t, runOpts{cluster: "ha", controlPlanes: 3, workers: 2, patient: true})
 	if r.err != nil {
 		t.Fatalf("provision failed (exit %d): %v\n%s", r.code, r.err, dump(r.events))
 	}
@@ -98,7 +98,7 @@ func TestForgottenEtcdRuleFormsNoCluster(t *testing.T) {
 		}
 		return out
 	})
-	r := provisionSandboxWith(t, sb, runOpts{cluster: "noetcd", controlPlanes: 3})
+	r := provisionSandboxWith(t, sb, runOpts{cluster: "noetcd", controlPlanes: 3, patient: true})
 	if r.code != 1 {
 		t.Fatalf("exit %d (%v), want 1: a cluster formed without the etcd rule", r.code, r.err)
 	}
