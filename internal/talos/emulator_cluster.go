@@ -2,9 +2,9 @@ package talos
 
 import (
 	"context"
-	"hash/fnv"
 	"crypto"
 	"crypto/x509"
+	"hash/fnv"
 	"net/netip"
 	"sync"
 	"time"
