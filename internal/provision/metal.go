@@ -255,7 +255,7 @@ func (m *metal) newWatch(r *pipeline.Run, n *Node) *serverWatch {
 // Its end (install completed) is when the join token can be minted with its
 // TTL still covering the pivot, the reboot and the agent's start.
 func (m *metal) watch(ctx context.Context, r *pipeline.Run, watches map[string]*serverWatch) {
-	all := r.Wait(fmt.Sprintf("%d server(s) of cluster %s", len(watches), m.cluster), m.cfg.Duration(config.ServerTimeout), m.cfg.Duration(config.ServerPollInterval))
+	all := r.Wait(fmt.Sprintf("servers of cluster %s (%d)", m.cluster, len(watches)), m.cfg.Duration(config.ServerTimeout), m.cfg.Duration(config.ServerPollInterval))
 	opts := all.Options()
 	opts.OnState = nil // each server's state is reported on its own wait
 	err := m.scw.WatchServers(ctx, scaleway.ClusterTags(m.cluster), opts, func(list []scaleway.Server) (bool, error) {
