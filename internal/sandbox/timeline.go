@@ -138,7 +138,7 @@ func First(tl []TimelineEvent, name string) (time.Time, bool) {
 var waitConditions = []struct{ prefix, event string }{
 	{"public IPv4 of server ", TimelineIPAssigned},
 	{"servers of cluster ", TimelineInstalled}, // the one status poll for every server
-	{"server ", TimelineInstalled}, // "server <id> delivery and OS install"
+	{"server ", TimelineInstalled},             // "server <id> delivery and OS install"
 	{"Talos maintenance mode on ", TimelineMaintenance},
 	{"Talos API over mTLS on ", TimelineConfigured},
 	{"etcd bootstrap", TimelineEtcdReady},
