@@ -101,3 +101,28 @@ func TestPlatformCheckReportsProblems(t *testing.T) {
 		t.Errorf("missing dir: exit %d: %s", r.code, r.err)
 	}
 }
+
+// TestPlatformScaffoldRestoreFromBackup switches an existing tree to
+// recovery: only the database file changes, and the tree still checks clean.
+func TestPlatformScaffoldRestoreFromBackup(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if r := run(t, invocation{args: scaffoldArgs(dir)}); r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.err)
+	}
+	r := run(t, invocation{args: scaffoldArgs(dir, "--restore-from-backup")})
+	if r.code != 1 || !strings.Contains(r.err, "apps/spicedb/postgres.yaml") {
+		t.Errorf("without --force: exit %d: %s", r.code, r.err)
+	}
+	r = run(t, invocation{args: scaffoldArgs(dir, "--restore-from-backup", "--force")})
+	if r.code != 0 || !strings.Contains(r.out, "overwrite         apps/spicedb/postgres.yaml") && !strings.Contains(r.out, "overwrite        apps/spicedb/postgres.yaml") {
+		t.Errorf("--force: exit %d:\n%s%s", r.code, r.out, r.err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "apps", "spicedb", "postgres.yaml"))
+	if err != nil || !strings.Contains(string(data), "recovery:") || !strings.Contains(string(data), "destinationPath: s3://demo-pg-backups/") {
+		t.Errorf("postgres.yaml does not recover from the backup:\n%s", data)
+	}
+	if r := run(t, invocation{args: []string{"platform", "check", dir}}); r.code != 0 {
+		t.Errorf("check exit %d:\n%s", r.code, r.out)
+	}
+}
