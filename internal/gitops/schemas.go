@@ -2,6 +2,7 @@ package gitops
 
 import (
 	"context"
+	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,7 +28,9 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
 
+	"github.com/rawkode/rawkode-cloud/third_party/cilium"
 	"github.com/rawkode/rawkode-cloud/third_party/crds"
+	gatewayapi "github.com/rawkode/rawkode-cloud/third_party/gateway-api"
 )
 
 // Schemas knows the real schema of every kind it can check: the built-in
@@ -86,21 +89,25 @@ func NewSchemas() (*Schemas, error) {
 		builtin: serializer.NewCodecFactory(sch, serializer.EnableStrict).UniversalDeserializer(),
 		custom:  map[schema.GroupVersionKind]*crdVersion{},
 	}
-	err := fs.WalkDir(crds.FS, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := crds.FS.ReadFile(p)
+	// Cilium's and the Gateway API's CRDs are the very files the platform
+	// layer installs at first boot; the other components' are ours.
+	for _, fsys := range []embed.FS{crds.FS, cilium.CRDs, gatewayapi.CRDs} {
+		err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			data, err := fsys.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			if err := s.AddCRDs(data); err != nil {
+				return fmt.Errorf("embedded CRD %s: %w", p, err)
+			}
+			return nil
+		})
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if err := s.AddCRDs(data); err != nil {
-			return fmt.Errorf("embedded CRD %s: %w", p, err)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
 	return s, nil
 }
