@@ -99,7 +99,7 @@ func TestHAProxyRoutesBySNI(t *testing.T) {
 	plain := plainBackend(t, "gateway-http")
 
 	https, httpsFile := listener(t)
-	http, httpFile := listener(t)
+	plainHTTP, httpFile := listener(t)
 
 	c := productionConfig()
 	c.Teleport, c.GatewayHTTPS, c.GatewayHTTP = teleport, apps, plain
@@ -159,7 +159,7 @@ func TestHAProxyRoutesBySNI(t *testing.T) {
 	}
 
 	// Port 80 is passed through to the gateway as is.
-	conn, err := net.DialTimeout("tcp", http.String(), 5*time.Second)
+	conn, err := net.DialTimeout("tcp", plainHTTP.String(), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
