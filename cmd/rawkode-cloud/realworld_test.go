@@ -27,6 +27,23 @@ func TestRealWorldFaults(t *testing.T) {
 			output: []string{"still in maintenance mode"},
 		},
 		{
+			// A kube server of the same name from another agent is no
+			// proof: never a lockdown on its word.
+			name: "stale registration, agent never joins", faults: []string{"teleport.kube-server=stale", "teleport.agent=never"}, exit: 3,
+			output: []string{"Teleport already lists 1 kube server(s) named", "only other agents registered under this name"},
+			stderr: []string{"Teleport verification failed", "firewall open"},
+		},
+		{
+			name: "Teleport identity may not create tokens", faults: []string{"teleport.permissions=deny"}, exit: 2,
+			stderr: []string{`Teleport identity "rawkode-cloud"`, "create on token"},
+			check:  func(t *testing.T, inv map[string]any, _ string) { mustBeEmpty(t, inv) },
+		},
+		{
+			name: "Cloudflare token may not edit DNS", faults: []string{"cloudflare.permissions=deny"}, exit: 2,
+			stderr: []string{"#dns_records:edit", "Zone / DNS / Edit"},
+			check:  func(t *testing.T, inv map[string]any, _ string) { mustBeEmpty(t, inv) },
+		},
+		{
 			name: "phase-0 outage", faults: []string{"teleport.connect=unavailable"}, exit: 2,
 			stderr: []string{"service unavailable", "Nothing was created"},
 			check:  func(t *testing.T, inv map[string]any, _ string) { mustBeEmpty(t, inv) },

@@ -54,6 +54,7 @@ type Config struct {
 type Client struct {
 	cfg     Config
 	records *dns.RecordService
+	api     *cf.Client
 }
 
 // ErrNotFound means the record does not exist (Cloudflare code 81044).
@@ -95,7 +96,7 @@ func New(cfg Config) (*Client, error) {
 		option.WithHeaderDel("X-Auth-Email"),
 		option.WithHeaderDel("X-Auth-User-Service-Key"),
 	)
-	return &Client{cfg: cfg, records: client.DNS.Records}, nil
+	return &Client{cfg: cfg, records: client.DNS.Records, api: client}, nil
 }
 
 // Record is one DNS record, with every field a revert must put back.

@@ -26,7 +26,14 @@ const (
 	FaultListRecords  = "cloudflare.list-records"  // GET  .../dns_records
 	FaultUpsertRecord = "cloudflare.upsert-record" // POST .../dns_records and PUT .../dns_records/{id}
 	FaultDeleteRecord = "cloudflare.delete-record" // DELETE .../dns_records/{id}
+	// FaultPermissions' "deny" kind makes the token read-only in every
+	// zone: the zone details list no #dns_records:edit, and writes answer
+	// 403 with code 10000 ("Authentication error"), as Cloudflare does.
+	FaultPermissions = "cloudflare.permissions"
 )
+
+// tokenID is the emulated token's identifier tag (not the secret).
+const tokenID = "ed17574386854bf78a67040be0a770b0"
 
 // Defaults used when EmulatorOptions leaves them empty; the sandbox prints
 // them so an operator can point curl at the emulator.
@@ -220,6 +227,14 @@ func (e *Emulator) routes() http.Handler {
 	mux.HandleFunc("GET "+base+"/{id}", e.op("get-record", "", e.get))
 	mux.HandleFunc("PUT "+base+"/{id}", e.op("update-record", FaultUpsertRecord, e.update))
 	mux.HandleFunc("DELETE "+base+"/{id}", e.op("delete-record", FaultDeleteRecord, e.remove))
+	mux.HandleFunc("GET "+apiPrefix+"/user/tokens/verify", func(w http.ResponseWriter, r *http.Request) {
+		e.counters.Inc("verify-token")
+		if !e.authorized(w, r) {
+			return
+		}
+		writeResult(w, map[string]any{"id": tokenID, "status": "active"})
+	})
+	mux.HandleFunc("GET "+apiPrefix+"/zones/{zone}", e.op("get-zone", "", e.zone))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErrors(w, http.StatusNotFound, wireError{Code: 7000, Message: "No route for that URI"})
 	})
@@ -250,6 +265,10 @@ func (e *Emulator) op(name, point string, h handler) http.HandlerFunc {
 			writeErrors(w, http.StatusNotFound,
 				wireError{Code: 7003, Message: fmt.Sprintf("Could not route to %s, perhaps your object identifier is invalid?", r.URL.Path)},
 				wireError{Code: 7000, Message: "No route for that URI"})
+			return
+		}
+		if r.Method != http.MethodGet && e.faults.Peek(FaultPermissions, emulator.Deny) {
+			writeErrors(w, http.StatusForbidden, wireError{Code: 10000, Message: "Authentication error"})
 			return
 		}
 		if point != "" && e.injectFault(w, r, point) {
@@ -293,6 +312,17 @@ func (e *Emulator) injectFault(w http.ResponseWriter, r *http.Request, point str
 		return false
 	}
 	return true
+}
+
+// zone answers the zone's details, with the permissions the token holds
+// in it (what GET /zones/{id} lists under "permissions").
+func (e *Emulator) zone(w http.ResponseWriter, _ *http.Request, z *emuZone) {
+	perms := []string{"#zone:read", "#dns_records:read", PermissionDNSEdit}
+	if e.faults.Peek(FaultPermissions, emulator.Deny) {
+		perms = perms[:2]
+	}
+	writeResult(w, map[string]any{"id": z.ID, "name": z.Name, "status": "active", "paused": false, "type": "full",
+		"permissions": perms})
 }
 
 func (e *Emulator) list(w http.ResponseWriter, r *http.Request, z *emuZone) {

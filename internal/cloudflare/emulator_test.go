@@ -31,7 +31,7 @@ func TestEmulatorWire(t *testing.T) {
 		{name: "no auth header", method: "GET", url: zone, status: 400, code: 6003},
 		{name: "wrong token", method: "GET", url: zone, token: "nope", status: 403, code: 9109},
 		{name: "unknown zone", method: "GET", url: emu.URL() + "/zones/abc/dns_records", token: "tok", status: 404, code: 7003},
-		{name: "unknown route", method: "GET", url: emu.URL() + "/user/tokens/verify", token: "tok", status: 404, code: 7000},
+		{name: "unknown route", method: "GET", url: emu.URL() + "/user/tokens", token: "tok", status: 404, code: 7000},
 		{name: "per_page too small", method: "GET", url: zone + "?per_page=1", token: "tok", status: 400, code: 1004},
 		{name: "bad A content", method: "POST", url: zone, token: "tok", body: `{"name":"x.example.com","type":"A","content":"nope","ttl":1}`, status: 400, code: 9005},
 		{name: "bad TTL", method: "POST", url: zone, token: "tok", body: `{"name":"x.example.com","type":"A","content":"192.0.2.1","ttl":5}`, status: 400, code: 9021},

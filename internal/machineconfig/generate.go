@@ -57,6 +57,10 @@ type Input struct {
 	TeleportProxy string
 	// TeleportJoinToken is a token with the Kube role.
 	TeleportJoinToken string
+	// TeleportAgentLabels are static labels the kube agent puts on the
+	// cluster it registers (teleport.yaml kubernetes_service.labels): a
+	// label unique to the run proves which agent a registration comes from.
+	TeleportAgentLabels map[string]string
 	// TeleportAgentVersion defaults to DefaultTeleportAgentVersion.
 	TeleportAgentVersion  string
 	InfisicalClientID     string
@@ -321,6 +325,7 @@ func baseConfig(in Input) (*container.Container, *generate.Input, error) {
 		teleportProxy:         in.TeleportProxy,
 		teleportJoinToken:     in.TeleportJoinToken,
 		teleportAgentVersion:  agentVersion,
+		teleportAgentLabels:   in.TeleportAgentLabels,
 		infisicalClientID:     in.InfisicalClientID,
 		infisicalClientSecret: in.InfisicalClientSecret,
 	})

@@ -64,6 +64,7 @@ type manifestInput struct {
 	teleportProxy         string
 	teleportJoinToken     string
 	teleportAgentVersion  string
+	teleportAgentLabels   map[string]string
 	infisicalClientID     string
 	infisicalClientSecret string
 }
@@ -125,8 +126,9 @@ type teleportConfig struct {
 		} `yaml:"log"`
 	} `yaml:"teleport"`
 	KubernetesService struct {
-		Enabled         bool   `yaml:"enabled"`
-		KubeClusterName string `yaml:"kube_cluster_name"`
+		Enabled         bool              `yaml:"enabled"`
+		KubeClusterName string            `yaml:"kube_cluster_name"`
+		Labels          map[string]string `yaml:"labels,omitempty"`
 	} `yaml:"kubernetes_service"`
 	AuthService  enabledOnly `yaml:"auth_service"`
 	ProxyService enabledOnly `yaml:"proxy_service"`
@@ -149,6 +151,7 @@ func teleportAgentObjects(in manifestInput) ([]any, error) {
 	tc.Teleport.Log.Severity = "INFO"
 	tc.KubernetesService.Enabled = true
 	tc.KubernetesService.KubeClusterName = in.clusterName
+	tc.KubernetesService.Labels = in.teleportAgentLabels
 
 	teleportYAML, err := yaml.Marshal(tc)
 	if err != nil {
@@ -358,31 +361,48 @@ var errUnreadableConfig = errors.New("not a valid Talos machine config")
 // Teleport kube agent of a rendered machine config will join with; the
 // sandbox's emulated node uses it to register the agent.
 func TeleportJoin(cfg []byte) (token, cluster string, err error) {
+	a, err := TeleportAgentOf(cfg)
+	return a.Token, a.Cluster, err
+}
+
+// TeleportAgent is what a node's kube agent joins Teleport with.
+type TeleportAgent struct {
+	Token, Cluster string
+	// Labels are the static labels it puts on the kube cluster it registers.
+	Labels map[string]string
+}
+
+// TeleportAgentOf reads the kube agent's join parameters from a machine
+// config's inline manifests, as the agent itself would find them.
+func TeleportAgentOf(cfg []byte) (TeleportAgent, error) {
 	manifests, err := InlineManifests(cfg)
 	if err != nil {
-		return "", "", err
+		return TeleportAgent{}, err
 	}
 
+	var a TeleportAgent
 	var tokenFound, clusterFound bool
 
 	for _, m := range manifests {
 		switch m.Name {
 		case ManifestTeleportToken:
-			token, tokenFound, err = findSecretValue(m.Contents, TeleportJoinSecret, TeleportTokenKey)
+			a.Token, tokenFound, err = findSecretValue(m.Contents, TeleportJoinSecret, TeleportTokenKey)
 		case ManifestTeleportAgent:
-			cluster, clusterFound, err = findKubeClusterName(m.Contents)
+			var tc teleportConfig
+			tc, clusterFound, err = findTeleportConfig(m.Contents)
+			a.Cluster, a.Labels = tc.KubernetesService.KubeClusterName, tc.KubernetesService.Labels
 		}
 
 		if err != nil {
-			return "", "", fmt.Errorf("read teleport join parameters from inline manifest %s: %w", m.Name, err)
+			return TeleportAgent{}, fmt.Errorf("read teleport join parameters from inline manifest %s: %w", m.Name, err)
 		}
 	}
 
 	if !tokenFound || !clusterFound {
-		return "", "", fmt.Errorf("read teleport join parameters: inline manifests %s and %s are required", ManifestTeleportToken, ManifestTeleportAgent)
+		return TeleportAgent{}, fmt.Errorf("read teleport join parameters: inline manifests %s and %s are required", ManifestTeleportToken, ManifestTeleportAgent)
 	}
 
-	return token, cluster, nil
+	return a, nil
 }
 
 // splitYAML splits a multi-document stream into its non-empty documents.
@@ -423,11 +443,11 @@ func findSecretValue(stream, name, key string) (string, bool, error) {
 	return "", false, nil
 }
 
-func findKubeClusterName(stream string) (string, bool, error) {
+func findTeleportConfig(stream string) (teleportConfig, bool, error) {
 	for _, doc := range splitYAML(stream) {
 		var cm corev1.ConfigMap
 		if err := sigsyaml.Unmarshal(doc, &cm); err != nil {
-			return "", false, errors.New("a document is not a Kubernetes object")
+			return teleportConfig{}, false, errors.New("a document is not a Kubernetes object")
 		}
 
 		if cm.Kind != "ConfigMap" || cm.Name != TeleportAgentName {
@@ -436,15 +456,15 @@ func findKubeClusterName(stream string) (string, bool, error) {
 
 		var tc teleportConfig
 		if err := yaml.Unmarshal([]byte(cm.Data["teleport.yaml"]), &tc); err != nil {
-			return "", false, fmt.Errorf("configmap %s: teleport.yaml is not YAML", TeleportAgentName)
+			return teleportConfig{}, false, fmt.Errorf("configmap %s: teleport.yaml is not YAML", TeleportAgentName)
 		}
 
 		if tc.KubernetesService.KubeClusterName == "" {
-			return "", false, fmt.Errorf("configmap %s: teleport.yaml has no kubernetes_service.kube_cluster_name", TeleportAgentName)
+			return teleportConfig{}, false, fmt.Errorf("configmap %s: teleport.yaml has no kubernetes_service.kube_cluster_name", TeleportAgentName)
 		}
 
-		return tc.KubernetesService.KubeClusterName, true, nil
+		return tc, true, nil
 	}
 
-	return "", false, nil
+	return teleportConfig{}, false, nil
 }

@@ -33,6 +33,9 @@ type DNS interface {
 	Revert(ctx context.Context, ch cloudflare.Change) error
 	FindA(ctx context.Context, name string) ([]cloudflare.Record, error)
 	DeleteRecord(ctx context.Context, id string) error
+	// CheckAccess proves the token active and allowed to edit DNS in the
+	// zone; proven is false when the zone does not say either way.
+	CheckAccess(ctx context.Context) (proven bool, err error)
 }
 
 // SecretStore reads settings and keeps the cluster's credentials.
@@ -52,6 +55,10 @@ type Teleport interface {
 	DeleteToken(ctx context.Context, name string) error
 	ListKubeTokens(ctx context.Context, clusterName string) ([]teleport.Token, error)
 	WaitKubeServer(ctx context.Context, clusterName string, opts wait.Options) error
+	// WaitKubeAgent accepts only a kube server whose cluster carries labels.
+	WaitKubeAgent(ctx context.Context, clusterName string, labels map[string]string, opts wait.Options) error
+	KubeAgents(ctx context.Context, clusterName string) ([]teleport.KubeAgent, error)
+	CheckPermissions(ctx context.Context) error
 	Close() error
 }
 

@@ -77,6 +77,7 @@ func (p *Provisioner) machineInput(n *Node, bundle *secrets.Bundle, controlPlane
 		TeleportProxy:         p.cfg.Get(config.TeleportProxy),
 		TeleportJoinToken:     p.token.Name,
 		TeleportAgentVersion:  p.agentVersion,
+		TeleportAgentLabels:   p.agentLabels(),
 		InfisicalClientID:     p.cfg.Get(config.InfisicalClientID),
 		InfisicalClientSecret: p.cfg.Get(config.InfisicalClientSecret),
 		Secrets:               bundle,

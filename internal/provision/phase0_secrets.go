@@ -14,6 +14,7 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 	"github.com/rawkode/rawkode-cloud/internal/retry"
+	"github.com/rawkode/rawkode-cloud/internal/teleport"
 )
 
 // Required are the settings provisioning cannot start without.
@@ -202,6 +203,24 @@ func (p *Provisioner) checkTeleport(ctx context.Context, r *pipeline.Run) error 
 	if err := tp.Check(ctx); err != nil {
 		return fmt.Errorf("check Teleport %s: %w", p.cfg.Get(config.TeleportProxy), err)
 	}
+	// Reachable is not enough: without token create the run would fail
+	// after the server is billed, without kube_server read in phase 6.
+	if err := tp.CheckPermissions(ctx); err != nil {
+		return fmt.Errorf("check Teleport %s: %w", p.cfg.Get(config.TeleportProxy), err)
+	}
+	name := p.clusterName()
+	agents, err := tp.KubeAgents(ctx, name)
+	if err != nil {
+		return fmt.Errorf("check Teleport %s: %w", p.cfg.Get(config.TeleportProxy), err)
+	}
+	if len(agents) > 0 {
+		hosts := make([]string, 0, len(agents))
+		for _, a := range agents {
+			hosts = append(hosts, a.Host)
+		}
+		r.Warn(fmt.Sprintf("Teleport already lists %d kube server(s) named %s (an earlier cluster's agent, kept until its heartbeat expires, or another cluster using the name); only this run's agent will count", len(agents), name),
+			map[string]any{"hosts": hosts, "run_label": teleport.LabelRun + "=" + p.runID})
+	}
 	p.agentVersion = p.cfg.Get(config.TeleportAgentVersion)
 	if p.agentVersion == "" {
 		// The agent runs the cluster's own version: Teleport supports agents
@@ -212,13 +231,23 @@ func (p *Provisioner) checkTeleport(ctx context.Context, r *pipeline.Run) error 
 	return nil
 }
 
-func (p *Provisioner) checkCloudflare(ctx context.Context, _ *pipeline.Run) error {
+func (p *Provisioner) checkCloudflare(ctx context.Context, r *pipeline.Run) error {
 	if p.dns == nil {
 		return nil
 	}
-	// A read proves the token and zone work without changing anything.
+	// A read proves the zone is reachable, the access check that the token
+	// is active and may change records in it: a read-only token would
+	// otherwise fail in phase 3, after the server is billed.
+	zone := p.cfg.Get(config.CloudflareZoneID)
 	if _, err := p.dns.FindA(ctx, p.cfg.Get(config.CloudflareDNSName)); err != nil {
-		return fmt.Errorf("check Cloudflare zone %s: %w", p.cfg.Get(config.CloudflareZoneID), err)
+		return fmt.Errorf("check Cloudflare zone %s: %w", zone, err)
+	}
+	proven, err := p.dns.CheckAccess(ctx)
+	if err != nil {
+		return fmt.Errorf("check Cloudflare zone %s (set cloudflare-api-token to a token with Zone / DNS / Edit): %w", zone, err)
+	}
+	if !proven {
+		r.Warn("Cloudflare does not list the token's permissions in the zone: DNS edit could not be proven before ordering", map[string]any{"zone": zone})
 	}
 	return nil
 }

@@ -76,6 +76,11 @@ type Provisioner struct {
 
 	nodes []*Node
 
+	// runID is unique to this run: the kube agent carries it as a static
+	// label, so phase 6 can tell its registration from any other agent's
+	// under the same cluster name.
+	runID string
+
 	// Filled as the phases go.
 	operatorIP   netip.Addr
 	agentVersion string // Teleport kube agent image tag
@@ -123,7 +128,7 @@ func New(opts Options) *Provisioner {
 	if opts.Redactor == nil {
 		opts.Redactor = redact.New()
 	}
-	p := &Provisioner{opts: opts, cfg: opts.Config}
+	p := &Provisioner{opts: opts, cfg: opts.Config, runID: randomHex(8)}
 	// Phase 0 plans again once Infisical filled in the settings.
 	p.nodes = planNodes(p.clusterName(), max(p.cfg.Int(config.ControlPlanes), 1), p.cfg.Int(config.Workers))
 	p.defineWork()
@@ -198,3 +203,8 @@ func (p *Provisioner) Summary() map[string]any {
 
 // timeout reads a wait's timeout setting.
 func (p *Provisioner) timeout(name string) time.Duration { return p.cfg.Duration(name) }
+
+// agentLabels are the static labels this run's kube agent registers with.
+func (p *Provisioner) agentLabels() map[string]string {
+	return map[string]string{teleport.LabelRun: p.runID}
+}

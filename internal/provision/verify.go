@@ -44,14 +44,18 @@ func (p *Provisioner) verify(ctx context.Context, r *pipeline.Run) error {
 	return errors.Join(errs...)
 }
 
-// verifyTeleport waits until Teleport lists the cluster's kube agent: the
-// way in that replaces the operator's openings.
+// verifyTeleport waits until Teleport lists this run's kube agent (its run
+// label, teleport.LabelRun): the way in that replaces the operator's openings.
 func (p *Provisioner) verifyTeleport(ctx context.Context, r *pipeline.Run) error {
 	name := p.clusterName()
 	w := r.Wait("kube agent of "+name+" to register with Teleport", p.timeout(config.TeleportAgentTimeout), p.cfg.Duration(config.TeleportAgentPollInterval))
 	wctx, cancel := w.Context(ctx)
 	defer cancel()
-	if err := p.tp.WaitKubeServer(wctx, name, w.Options()); err != nil {
+	// Only this run's agent counts: a kube server of the same name may be
+	// an earlier cluster's (kept until its heartbeat TTL runs out) or
+	// another agent's, and locking down on its word would lock the operator
+	// out of a cluster whose own agent never joined.
+	if err := p.tp.WaitKubeAgent(wctx, name, p.agentLabels(), w.Options()); err != nil {
 		return fmt.Errorf("Teleport verification failed: %w", err)
 	}
 	w.Done()

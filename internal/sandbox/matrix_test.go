@@ -59,8 +59,10 @@ const (
 //   - phase 0 (settings, reachability, pre-flight reads) fails before anything
 //     is created: exit 2;
 //   - a permanent failure later undoes everything: exit 1;
-//   - Teleport verification failing (the agent never shows, or cannot be
-//     listed) leaves the server running for debugging: exit 3;
+//   - Teleport verification failing (the agent never shows) leaves the
+//     server running for debugging: exit 3; kube servers that cannot be
+//     listed are found in phase 0 (it looks for other agents of the name):
+//     exit 2;
 //   - scaleway.get-server is only used by cleanup's "wait until deleted" and
 //     destroy (status polls list the cluster's servers): a run succeeds;
 //   - points only used by cleanup, destroy or after success do not change a
@@ -89,7 +91,7 @@ var expected = map[string][5]int{
 	"teleport.connect":         {usage, ok, ok, usage, skip},
 	"teleport.create-token":    {failed, ok, ok, failed, skip},
 	"teleport.delete-token":    {ok, ok, ok, ok, skip},
-	"teleport.list-kube":       {leftRun, ok, ok, leftRun, skip},
+	"teleport.list-kube":       {usage, ok, ok, usage, skip},
 	"teleport.agent":           {leftRun, ok, ok, leftRun, leftRun},
 	"talos.maintenance":        {failed, ok, ok, failed, failed},
 	"talos.apply":              {failed, ok, ok, failed, skip},
@@ -109,12 +111,26 @@ var expected = map[string][5]int{
 // fault (a behaviour of one real system, see emulator.SpecialKinds):
 //   - talos.maintenance=linger: the maintenance API outlives the apply by
 //     many probe intervals; that is "not yet", and the run succeeds.
+//   - teleport.permissions=deny: the identity may not create join tokens;
+//     phase 0 finds it in the identity's roles: exit 2, nothing ordered;
+//   - cloudflare.permissions=deny: the token may read the zone, not edit
+//     DNS; phase 0's access check: exit 2;
+//   - teleport.kube-server=stale: another agent holds the cluster's name;
+//     phase 0 warns, phase 6 waits for this run's agent: success.
 var specialExpected = map[string]int{
-	"talos.maintenance=linger": ok,
+	"talos.maintenance=linger":    ok,
+	"teleport.permissions=deny":   usage,
+	"cloudflare.permissions=deny": usage,
+	"teleport.kube-server=stale":  ok,
 }
 
 // combined are scenarios that need several faults at once.
-var combined = []scenario{}
+var combined = []scenario{
+	// Another agent holds the name and this run's never joins: the stale
+	// registration must not pass verification (that would lock the
+	// operator out); the server stays, firewall open.
+	{name: "stale kube server + agent never joins", faults: []string{"teleport.kube-server=stale", "teleport.agent=never"}, want: leftRun},
+}
 
 // cleanupBase fails the run in phase 5, when the server, the DNS record, the
 // join token and two stored secrets exist, so that cleanup has every kind
@@ -192,6 +208,9 @@ func matrixScenarios() []scenario {
 // outcome, cleanup faults included.
 var smokeScenarios = map[string]bool{
 	"talos.maintenance=linger":                 true,
+	"teleport.permissions=deny":                true,
+	"cloudflare.permissions=deny":              true,
+	"stale kube server + agent never joins":    true,
 	"scaleway.create-server=unavailable@2":     true,
 	"cloudflare.upsert-record=hang":            true,
 	"infisical.login=error":                    true,
@@ -414,7 +433,8 @@ func (o *outcome) judge() {
 		if len(inv.Secrets) != 3 {
 			o.problems = append(o.problems, fmt.Sprintf("%d stored credentials for the kept cluster, want the bundle, talosconfig and kubeconfig", len(inv.Secrets)))
 		}
-		if !strings.Contains(o.stderr, "rawkode-cloud destroy --cluster-name") {
+		// In the sandbox the command names --sandbox too.
+		if !strings.Contains(o.stderr, "rawkode-cloud destroy --cluster-name") && !strings.Contains(o.stderr, "rawkode-cloud destroy --sandbox --cluster-name") {
 			o.problems = append(o.problems, "the error does not say how to destroy what was kept")
 		}
 		o.orphans = append(o.orphans, o.unlisted(o.kept)...)

@@ -110,7 +110,9 @@ type Sandbox struct {
 
 	mu         sync.Mutex
 	overridden []string
-	nodes      map[string]*talos.Node // by public IP
+	// staleSeeded remembers the clusters given a stale registration.
+	staleSeeded map[string]bool
+	nodes       map[string]*talos.Node // by public IP
 	// nodeCounters outlive their nodes, for request counts.
 	nodeCounters []*emulator.Counters
 	ips          map[string]string // server ID → public IP
@@ -164,7 +166,7 @@ func Start(opts Options) (*Sandbox, error) {
 	})
 	var err error
 	s.Teleport, err = teleport.NewEmulator(teleport.EmulatorOptions{Faults: s.faults, JoinDelay: sc(prof.AgentHeartbeat),
-		NoWatch: opts.PollOnly,
+		NoWatch: opts.PollOnly, ServerTTL: sc(teleport.DefaultServerTTL),
 		OnEvent: func(name, cluster string, at time.Time) { s.tl.add("teleport: "+name, cluster, at) }})
 	if err != nil {
 		s.Close()
@@ -239,7 +241,8 @@ func (s *Sandbox) bootNode(srv scaleway.Server) {
 // manifests: once the cluster is bootstrapped it joins with the token it was
 // given, under the cluster name it was given — nothing else.
 func (s *Sandbox) startAgent(ip string, node *talos.Node, cfg []byte) {
-	token, cluster, err := machineconfig.TeleportJoin(cfg)
+	agent, err := machineconfig.TeleportAgentOf(cfg)
+	token, cluster := agent.Token, agent.Cluster
 	if err != nil || token == "" {
 		return
 	}
@@ -257,7 +260,7 @@ func (s *Sandbox) startAgent(ip string, node *talos.Node, cfg []byte) {
 			s.after(s.Scaled(s.profile.AgentStart)/4+time.Millisecond, try)
 			return
 		}
-		if err := s.Teleport.Join(token, cluster); err != nil {
+		if err := s.Teleport.JoinWithLabels(token, cluster, agent.Labels); err != nil {
 			// A real agent keeps trying to join (its pod restarts), so a
 			// transient refusal delays the registration, it does not stop it.
 			s.after(s.Scaled(s.profile.AgentHeartbeat)+time.Millisecond, try)
@@ -363,6 +366,7 @@ func (s *Sandbox) Apply(cfg *config.Config) {
 	if !cfg.IsSet(config.ClusterName) {
 		set(config.ClusterName, DefaultClusterName)
 	}
+	s.seedStale(cfg.Get(config.ClusterName))
 	set(config.CloudflareDNSName, cfg.Get(config.ClusterName)+"."+DefaultDNSZone)
 	set(config.InfisicalURL, s.Infisical.URL())
 	set(config.InfisicalClientID, InfisicalClientID)
@@ -404,6 +408,28 @@ func scaleWaits(cfg *config.Config, speed float64, set func(name, v string)) {
 		set(config.UndoTimeout, max(scaled(d), 30*time.Second).String())
 	}
 }
+
+// seedStale registers, under teleport.kube-server=stale, a foreign agent
+// with the cluster's name: what a destroyed cluster's agent leaves for its
+// heartbeat TTL, or what another cluster of the same name keeps alive.
+func (s *Sandbox) seedStale(cluster string) {
+	if !s.faults.Peek(FaultKubeServer, emulator.Stale) {
+		return
+	}
+	s.mu.Lock()
+	done := s.staleSeeded[cluster]
+	if s.staleSeeded == nil {
+		s.staleSeeded = map[string]bool{}
+	}
+	s.staleSeeded[cluster] = true
+	s.mu.Unlock()
+	if !done {
+		_ = s.Teleport.RegisterForeign(cluster, map[string]string{teleport.LabelRun: "an-earlier-run"})
+	}
+}
+
+// FaultKubeServer is the fault point of registrations the run did not make.
+const FaultKubeServer = teleport.FaultKubeServer
 
 // Overridden lists the user's settings Apply replaced, with their sources,
 // so that the user is told rather than surprised (e.g. --secrets-out).
@@ -544,6 +570,8 @@ var FaultPoints = []FaultPoint{
 	{Point: "cloudflare.list-records", What: "DNS record look-ups"},
 	{Point: "cloudflare.upsert-record", What: "creating or updating the A record"},
 	{Point: "cloudflare.delete-record", What: "deleting or restoring the record"},
+	{Point: "cloudflare.permissions", What: "what the API token may do in the zone", OnlySpecial: true,
+		Special: map[emulator.Kind]string{emulator.Deny: "the token is read-only: no #dns_records:edit, writes answer 403"}},
 	{Point: "infisical.login", What: "Universal Auth login"},
 	{Point: "infisical.list-secrets", What: "reading settings"},
 	{Point: "infisical.write-secrets", What: "storing the cluster's credentials"},
@@ -554,6 +582,10 @@ var FaultPoints = []FaultPoint{
 	{Point: "teleport.delete-token", What: "deleting the join token"},
 	{Point: "teleport.list-kube", What: "listing/watching kube servers"},
 	{Point: "teleport.agent", What: "the kube agent joining (never: it never registers)"},
+	{Point: "teleport.permissions", What: "the roles of the Teleport identity", OnlySpecial: true,
+		Special: map[emulator.Kind]string{emulator.Deny: "the identity may read but not create or delete join tokens"}},
+	{Point: "teleport.kube-server", What: "kube servers registered under the cluster's name", OnlySpecial: true,
+		Special: map[emulator.Kind]string{emulator.Stale: "another agent (an earlier cluster's, or one elsewhere) is registered under the name and keeps heartbeating"}},
 	{Point: "talos.maintenance", What: "reaching maintenance mode (never: the pivot never finishes)",
 		Special: map[emulator.Kind]string{emulator.Linger: "after the apply the maintenance API keeps answering for many probe intervals"}},
 	{Point: "talos.apply", What: "applying the config in maintenance mode"},

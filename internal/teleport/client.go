@@ -74,6 +74,7 @@ type Client struct {
 	api            *client.Client
 	retry          retry.Policy
 	attemptTimeout time.Duration
+	identity       string // who we are, for messages
 }
 
 // Connect dials Teleport with the configured identity. It does not call
@@ -108,7 +109,7 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.AttemptTimeout <= 0 {
 		cfg.AttemptTimeout = 30 * time.Second
 	}
-	return &Client{api: api, retry: cfg.Retry, attemptTimeout: cfg.AttemptTimeout}, nil
+	return &Client{api: api, retry: cfg.Retry, attemptTimeout: cfg.AttemptTimeout, identity: identityOf(cfg)}, nil
 }
 
 func proxyName(p string) string {

@@ -17,7 +17,9 @@ import (
 	userspb "github.com/gravitational/teleport/api/gen/proto/go/teleport/users/v1"
 	"github.com/gravitational/teleport/api/types"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	"github.com/rawkode/rawkode-cloud/internal/emulator"
 )
@@ -35,7 +37,19 @@ const (
 	// FaultAgent fires on Join: "never" drops the join silently (the agent
 	// never shows up), "error" refuses it; other kinds refuse it too.
 	FaultAgent = "teleport.agent"
+	// FaultKubeServer's "stale" kind has another agent, not the run's,
+	// registered under the cluster's name and heartbeating (see
+	// Emulator.RegisterForeign): a name alone proves nothing.
+	FaultKubeServer = "teleport.kube-server"
+	// FaultPermissions' "deny" kind gives the identity a role that may not
+	// create or delete tokens: GetCurrentUserRoles says so, and the token
+	// calls answer AccessDenied, as the auth service would.
+	FaultPermissions = "teleport.permissions"
 )
+
+// DefaultServerTTL is how long Teleport keeps a kube_server after its last
+// heartbeat (apidefaults.ServerAnnounceTTL in the api module: 10 minutes).
+const DefaultServerTTL = 10 * time.Minute
 
 // Counter names the emulator counts requests under.
 const (
@@ -48,6 +62,7 @@ const (
 	OpListResources = "ListResources"
 	OpWatchEvents   = "WatchEvents"
 	OpJoin          = "Join"
+	OpRoles         = "GetCurrentUserRoles"
 )
 
 // ErrJoinRefused is returned by Emulator.Join when the token does not allow
@@ -60,11 +75,16 @@ type EmulatorOptions struct {
 	ClusterName string
 	// User is the identity IdentityFile issues; default "rawkode-cloud".
 	User string
+	// Roles are the user's roles; default ProvisionerRole alone.
+	Roles []types.Role
 	// Now is the emulator's clock for token expiry; default time.Now.
 	Now func() time.Time
 	// JoinDelay makes a successful Join register its kube server only after
 	// this long, like a real agent's first heartbeat.
 	JoinDelay time.Duration
+	// ServerTTL is how long a kube server stays listed after its agent
+	// left (stopped heartbeating); 0 removes it at once.
+	ServerTTL time.Duration
 	// NoWatch makes WatchEvents answer Unimplemented, like an auth service
 	// that cannot watch, so clients must fall back to polling.
 	NoWatch bool
@@ -78,6 +98,46 @@ type EmulatorOptions struct {
 	// cluster's name, so that a sandbox can say when an awaited condition
 	// really became true. It must return quickly and not call the Emulator.
 	OnEvent func(name, clusterName string, at time.Time)
+}
+
+// ProvisionerRole is a role allowing exactly what a provisioning run needs
+// (teleport.Needed), and reading tokens for destroy.
+func ProvisionerRole() types.Role {
+	r, _ := types.NewRole("rawkode-cloud-provisioner", types.RoleSpecV6{Allow: types.RoleConditions{Rules: []types.Rule{
+		types.NewRule(types.KindToken, []string{types.VerbCreate, types.VerbRead, types.VerbList, types.VerbDelete}),
+		types.NewRule(types.KindKubeServer, []string{types.VerbList, types.VerbRead}),
+	}}})
+	return r
+}
+
+// readOnlyRole is what teleport.permissions=deny leaves the identity: it
+// may look at kube servers and tokens, and change nothing.
+func readOnlyRole() types.Role {
+	r, _ := types.NewRole("auditor", types.RoleSpecV6{Allow: types.RoleConditions{Rules: []types.Rule{
+		types.NewRule(types.KindToken, []string{types.VerbRead, types.VerbList}),
+		types.NewRule(types.KindKubeServer, []string{types.VerbList, types.VerbRead}),
+	}}})
+	return r
+}
+
+// roles are the identity's roles now.
+func (e *Emulator) roles() []types.Role {
+	if e.faults.Peek(FaultPermissions, emulator.Deny) {
+		return []types.Role{readOnlyRole()}
+	}
+	if len(e.opts.Roles) > 0 {
+		return e.opts.Roles
+	}
+	return []types.Role{ProvisionerRole()}
+}
+
+// authorize answers AccessDenied, as the auth service does, when the
+// identity's roles do not allow verb on resource.
+func (e *Emulator) authorize(resource, verb string) error {
+	if ok, _ := RolesAllow(e.roles(), resource, verb); !ok {
+		return status.Errorf(codes.PermissionDenied, "access denied to perform action %q on %q", verb, resource)
+	}
+	return nil
 }
 
 // Events reported through EmulatorOptions.OnEvent.
@@ -110,7 +170,7 @@ type Emulator struct {
 
 	mu      sync.Mutex
 	tokens  map[string]*types.ProvisionTokenV2
-	kube    map[string]*types.KubernetesServerV3 // by kube cluster name
+	kube    map[string]*kubeReg // by kube cluster name + "/" + host ID
 	watches map[chan *proto.Event]struct{}
 	pending map[string]chan struct{} // joins awaiting their first heartbeat, by cluster
 	// connectors and users: the Proxmox topology's own Teleport (emulator_sso.go).
@@ -139,7 +199,7 @@ func NewEmulator(opts EmulatorOptions) (*Emulator, error) {
 		counters: emulator.NewCounters(),
 		done:     make(chan struct{}),
 		tokens:   map[string]*types.ProvisionTokenV2{},
-		kube:     map[string]*types.KubernetesServerV3{},
+		kube:     map[string]*kubeReg{},
 		watches:  map[chan *proto.Event]struct{}{},
 
 		connectors: map[string]*types.GithubConnectorV3{},
@@ -234,22 +294,95 @@ func (e *Emulator) Tokens() []TokenInfo {
 	return out
 }
 
-// KubeServers lists the kube cluster names that have a registered agent, sorted.
+// kubeReg is one registered kube server: an agent heartbeating, or one
+// that left and is kept until its heartbeat TTL runs out.
+type kubeReg struct {
+	srv *types.KubernetesServerV3
+	// left is when the agent stopped heartbeating (zero: still alive).
+	left time.Time
+	// foreign registrations belong to an agent outside this run's machines.
+	foreign bool
+}
+
+func kubeKey(srv *types.KubernetesServerV3) string {
+	return srv.GetCluster().GetName() + "/" + srv.GetHostID()
+}
+
+// listedLocked reports whether reg is still listed at now.
+func (e *Emulator) listedLocked(reg *kubeReg, now time.Time) bool {
+	return reg.left.IsZero() || now.Before(reg.left.Add(e.opts.ServerTTL))
+}
+
+// KubeServers lists the kube cluster names that have a live agent of this
+// run's machines registered, sorted, once each. Registrations kept after
+// their agent left (until the heartbeat TTL) and foreign agents are not
+// anything a run created or can remove: see Registrations for those.
 func (e *Emulator) KubeServers() []string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	seen := map[string]bool{}
 	out := make([]string, 0, len(e.kube))
-	for name := range e.kube {
-		out = append(out, name)
+	for _, reg := range e.kube {
+		name := reg.srv.GetCluster().GetName()
+		if reg.left.IsZero() && !reg.foreign && !seen[name] {
+			seen[name] = true
+			out = append(out, name)
+		}
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Registration is one listed kube server, for tests and the sandbox.
+type Registration struct {
+	Cluster, HostID string
+	Labels          map[string]string
+	Live, Foreign   bool
+}
+
+// Registrations lists every kube server Teleport would list now.
+func (e *Emulator) Registrations() []Registration {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.opts.Now()
+	var out []Registration
+	for _, reg := range e.kube {
+		if !e.listedLocked(reg, now) {
+			continue
+		}
+		out = append(out, Registration{Cluster: reg.srv.GetCluster().GetName(), HostID: reg.srv.GetHostID(),
+			Labels: copyLabels(reg.srv.GetCluster().GetStaticLabels()), Live: reg.left.IsZero(), Foreign: reg.foreign})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Cluster+out[i].HostID < out[j].Cluster+out[j].HostID })
+	return out
+}
+
+// RegisterForeign registers a kube server for clusterName from an agent
+// that is not on any of this run's machines and keeps heartbeating: a
+// cluster of the same name elsewhere, or an earlier cluster's agent whose
+// registration has not expired yet.
+func (e *Emulator) RegisterForeign(clusterName string, labels map[string]string) error {
+	srv, err := newKubeServer(clusterName, labels)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.kube[kubeKey(srv)] = &kubeReg{srv: srv, foreign: true}
+	e.mu.Unlock()
+	e.broadcast(types.OpPut, srv)
+	return nil
 }
 
 // Join is a kube agent joining with token for kube cluster clusterName.
 // Like real Teleport, a token with a TTL stays usable by further agents
 // until it expires. With JoinDelay the kube server appears that much later.
 func (e *Emulator) Join(token, clusterName string) error {
+	return e.JoinWithLabels(token, clusterName, nil)
+}
+
+// JoinWithLabels is Join by an agent whose teleport.yaml gives the kube
+// cluster static labels (kubernetes_service.labels).
+func (e *Emulator) JoinWithLabels(token, clusterName string, labels map[string]string) error {
 	e.count(OpJoin)
 	if kind, ok := e.faults.Check(FaultAgent); ok {
 		if kind == emulator.Never {
@@ -272,7 +405,7 @@ func (e *Emulator) Join(token, clusterName string) error {
 	case !slices.Contains(t.GetRoles(), types.RoleKube):
 		return fmt.Errorf("%w: token %s does not allow role %s", ErrJoinRefused, Redact(token), types.RoleKube)
 	}
-	srv, err := newKubeServer(clusterName)
+	srv, err := newKubeServer(clusterName, labels)
 	if err != nil {
 		return err
 	}
@@ -307,7 +440,7 @@ func (e *Emulator) Join(token, clusterName string) error {
 			current := e.pending[clusterName] == left
 			if current {
 				delete(e.pending, clusterName)
-				e.kube[clusterName] = srv
+				e.kube[kubeKey(srv)] = &kubeReg{srv: srv}
 			}
 			e.mu.Unlock()
 			if current {
@@ -321,23 +454,37 @@ func (e *Emulator) Join(token, clusterName string) error {
 	return nil
 }
 
-// Leave removes the kube server of clusterName, as when its node is destroyed.
+// Leave is the agents of clusterName on this run's machines going away, as
+// when their node is destroyed: they stop heartbeating, and Teleport keeps
+// listing their kube servers until ServerTTL has passed.
 func (e *Emulator) Leave(clusterName string) {
 	e.mu.Lock()
 	if left, ok := e.pending[clusterName]; ok {
 		close(left)
 		delete(e.pending, clusterName)
 	}
-	srv, ok := e.kube[clusterName]
-	delete(e.kube, clusterName)
+	now := e.opts.Now()
+	var gone []*types.KubernetesServerV3
+	for key, reg := range e.kube {
+		if reg.foreign || reg.srv.GetCluster().GetName() != clusterName || !reg.left.IsZero() {
+			continue
+		}
+		if e.opts.ServerTTL <= 0 {
+			delete(e.kube, key)
+			gone = append(gone, reg.srv)
+			continue
+		}
+		reg.left = now
+		reg.srv.SetExpiry(now.Add(e.opts.ServerTTL))
+	}
 	e.mu.Unlock()
-	if ok {
+	for _, srv := range gone {
 		e.broadcast(types.OpDelete, srv)
 	}
 }
 
-func newKubeServer(clusterName string) (*types.KubernetesServerV3, error) {
-	cluster, err := types.NewKubernetesClusterV3(types.Metadata{Name: clusterName}, types.KubernetesClusterSpecV3{})
+func newKubeServer(clusterName string, labels map[string]string) (*types.KubernetesServerV3, error) {
+	cluster, err := types.NewKubernetesClusterV3(types.Metadata{Name: clusterName, Labels: copyLabels(labels)}, types.KubernetesClusterSpecV3{})
 	if err != nil {
 		return nil, fmt.Errorf("%w: kube cluster %q: %v", ErrJoinRefused, clusterName, err)
 	}
@@ -347,7 +494,7 @@ func newKubeServer(clusterName string) (*types.KubernetesServerV3, error) {
 
 func (e *Emulator) register(srv *types.KubernetesServerV3) {
 	e.mu.Lock()
-	e.kube[srv.GetCluster().GetName()] = srv
+	e.kube[kubeKey(srv)] = &kubeReg{srv: srv}
 	e.mu.Unlock()
 	e.event(EventRegistered, srv.GetCluster().GetName())
 	e.broadcast(types.OpPut, srv)

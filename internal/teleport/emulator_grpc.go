@@ -66,11 +66,20 @@ func (s *authServer) CreateTokenV2(ctx context.Context, req *proto.CreateTokenV2
 	if err := s.e.enter(ctx, OpCreateToken, FaultCreateToken); err != nil {
 		return nil, err
 	}
+	if err := s.e.authorize(types.KindToken, types.VerbCreate); err != nil {
+		return nil, err
+	}
 	return s.e.storeToken(req.GetV2(), false)
 }
 
 func (s *authServer) UpsertTokenV2(ctx context.Context, req *proto.UpsertTokenV2Request) (*emptypb.Empty, error) {
 	if err := s.e.enter(ctx, OpUpsertToken, FaultCreateToken); err != nil {
+		return nil, err
+	}
+	if err := s.e.authorize(types.KindToken, types.VerbCreate); err != nil {
+		return nil, err
+	}
+	if err := s.e.authorize(types.KindToken, types.VerbUpdate); err != nil {
 		return nil, err
 	}
 	return s.e.storeToken(req.GetV2(), true)
@@ -125,6 +134,9 @@ func (s *authServer) DeleteToken(ctx context.Context, req *types.ResourceRequest
 	if err := s.e.enter(ctx, OpDeleteToken, FaultDeleteToken); err != nil {
 		return nil, err
 	}
+	if err := s.e.authorize(types.KindToken, types.VerbDelete); err != nil {
+		return nil, err
+	}
 	s.e.mu.Lock()
 	defer s.e.mu.Unlock()
 	t, ok := s.e.tokens[req.Name]
@@ -150,15 +162,25 @@ func (s *authServer) ListResources(ctx context.Context, req *proto.ListResources
 		return nil, status.Errorf(codes.Unimplemented, "emulator lists only %s, %s and %s, not %s",
 			types.KindKubeServer, types.KindNode, types.KindAppServer, req.ResourceType)
 	}
+	for _, verb := range []string{types.VerbList, types.VerbRead} {
+		if err := s.e.authorize(types.KindKubeServer, verb); err != nil {
+			return nil, err
+		}
+	}
 	limit := int(req.Limit)
 	if limit <= 0 {
 		limit = 1000
 	}
 	s.e.mu.Lock()
+	now := s.e.opts.Now()
 	names := make([]string, 0, len(s.e.kube))
-	for name := range s.e.kube {
-		if name >= req.StartKey {
-			names = append(names, name)
+	for key, reg := range s.e.kube {
+		if !s.e.listedLocked(reg, now) {
+			delete(s.e.kube, key) // its heartbeat TTL ran out
+			continue
+		}
+		if key >= req.StartKey {
+			names = append(names, key)
 		}
 	}
 	sort.Strings(names)
@@ -169,7 +191,7 @@ func (s *authServer) ListResources(ctx context.Context, req *proto.ListResources
 			break
 		}
 		resp.Resources = append(resp.Resources, &proto.PaginatedResource{
-			Resource: &proto.PaginatedResource_KubernetesServer{KubernetesServer: apiutils.CloneProtoMsg(s.e.kube[name])},
+			Resource: &proto.PaginatedResource_KubernetesServer{KubernetesServer: apiutils.CloneProtoMsg(s.e.kube[name].srv)},
 		})
 	}
 	s.e.mu.Unlock()
@@ -247,4 +269,22 @@ func (e *Emulator) broadcast(op types.OpType, srv *types.KubernetesServerV3) {
 			delete(e.watches, ch)
 		}
 	}
+}
+
+// GetCurrentUserRoles streams the caller's roles, which clients evaluate
+// to learn what they may do before they try.
+func (s *authServer) GetCurrentUserRoles(_ *emptypb.Empty, stream proto.AuthService_GetCurrentUserRolesServer) error {
+	if err := s.e.enter(stream.Context(), OpRoles, FaultConnect); err != nil {
+		return err
+	}
+	for _, r := range s.e.roles() {
+		v6, ok := r.(*types.RoleV6)
+		if !ok {
+			continue
+		}
+		if err := stream.Send(apiutils.CloneProtoMsg(v6)); err != nil {
+			return err
+		}
+	}
+	return nil
 }

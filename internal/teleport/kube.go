@@ -27,7 +27,24 @@ const (
 // broken watch is re-established after opts.Interval, reported through
 // opts.OnRetry; against a server that cannot watch it polls instead.
 func (c *Client) WaitKubeServer(ctx context.Context, clusterName string, opts wait.Options) error {
-	k := &kubeWait{c: c, cluster: clusterName, opts: opts}
+	return c.WaitKubeAgent(ctx, clusterName, nil, opts)
+}
+
+// LabelRun is the static label a run gives its kube agent: its value is
+// unique to the run, so a kube server carrying it provably comes from the
+// agent this run installed, not from an earlier cluster of the same name
+// whose registration has not expired, nor from another agent using it.
+const LabelRun = "rawkode-cloud/run"
+
+// StateOthersOnly is reported while kube servers with the cluster's name
+// are listed, none of them carrying the labels waited for.
+const StateOthersOnly = "only other agents registered under this name"
+
+// WaitKubeAgent is WaitKubeServer for the one agent whose kube cluster
+// carries every label in labels (its static labels): kube servers of the
+// same name without them are reported, never accepted.
+func (c *Client) WaitKubeAgent(ctx context.Context, clusterName string, labels map[string]string, opts wait.Options) error {
+	k := &kubeWait{c: c, cluster: clusterName, labels: labels, opts: opts}
 	what := fmt.Sprintf("the Teleport kube agent of cluster %s", clusterName)
 	interval := opts.Interval
 	if interval <= 0 {
@@ -74,6 +91,7 @@ func (c *Client) WaitKubeServer(ctx context.Context, clusterName string, opts wa
 type kubeWait struct {
 	c       *Client
 	cluster string
+	labels  map[string]string
 	opts    wait.Options
 	last    string
 	lastErr error
@@ -104,7 +122,7 @@ func (k *kubeWait) watchOnce(ctx context.Context) (bool, error) {
 	case <-w.Done():
 		return false, w.Error()
 	}
-	found, err := k.c.kubeServerListed(ctx, k.cluster)
+	found, others, err := k.c.kubeServerListed(ctx, k.cluster, k.labels)
 	if err != nil {
 		return false, err
 	}
@@ -112,13 +130,16 @@ func (k *kubeWait) watchOnce(ctx context.Context) (bool, error) {
 		k.state(StateRegistered)
 		return true, nil
 	}
-	k.state(StateNoKubeServer)
+	k.state(notYet(others))
 	for {
 		select {
 		case ev := <-w.Events():
-			if ev.Type == types.OpPut && isKubeServerOf(ev.Resource, k.cluster) {
+			if ev.Type == types.OpPut && isKubeServerOf(ev.Resource, k.cluster, k.labels) {
 				k.state(StateRegistered)
 				return true, nil
+			}
+			if ev.Type == types.OpPut && isKubeServerOf(ev.Resource, k.cluster, nil) {
+				k.state(StateOthersOnly)
 			}
 		case <-w.Done():
 			return false, w.Error()
@@ -131,14 +152,14 @@ func (k *kubeWait) poll(ctx context.Context, what string) error {
 	opts := k.opts
 	opts.OnState = k.state
 	return wait.Until(ctx, what, opts, func(ctx context.Context) (bool, string, error) {
-		found, err := k.c.kubeServerListed(ctx, k.cluster)
+		found, others, err := k.c.kubeServerListed(ctx, k.cluster, k.labels)
 		if err != nil {
 			return false, "", classify(err)
 		}
 		if found {
 			return true, StateRegistered, nil
 		}
-		return false, StateNoKubeServer, nil
+		return false, notYet(others), nil
 	})
 }
 
@@ -156,11 +177,34 @@ func (k *kubeWait) timeout(ctx context.Context, what string, err error) error {
 	return fmt.Errorf("%s: %w", msg, wait.ErrTimeout)
 }
 
-// kubeServerListed pages through kube servers looking for clusterName's.
+func notYet(others int) string {
+	if others > 0 {
+		return StateOthersOnly
+	}
+	return StateNoKubeServer
+}
+
+// kubeServerListed pages through kube servers looking for clusterName's
+// with labels; others counts those with the name but not the labels.
 // It calls ListResources page by page itself: the SDK's GetAllResources
 // takes LimitExceeded (also the rate-limit answer) for "page too big" and
 // silently retries with smaller pages.
-func (c *Client) kubeServerListed(ctx context.Context, clusterName string) (bool, error) {
+func (c *Client) kubeServerListed(ctx context.Context, clusterName string, labels map[string]string) (found bool, others int, err error) {
+	err = c.eachKubeServer(ctx, func(ks types.KubeServer) bool {
+		switch {
+		case isKubeServerOf(ks, clusterName, labels):
+			found = true
+			return false
+		case isKubeServerOf(ks, clusterName, nil):
+			others++
+		}
+		return true
+	})
+	return found, others, err
+}
+
+// eachKubeServer calls fn with every listed kube server until it says stop.
+func (c *Client) eachKubeServer(ctx context.Context, fn func(types.KubeServer) bool) error {
 	req := proto.ListResourcesRequest{
 		ResourceType: types.KindKubeServer,
 		Namespace:    defaults.Namespace,
@@ -169,23 +213,62 @@ func (c *Client) kubeServerListed(ctx context.Context, clusterName string) (bool
 	for {
 		resp, err := c.api.ListResources(ctx, req)
 		if err != nil {
-			return false, err
+			return err
 		}
 		for _, r := range resp.Resources {
-			if isKubeServerOf(r, clusterName) {
-				return true, nil
+			if ks, ok := r.(types.KubeServer); ok && !fn(ks) {
+				return nil
 			}
 		}
 		if resp.NextKey == "" || len(resp.Resources) == 0 {
-			return false, nil
+			return nil
 		}
 		req.StartKey = resp.NextKey
 	}
 }
 
-func isKubeServerOf(r types.Resource, clusterName string) bool {
+// isKubeServerOf reports whether r is a kube server of clusterName whose
+// cluster carries every label in labels (static labels, set by the agent).
+func isKubeServerOf(r types.Resource, clusterName string, labels map[string]string) bool {
 	ks, ok := r.(types.KubeServer)
-	return ok && ks.GetCluster() != nil && ks.GetCluster().GetName() == clusterName
+	if !ok || ks.GetCluster() == nil || ks.GetCluster().GetName() != clusterName {
+		return false
+	}
+	have := ks.GetCluster().GetStaticLabels()
+	for k, v := range labels {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// KubeAgent is one kube server registered under a cluster name.
+type KubeAgent struct {
+	Host    string // the agent's host ID
+	Labels  map[string]string
+	Expires time.Time // zero when Teleport did not say
+}
+
+// KubeAgents lists the kube servers registered under clusterName: before a
+// run, any of them is an agent this run did not install.
+func (c *Client) KubeAgents(ctx context.Context, clusterName string) ([]KubeAgent, error) {
+	var out []KubeAgent
+	err := c.retry.Do(ctx, func(ctx context.Context) error {
+		return c.attempt(ctx, func(ctx context.Context) error {
+			out = nil
+			return classify(c.eachKubeServer(ctx, func(ks types.KubeServer) bool {
+				if isKubeServerOf(ks, clusterName, nil) {
+					out = append(out, KubeAgent{Host: ks.GetHostID(), Labels: ks.GetCluster().GetStaticLabels(), Expires: ks.Expiry()})
+				}
+				return true
+			}))
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list Teleport kube servers of %s: %w", clusterName, err)
+	}
+	return out, nil
 }
 
 // KubeClusters lists the names of the kube clusters with a registered kube
