@@ -29,7 +29,7 @@ func (a *app) etcdCmd() *cobra.Command {
 		Long: `Stream a snapshot of etcd from a control-plane node (Talos's own EtcdSnapshot API) and upload it to
 s3://<etcd-backup-bucket>/etcd/<cluster>/<UTC timestamp>.snapshot. The bucket is signed for with the
 Scaleway access and secret keys (Scaleway Object Storage by default). The node's Talos API must answer
-this machine: a locked-down cluster needs a break-glass opening first.`,
+this machine, which a locked-down cluster's does not (the route through Teleport is not built yet).`,
 		Example: `  rawkode-cloud etcd snapshot --cluster-name demo --etcd-backup-bucket my-etcd-backups`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

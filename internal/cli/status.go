@@ -53,8 +53,8 @@ A locked-down cluster keeps the Talos and Kubernetes APIs closed to the internet
 reopen them: from here it sees the servers, DNS, the ports (closed, as they must be) and the secret
 store, and through Teleport the kube agent's registration — the agent heartbeats from inside the
 cluster, so it proves the API server and the pod network work. The Talos API of a node is read only
-while it answers this machine (during 'access open', or on a cluster a failed run left open); until
-then nodes are "unknown", which does not make the cluster unhealthy.
+while it answers this machine (on a cluster a failed run left open); on a locked-down cluster nodes
+are "unknown", which does not make the cluster unhealthy.
 
 Exit code 0 when healthy, 1 when degraded or down.`,
 		Example: `  rawkode-cloud status --cluster-name demo

@@ -70,7 +70,7 @@ func (e *Env) controlPlane(ctx context.Context, cluster string) (scaleway.Server
 // refused".
 func lockedDown(ip string, err error) error {
 	if errors.Is(err, syscall.ECONNREFUSED) || strings.Contains(err.Error(), "connection refused") {
-		return fmt.Errorf("the Talos API of %s is closed from here (the cluster is locked down); it is only reachable during a break-glass opening: %w", ip, err)
+		return fmt.Errorf("the Talos API of %s is closed from here (the cluster is locked down, and the route to it through Teleport is not built yet): %w", ip, err)
 	}
 	return err
 }

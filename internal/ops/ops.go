@@ -1,6 +1,5 @@
 // Package ops holds the day-two operations on a cluster that exists:
-// listing clusters, their status, break-glass access, etcd backups,
-// upgrades and rebuilds. Nothing is kept locally: what a cluster is comes
+// listing clusters, their status, etcd backups, rebuilds and resumed runs. Nothing is kept locally: what a cluster is comes
 // from the cloud's tags and the secret store, as destroy finds it.
 package ops
 

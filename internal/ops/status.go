@@ -64,8 +64,8 @@ func (r Report) Healthy() bool { return r.State == OK }
 // heartbeats from inside the cluster, so a registered agent means the API
 // server and the pod network work — its API ports (closed, as they must
 // be), and what the secret store holds. The Talos API of each node is read
-// only where it answers us: during a break-glass opening (access open), or
-// on a cluster a run left open (exit 3). Otherwise nodes are reported as
+// only where it answers us: on a cluster a run left open (exit 3), or
+// while an opening recorded on its servers (access-until tag) lasts. Otherwise nodes are reported as
 // unknown, not as unhealthy.
 func Status(ctx context.Context, e *Env, cluster string, now time.Time) (Report, error) {
 	rep := Report{Cluster: cluster, Servers: []ServerInfo{}}
@@ -166,7 +166,7 @@ func (e *Env) nodeCheck(ctx context.Context, ip, talosconfig string, reachable b
 	c := Check{Component: "talos", Subject: ip}
 	switch {
 	case !reachable:
-		c.State, c.Detail = Unknown, "not observed: the Talos API is closed from here (locked down); 'access open' opens it to this machine for a while"
+		c.State, c.Detail = Unknown, "not observed: the Talos API is closed from here (locked down); the Teleport registration is the in-cluster signal"
 		return c
 	case talosconfig == "":
 		c.State, c.Detail = Degraded, "the Talos API answers but no talosconfig is stored to talk to it"
