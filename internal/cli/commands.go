@@ -8,14 +8,22 @@ func (a *app) provisionCmd() *cobra.Command {
 	o := &provisionOptions{}
 	cmd := &cobra.Command{
 		Use:   "provision",
-		Short: "Order a server, install Talos, bootstrap Kubernetes, register it with Teleport and lock it down",
-		Long: `Run the seven phases: resolve secrets, order the server, wait for the install and Talos, point DNS
-at it, generate the Talos configuration, bootstrap the cluster, then verify it in Teleport and lock
-the Talos and Kubernetes API ports. Any failure removes what was created, newest first.
+		Short: "Order servers, install Talos, bootstrap Kubernetes, register it with Teleport and lock it down",
+		Long: `Run the seven phases: resolve secrets, order the servers, wait for the installs and Talos, point DNS
+at the control planes, generate every node's Talos configuration, bootstrap the cluster, then verify
+it (Teleport, etcd membership) and lock the Talos and Kubernetes API ports on every node. Any failure
+removes what was created, newest first.
+
+One node by default; --control-planes 3 (or 5) and --workers N build a highly available cluster:
+every server is ordered at once and installed in parallel, etcd is bootstrapped once on the first
+control plane and joined by the others, and the DNS name gets one A record per control plane.
 
 ` + exitCodeHelp(),
 		Example: `  # Everything against local emulators: no account needed
   rawkode-cloud provision --sandbox
+
+  # A highly available cluster: 3 control planes and 2 workers
+  rawkode-cloud provision --sandbox --control-planes 3 --workers 2
 
   # Rehearse a failure: watch the undo remove everything, newest first
   rawkode-cloud provision --sandbox --sandbox-fault talos.bootstrap=error
@@ -48,9 +56,9 @@ func (a *app) destroyCmd() *cobra.Command {
 	o := &destroyOptions{}
 	cmd := &cobra.Command{
 		Use:   "destroy",
-		Short: "Remove a cluster's server, DNS record and Teleport tokens",
-		Long: `Delete the server(s) of a cluster and wait until they are gone, delete the DNS record pointing at
-them and the outstanding Teleport join tokens, and with --delete-secrets the secrets stored for the
+		Short: "Remove a cluster's servers, DNS records and Teleport tokens",
+		Long: `Delete every server of a cluster (every node) and wait until they are gone, delete the DNS records
+pointing at them and the outstanding Teleport join tokens, and with --delete-secrets the secrets stored for the
 cluster in Infisical. Settings are checked and everything is found first; on a terminal the list is
 shown and you are asked before anything is removed. A --server-id not found in --scaleway-zone is
 looked for in the other Elastic Metal zones. Destroying something already gone succeeds and says so.

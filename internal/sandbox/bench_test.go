@@ -34,18 +34,28 @@ type benchConfig struct {
 	// polling intervals and no streams (the emulators refuse them, so the
 	// CLI polls as the seed did).
 	seed bool
+	// controlPlanes and workers size the cluster (zero: one node); jitter
+	// spreads the servers' delays (see sandbox.Profile.Jitter).
+	controlPlanes, workers int
+	jitter                 float64
 }
 
 // provisionReport runs one whole provisioning in a fresh sandbox at the
 // default speed and profile and returns its report.
 func provisionReport(tb testing.TB, c benchConfig) report.Report {
 	tb.Helper()
-	sb, err := sandbox.Start(sandbox.Options{PollOnly: c.seed})
+	prof := sandbox.RealisticProfile()
+	prof.Jitter = c.jitter
+	sb, err := sandbox.Start(sandbox.Options{PollOnly: c.seed, Profile: &prof})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer sb.Close()
 	cfg := config.New()
+	if c.controlPlanes > 0 {
+		cfg.Set(config.ControlPlanes, fmt.Sprint(c.controlPlanes), config.FromFlag, "--control-planes")
+		cfg.Set(config.Workers, fmt.Sprint(c.workers), config.FromFlag, "--workers")
+	}
 	if c.seed {
 		for name, v := range seedIntervals {
 			cfg.Set(name, v, config.FromFlag, "--"+name)
@@ -101,6 +111,38 @@ func BenchmarkProvision(b *testing.B) {
 		return // a sub-benchmark was filtered out or failed
 	}
 	printSideBySide(os.Stdout, configs, reports, stats)
+}
+
+// BenchmarkHighlyAvailable compares one node with 3 control planes and 2
+// workers, side by side on the default profile with ±5% per-server jitter
+// on Scaleway's delays, and prints wall time, their ratio and requests:
+//
+//	go test -run '^$' -bench HighlyAvailable -benchtime 3x ./internal/sandbox/
+func BenchmarkHighlyAvailable(b *testing.B) {
+	configs := []benchConfig{{name: "1 node", jitter: 0.05}, {name: "3+2 nodes", controlPlanes: 3, workers: 2, jitter: 0.05}}
+	walls := make([]float64, len(configs))
+	reqs := make([]int, len(configs))
+	var last [2]report.Report
+	for i, c := range configs {
+		b.Run(strings.ReplaceAll(c.name, " ", "-"), func(b *testing.B) {
+			var wall float64
+			for range b.N {
+				r := provisionReport(b, c)
+				wall += r.WallSeconds
+				reqs[i] = *r.RequestsTotal
+				last[i] = r
+			}
+			walls[i] = wall / float64(b.N)
+			b.ReportMetric(walls[i], "wall_s")
+			b.ReportMetric(float64(reqs[i]), "requests")
+		})
+	}
+	if walls[0] == 0 || walls[1] == 0 {
+		return
+	}
+	fmt.Printf("\n1 node: wall %.3fs, %d requests, cli_added_seconds_real %.3f\n", walls[0], reqs[0], *last[0].CLIAddedSecondsReal)
+	fmt.Printf("3+2:    wall %.3fs, %d requests (%.1f per node)\n", walls[1], reqs[1], float64(reqs[1])/5)
+	fmt.Printf("ratio:  %.3f× wall\n", walls[1]/walls[0])
 }
 
 // printSideBySide prints the last run of each configuration, and stats (the

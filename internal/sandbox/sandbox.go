@@ -73,6 +73,10 @@ type Profile struct {
 	MaintenanceLinger          time.Duration
 	Services                   map[string]time.Duration
 	AgentStart, AgentHeartbeat time.Duration // Teleport kube agent
+	// Jitter spreads each server's Scaleway delays by up to ±this fraction
+	// (see scaleway.EmulatorOptions.Jitter); zero keeps every server on the
+	// profile, which is what the report's critical path assumes.
+	Jitter float64
 }
 
 // RealisticProfile is what a provisioning on Elastic Metal roughly looks like.
@@ -153,6 +157,7 @@ func Start(opts Options) (*Sandbox, error) {
 		OnInstalled:  s.bootNode,
 		OnDeleted:    s.removeNode,
 		OnTransition: s.tl.server,
+		Jitter:       prof.Jitter,
 	})
 	s.Cloudflare = cloudflare.NewEmulator(cloudflare.EmulatorOptions{
 		Token:  CloudflareToken,

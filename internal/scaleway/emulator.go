@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -127,6 +128,11 @@ type EmulatorOptions struct {
 	// next one is scheduled: progress displays see each state, and a hook
 	// that blocks holds the lifecycle (tests step through it this way).
 	OnTransition func(Server)
+	// Jitter spreads each server's lifecycle: every server draws one factor
+	// in [1-Jitter, 1+Jitter] that scales all its delays, as servers of the
+	// same offer are delivered and installed minutes apart in reality.
+	// Zero: every server follows Delays exactly.
+	Jitter float64
 }
 
 // Emulator is an in-process Scaleway Elastic Metal + IAM API on 127.0.0.1,
@@ -153,6 +159,15 @@ type emuServer struct {
 	wire         wireServer
 	installFault emulator.Kind
 	timer        *time.Timer
+	pace         float64 // this server's jitter factor
+}
+
+// delay is d at this server's pace.
+func (s *emuServer) delay(d time.Duration) time.Duration {
+	if s.pace == 0 {
+		return d
+	}
+	return time.Duration(float64(d) * s.pace)
 }
 
 // NewEmulator starts an emulator; Close it when done.
@@ -544,7 +559,10 @@ func (e *Emulator) order(req *wireCreateServer, offer wireOffer) wireServer {
 	defer e.mu.Unlock()
 	e.servers[s.wire.ID] = s
 	id := s.wire.ID
-	s.timer = time.AfterFunc(e.delays.AssignIP, func() { e.advance(id) })
+	if j := e.opts.Jitter; j > 0 {
+		s.pace = 1 - j + 2*j*rand.Float64()
+	}
+	s.timer = time.AfterFunc(s.delay(e.delays.AssignIP), func() { e.advance(id) })
 	return cloneWire(s.wire)
 }
 
@@ -567,7 +585,7 @@ func (e *Emulator) advance(id string) {
 			break
 		}
 		if s.installFault != emulator.Hang {
-			next = e.delays.Deliver
+			next = s.delay(e.delays.Deliver)
 		}
 	case w.Status == "ordered":
 		switch s.installFault {
@@ -579,13 +597,13 @@ func (e *Emulator) advance(id string) {
 			w.Status = "ready"
 			w.PingStatus = "ping_status_up"
 			if w.Install != nil {
-				next = e.delays.StartInstall
+				next = s.delay(e.delays.StartInstall)
 			}
 		}
 	case w.Install != nil && w.Install.Status == "to_install":
 		w.Install.Status = "installing"
 		if s.installFault != emulator.Never {
-			next = e.delays.Install
+			next = s.delay(e.delays.Install)
 		}
 	case w.Install != nil && w.Install.Status == "installing":
 		if s.installFault == emulator.Error {
