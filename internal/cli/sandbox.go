@@ -27,7 +27,7 @@ func (o *sandboxOptions) addFlags(cmd *cobra.Command, withFaults bool) {
 	cmd.Flags().BoolVar(&o.enabled, "sandbox", false, "Run against in-process emulators of every external service: no account needed, nothing real is touched")
 	cmd.Flags().Float64Var(&o.speed, "sandbox-speed", sandbox.DefaultSpeed, "How many times faster than real time the sandbox runs (the CLI's waits are scaled to match)")
 	if withFaults {
-		cmd.Flags().StringArrayVar(&o.faults, "sandbox-fault", nil, "Inject a fault: POINT=KIND or POINT=KIND@N (first N calls only); repeatable; 'list' shows points and kinds")
+		cmd.Flags().StringArrayVar(&o.faults, "sandbox-fault", nil, "Inject a fault: POINT=KIND or POINT=KIND@N (first N calls only), either with @node=NAME to hit one node; repeatable; 'list' shows points and kinds")
 		_ = cmd.RegisterFlagCompletionFunc("sandbox-fault", completeFaults)
 	}
 }
@@ -38,7 +38,7 @@ func (o *sandboxOptions) listFaults(w io.Writer) (bool, error) {
 		if f != "list" {
 			continue
 		}
-		fmt.Fprintln(w, "Fault points (--sandbox-fault POINT=KIND[@N]):")
+		fmt.Fprintln(w, "Fault points (--sandbox-fault POINT=KIND[@N][@node=NAME]):")
 		for _, p := range sandbox.FaultPoints {
 			fmt.Fprintf(w, "  %-26s %s\n", p.Point, p.What)
 			for _, k := range emulator.SpecialKinds {
@@ -55,6 +55,8 @@ func (o *sandboxOptions) listFaults(w io.Writer) (bool, error) {
 		fmt.Fprintln(w, "  error: permanent failure · unavailable: transient (5xx, Unavailable) · ratelimit: 429 / ResourceExhausted")
 		fmt.Fprintln(w, "  hang: never answers · never: the awaited condition never comes · @N: only the first N times")
 		fmt.Fprintln(w, "  =linger, =stale, =deny, =expire: special kinds, only where a point lists them")
+		fmt.Fprintln(w, "  @node=NAME: only that node (e.g. talos.bootstrap=error@node=sandbox-cp-1, scaleway.install=error@node=sandbox-worker-2);")
+		fmt.Fprintln(w, "    applies to the talos.* points and scaleway.install; the others hit every node")
 		return true, nil
 	}
 	return false, nil

@@ -57,21 +57,36 @@ var SpecialKinds = []Kind{Linger, Stale, Deny, Expire}
 type Fault struct {
 	Kind  Kind
 	Times int
+	// Node, when set, limits the fault to that node of the cluster (its
+	// name, e.g. sandbox-cp-2); the other nodes behave normally.
+	Node string
 }
 
 func (f Fault) String() string {
+	s := string(f.Kind)
 	if f.Times > 0 {
-		return fmt.Sprintf("%s@%d", f.Kind, f.Times)
+		s += fmt.Sprintf("@%d", f.Times)
 	}
-	return string(f.Kind)
+	if f.Node != "" {
+		s += "@node=" + f.Node
+	}
+	return s
 }
 
-// ParseFault parses "POINT=KIND" or "POINT=KIND@N".
+// ParseFault parses "POINT=KIND", "POINT=KIND@N", and either followed by
+// "@node=NAME" to hit only that node.
 func ParseFault(spec string) (string, Fault, error) {
 	point, rest, ok := strings.Cut(spec, "=")
 	point = strings.TrimSpace(point)
 	if !ok || point == "" || rest == "" {
-		return "", Fault{}, fmt.Errorf("fault %q: want POINT=KIND or POINT=KIND@N", spec)
+		return "", Fault{}, fmt.Errorf("fault %q: want POINT=KIND, POINT=KIND@N or either with @node=NAME", spec)
+	}
+	var node string
+	if i := strings.Index(rest, "@node="); i >= 0 {
+		rest, node = rest[:i], strings.TrimSpace(rest[i+len("@node="):])
+		if node == "" {
+			return "", Fault{}, fmt.Errorf("fault %q: @node= needs a node name", spec)
+		}
 	}
 	kindStr, timesStr, hasTimes := strings.Cut(rest, "@")
 	f := Fault{Kind: Kind(strings.TrimSpace(kindStr))}
@@ -91,6 +106,7 @@ func ParseFault(spec string) (string, Fault, error) {
 		}
 		f.Times = n
 	}
+	f.Node = node
 	return point, f, nil
 }
 
@@ -104,8 +120,14 @@ func joinKinds() string {
 }
 
 // Faults is a set of injected faults keyed by fault point
-// (e.g. "scaleway.create-server"), plus per-point latency.
+// (e.g. "scaleway.create-server"), plus per-point latency. A fault may be
+// limited to one node; ForNode gives that node's view of the set.
 type Faults struct {
+	*faultState
+	node string // the view's node ("": faults for any node only)
+}
+
+type faultState struct {
 	mu      sync.Mutex
 	faults  map[string]*Fault
 	fired   map[string]int
@@ -114,7 +136,35 @@ type Faults struct {
 
 // NewFaults returns an empty fault set.
 func NewFaults() *Faults {
-	return &Faults{faults: map[string]*Fault{}, fired: map[string]int{}, latency: map[string]time.Duration{}}
+	return &Faults{faultState: &faultState{faults: map[string]*Fault{}, fired: map[string]int{}, latency: map[string]time.Duration{}}}
+}
+
+// ForNode is the fault set as the node called name sees it: the faults for
+// every node plus those limited to it (which win). It shares the set.
+func (f *Faults) ForNode(name string) *Faults {
+	if f == nil {
+		return nil
+	}
+	return &Faults{faultState: f.faultState, node: name}
+}
+
+// key is where a fault for point, limited to node or not, is kept.
+func key(point, node string) string {
+	if node == "" {
+		return point
+	}
+	return point + "@node=" + node
+}
+
+// lookup finds the fault this view sees at point; f.mu is held.
+func (f *Faults) lookup(point string) (string, *Fault, bool) {
+	if f.node != "" {
+		if ft, ok := f.faults[key(point, f.node)]; ok {
+			return key(point, f.node), ft, true
+		}
+	}
+	ft, ok := f.faults[point]
+	return point, ft, ok
 }
 
 // Set installs (or replaces) the fault for a point.
@@ -122,7 +172,7 @@ func (f *Faults) Set(point string, fault Fault) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	cp := fault
-	f.faults[point] = &cp
+	f.faults[key(point, fault.Node)] = &cp
 }
 
 // Clear removes every fault (latencies stay).
@@ -147,14 +197,14 @@ func (f *Faults) Check(point string) (Kind, bool) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	ft, ok := f.faults[point]
+	k, ft, ok := f.lookup(point)
 	if !ok {
 		return "", false
 	}
-	if ft.Times > 0 && f.fired[point] >= ft.Times {
+	if ft.Times > 0 && f.fired[k] >= ft.Times {
 		return "", false
 	}
-	f.fired[point]++
+	f.fired[k]++
 	return ft.Kind, true
 }
 
@@ -166,11 +216,11 @@ func (f *Faults) Peek(point string, k Kind) bool {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	ft, ok := f.faults[point]
+	key, ft, ok := f.lookup(point)
 	if !ok || ft.Kind != k {
 		return false
 	}
-	return ft.Times == 0 || f.fired[point] < ft.Times
+	return ft.Times == 0 || f.fired[key] < ft.Times
 }
 
 // Fired reports how many times the fault at point has fired.

@@ -5,7 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rawkode/rawkode-cloud/internal/emulator"
 	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
+	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 	"github.com/rawkode/rawkode-cloud/internal/sandbox"
 	"github.com/rawkode/rawkode-cloud/internal/talos"
 )
@@ -104,6 +106,41 @@ func TestForgottenEtcdRuleFormsNoCluster(t *testing.T) {
 	}
 	if !strings.Contains(r.err.Error(), talos.ServiceEtcd) {
 		t.Errorf("error does not name etcd: %v", r.err)
+	}
+	if inv := sb.Inventory(); !inv.Empty() {
+		t.Errorf("left behind: %+v", inv)
+	}
+}
+
+// TestFaultOnOneNode breaks etcd on the second control plane only: the run
+// fails naming that node's address, and every node is undone.
+func TestFaultOnOneNode(t *testing.T) {
+	t.Parallel()
+	_, f, err := emulator.ParseFault("talos.services=never@node=onenode-cp-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := sandbox.Start(sandbox.Options{Speed: testSpeed, Faults: map[string]emulator.Fault{talos.FaultServices: f}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	var cp2 string
+	r := provisionSandboxWith(t, sb, runOpts{cluster: "onenode", controlPlanes: 3, patient: true,
+		cancel: func(e pipeline.Event) bool {
+			if e.Fields["node"] == "onenode-cp-2" && e.Fields["ip"] != nil && cp2 == "" {
+				cp2, _ = e.Fields["ip"].(string)
+			}
+			return false
+		}})
+	if r.code != 1 {
+		t.Fatalf("exit %d (%v), want 1", r.code, r.err)
+	}
+	if cp2 == "" || !strings.Contains(r.err.Error(), cp2) {
+		t.Errorf("error does not name cp-2 (%s): %v", cp2, r.err)
+	}
+	if strings.Count(r.err.Error(), "waiting for services") != 1 {
+		t.Errorf("more than one node failed: %v", r.err)
 	}
 	if inv := sb.Inventory(); !inv.Empty() {
 		t.Errorf("left behind: %+v", inv)

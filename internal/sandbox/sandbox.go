@@ -226,7 +226,9 @@ func (s *Sandbox) bootNode(srv scaleway.Server) {
 		BootDelay: s.Scaled(s.profile.Pivot), RebootDelay: s.Scaled(s.profile.Reboot),
 		EtcdReadyDelay: s.Scaled(s.profile.EtcdReady), ServiceDelays: services,
 		MaintenanceLinger: s.Scaled(s.profile.MaintenanceLinger),
-		Faults:            s.faults, NoEvents: s.pollOnly,
+		// A fault limited to one node (@node=NAME) hits the node on the
+		// server of that name only.
+		Faults: s.faults.ForNode(srv.Name), NoEvents: s.pollOnly,
 		OnEvent: func(name string, at time.Time) { s.tl.add("talos: "+name, srv.IPv4, at) },
 		// The servers share one network: node-to-node traffic passes
 		// each node's emulated firewall.

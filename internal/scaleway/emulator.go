@@ -551,7 +551,8 @@ func (e *Emulator) order(req *wireCreateServer, offer wireOffer) wireServer {
 			Hostname: req.Install.Hostname, OSID: req.Install.OSID, PartitioningSchema: twoNVMeRAID1(),
 			SSHKeyIDs: slices.Clone(req.Install.SSHKeyIDs), Status: "to_install", User: user,
 		}
-		if kind, ok := e.faults.Check(FaultInstall); ok {
+		// A fault limited to one node hits the server of that name.
+		if kind, ok := e.faults.ForNode(req.Name).Check(FaultInstall); ok {
 			s.installFault = kind
 		}
 	}
