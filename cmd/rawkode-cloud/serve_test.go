@@ -34,7 +34,10 @@ func serve(t *testing.T, extra ...string) *world {
 	t.Helper()
 	dir := t.TempDir()
 	w := &world{t: t, config: filepath.Join(dir, "sandbox.yaml"), home: t.TempDir()}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	// The world must outlive every command a test runs against it, however
+	// slow a loaded machine makes them: only a hung test's own deadline
+	// should end it.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	t.Cleanup(cancel)
 	args := append([]string{"sandbox", "serve", "--write-config", w.config, "--output", "json", "--sandbox-speed", "400"}, extra...)
 	cmd := exec.CommandContext(ctx, binary(t), args...)
