@@ -16,6 +16,7 @@ package pivot
 
 import (
 	_ "embed"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/url"
@@ -53,6 +54,30 @@ type Options struct {
 	InstallDisk string
 	// DownloadAttempts defaults to DefaultDownloadAttempts.
 	DownloadAttempts int
+	// ConfigVolume, when set, is an ISO 9660 image labelled metal-iso
+	// holding config.yaml: the script writes it to partition
+	// ConfigPartitionNumber of the install disk, where Talos booted with
+	// talos.config=metal-iso reads it (see ConfigPartition). It holds the
+	// machine config, so the user data carrying it is a secret.
+	ConfigVolume []byte
+}
+
+// ConfigVolumePath is where cloud-init writes the config volume (tmpfs).
+const ConfigVolumePath = "/run/rawkode-cloud/metal-iso.img"
+
+// ConfigPartitionNumber is the GPT partition the config volume goes to:
+// well clear of the partitions of Talos's image and of those Talos creates.
+const ConfigPartitionNumber = 9
+
+// ConfigPartition is the device name (without /dev/) of the config
+// partition on disk, as the Talos API names block devices: "nvme0n1p9" for
+// /dev/nvme0n1, "sda9" for /dev/sda.
+func ConfigPartition(disk string) string {
+	base := disk[strings.LastIndex(disk, "/")+1:]
+	if base != "" && base[len(base)-1] >= '0' && base[len(base)-1] <= '9' {
+		return base + "p" + strconv.Itoa(ConfigPartitionNumber)
+	}
+	return base + strconv.Itoa(ConfigPartitionNumber)
 }
 
 var (
@@ -96,6 +121,10 @@ func (o Options) Validate() error {
 		errs = append(errs, fmt.Errorf("install disk %q is not a device path under /dev", o.InstallDisk))
 	}
 
+	if len(o.ConfigVolume) > 0 && o.InstallDisk == "" {
+		errs = append(errs, errors.New("a config volume needs an explicit install disk: rawkode-cloud wipes its partition once Talos has stored the config"))
+	}
+
 	if o.DownloadAttempts < 0 {
 		errs = append(errs, fmt.Errorf("download attempts %d is negative", o.DownloadAttempts))
 	}
@@ -125,13 +154,23 @@ func Script(opts Options) string {
 		"@IMAGE_URL@", opts.ImageURL(),
 		"@INSTALL_DISK@", opts.InstallDisk,
 		"@ATTEMPTS@", strconv.Itoa(attempts),
+		"@CONFIG_VOLUME@", configVolumePath(opts),
+		"@CONFIG_PARTITION@", strconv.Itoa(ConfigPartitionNumber),
 	).Replace(scriptTemplate)
+}
+
+func configVolumePath(opts Options) string {
+	if len(opts.ConfigVolume) == 0 {
+		return ""
+	}
+	return ConfigVolumePath
 }
 
 type writeFile struct {
 	Path        string `yaml:"path"`
 	Owner       string `yaml:"owner"`
 	Permissions string `yaml:"permissions"`
+	Encoding    string `yaml:"encoding,omitempty"`
 	Content     string `yaml:"content"`
 }
 
@@ -154,6 +193,12 @@ func Render(opts Options) ([]byte, error) {
 			Content:     Script(opts),
 		}},
 		RunCmd: [][]string{{"/bin/bash", ScriptPath}},
+	}
+	if len(opts.ConfigVolume) > 0 {
+		doc.WriteFiles = append(doc.WriteFiles, writeFile{
+			Path: ConfigVolumePath, Owner: "root:root", Permissions: "0600",
+			Encoding: "b64", Content: base64.StdEncoding.EncodeToString(opts.ConfigVolume),
+		})
 	}
 
 	body, err := yaml.Marshal(doc)

@@ -17,6 +17,11 @@ CONSOLE="${PIVOT_CONSOLE:-/dev/console}"
 REBOOT_CMD="${PIVOT_REBOOT_CMD:-}"
 SKIP_MDADM="${PIVOT_SKIP_MDADM:-0}"
 IMAGE="${WORKDIR}/talos.raw.zst"
+# The machine config volume (an ISO 9660 image labelled metal-iso), written
+# by cloud-init next to this script when the config is delivered with the
+# install; empty when the node is configured in maintenance mode instead.
+CONFIG_VOLUME="${PIVOT_CONFIG_VOLUME:-@CONFIG_VOLUME@}"
+CONFIG_PARTITION=@CONFIG_PARTITION@
 
 log() {
 	local msg="talos-pivot: $*"
@@ -161,6 +166,41 @@ write_image() {
 	log "Talos written to ${DISK}"
 }
 
+# write_config_volume puts the machine config where Talos looks for it at
+# first boot: with talos.config=metal-iso on its kernel command line, Talos
+# mounts the volume whose filesystem or partition label is metal-iso and reads
+# config.yaml from it, before it would ever enter maintenance mode. The volume
+# is a small partition at the end of the install disk, with a fixed number so
+# that rawkode-cloud can wipe and drop it once Talos has stored its config.
+write_config_volume() {
+	[[ -n "${CONFIG_VOLUME}" ]] || return 0
+	[[ -s "${CONFIG_VOLUME}" ]] || die "config volume ${CONFIG_VOLUME} is missing"
+	local total size start
+	if [[ -b "${DISK}" ]]; then
+		total="$(blockdev --getsz "${DISK}")"
+	else
+		total="$(($(stat -c %s "${DISK}") / 512))"
+	fi
+	# 2 MiB, aligned to 1 MiB, clear of the backup GPT in the last sectors.
+	size=4096
+	start="$(((total - 34 - size) / 2048 * 2048))"
+	# The image's GPT describes a disk as small as the image: its backup
+	# header must move to the real end before a partition can go there.
+	sfdisk --relocate gpt-bk-std "${DISK}" >/dev/null 2>&1 || true
+	# The device prefix is how sfdisk is told the partition's number.
+	local part="${DISK}${CONFIG_PARTITION}"
+	if [[ "${DISK}" =~ [0-9]$ ]]; then
+		part="${DISK}p${CONFIG_PARTITION}"
+	fi
+	echo "${part} : start=${start}, size=${size}, name=metal-iso" |
+		sfdisk --append --no-reread --no-tell-kernel -q "${DISK}" >/dev/null ||
+		die "could not create the config partition on ${DISK}"
+	dd if="${CONFIG_VOLUME}" of="${DISK}" bs=512 seek="${start}" conv=notrunc,fsync status=none
+	rm -f "${CONFIG_VOLUME}"
+	sync
+	log "machine config written to partition ${CONFIG_PARTITION} (metal-iso) of ${DISK}"
+}
+
 reboot_now() {
 	if [[ -n "${REBOOT_CMD}" ]]; then
 		log "rebooting with test command"
@@ -187,6 +227,7 @@ main() {
 	stop_raid
 	wipe
 	write_image
+	write_config_volume
 	reboot_now
 }
 

@@ -69,6 +69,9 @@ type Server struct {
 	OfferID       string
 	Tags          []string
 	CreatedAt     time.Time
+	// UserData is the cloud-init user data the server carries; the API
+	// returns it to anyone who may read the server.
+	UserData []byte
 }
 
 // ServerSpec is one server to order with its OS install and cloud-init.
@@ -263,11 +266,16 @@ func (c *Client) CreateServer(ctx context.Context, spec ServerSpec) (*Server, er
 		Name:        spec.Name,
 		Description: spec.Description,
 		Tags:        spec.Tags,
-		Install: &baremetal.CreateServerRequestInstall{
+	}
+	// Without an OS the server is only ordered: its IPs are known while it
+	// is delivered, and InstallServer installs it later (the flow that
+	// delivers the Talos config with the install).
+	if spec.OSID != "" {
+		req.Install = &baremetal.CreateServerRequestInstall{
 			OsID:      spec.OSID,
 			Hostname:  spec.Hostname,
 			SSHKeyIDs: spec.SSHKeyIDs,
-		},
+		}
 	}
 	if len(spec.UserData) > 0 {
 		ud := spec.UserData
@@ -480,6 +488,9 @@ func fromSDK(s *baremetal.Server) *Server {
 	}
 	if s.Install != nil {
 		out.InstallStatus = s.Install.Status.String()
+	}
+	if s.UserData != nil {
+		out.UserData = slices.Clone(*s.UserData)
 	}
 	if s.CreatedAt != nil {
 		out.CreatedAt = *s.CreatedAt

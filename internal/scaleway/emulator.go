@@ -297,6 +297,7 @@ func (s *emuServer) snapshot() Server {
 	out := Server{
 		ID: s.wire.ID, Name: s.wire.Name, Status: s.wire.Status, Zone: s.wire.Zone,
 		OfferID: s.wire.OfferID, Tags: slices.Clone(s.wire.Tags), CreatedAt: s.wire.CreatedAt,
+		UserData: slices.Clone(s.wire.UserData),
 	}
 	if s.wire.Install != nil {
 		out.InstallStatus = s.wire.Install.Status
@@ -321,6 +322,8 @@ func (e *Emulator) routes() http.Handler {
 	mux.HandleFunc("GET /baremetal/v1/zones/{zone}/servers", e.listServers)
 	mux.HandleFunc("GET /baremetal/v1/zones/{zone}/servers/{id}", e.getServer)
 	mux.HandleFunc("DELETE /baremetal/v1/zones/{zone}/servers/{id}", e.deleteServer)
+	mux.HandleFunc("PATCH /baremetal/v1/zones/{zone}/servers/{id}", e.updateServer)
+	mux.HandleFunc("POST /baremetal/v1/zones/{zone}/servers/{id}/install", e.installServer)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { notFound(w) })
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/metadata" && !e.authorized(w, r) {
