@@ -47,10 +47,13 @@ const (
 	Deny Kind = "deny"
 	// Expire makes a credential expire before it is used.
 	Expire Kind = "expire"
+	// Hijack is somebody else acting first: a stranger configures a node
+	// that waits, unauthenticated, in maintenance mode.
+	Hijack Kind = "hijack"
 )
 
 // SpecialKinds lists the special kinds in a stable order.
-var SpecialKinds = []Kind{Linger, Stale, Deny, Expire}
+var SpecialKinds = []Kind{Linger, Stale, Deny, Expire, Hijack}
 
 // Fault is one injected misbehaviour. Times bounds how often it fires:
 // 0 means every time, N means only the first N matching calls.

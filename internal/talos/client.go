@@ -257,6 +257,11 @@ func (c *Client) WaitMaintenance(ctx context.Context, ip string, opts wait.Optio
 		case err == nil:
 			return false, "", retry.Permanent(fmt.Errorf("probe %s: %w (Version answered without a client certificate)", ip, ErrNotMaintenance))
 		case requiresClientCert(err):
+			// We have applied nothing yet: whoever configured it, it was
+			// not this run.
+			if c.foreign(actx, ip, nil) {
+				return false, "", retry.Permanent(fmt.Errorf("probe %s: %w: %w", ip, ErrNotMaintenance, foreignErr(ip)))
+			}
 			return false, "", retry.Permanent(fmt.Errorf("probe %s: %w", ip, ErrNotMaintenance))
 		default:
 			return false, "", grpcErr(fmt.Sprintf("probe Talos API on %s", ip), err)
@@ -345,6 +350,9 @@ func (c *Client) WaitMTLS(ctx context.Context, ip string, talosconfig []byte, op
 				}
 				lingering = true
 				return false, StateStillMaintenance, nil
+			}
+			if c.foreign(actx, ip, m.tls.RootCAs) {
+				return false, "", retry.Permanent(fmt.Errorf("wait for mTLS: %w", foreignErr(ip)))
 			}
 			// A certificate we do not trust that could not be confirmed as
 			// the maintenance one (the probe was cut short): nothing learnt.

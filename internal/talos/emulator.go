@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+	"github.com/siderolabs/talos/pkg/machinery/api/storage"
 	"github.com/siderolabs/talos/pkg/machinery/config"
 	machinetype "github.com/siderolabs/talos/pkg/machinery/config/machine"
 	"google.golang.org/grpc"
@@ -144,6 +145,13 @@ type NodeOptions struct {
 	// RewriteConfig, when set, replaces every config the node is sent
 	// (tests: a config broken on purpose).
 	RewriteConfig func([]byte) []byte
+	// InstallConfig is the machine config the install left on a metal-iso
+	// volume (talos.config=metal-iso): the node boots straight into it and
+	// never serves maintenance mode. Nil: maintenance mode, as before.
+	InstallConfig []byte
+	// ConfigPartition names that volume's device (e.g. "nvme0n1p9"), which
+	// BlockDeviceWipe can remove once the node has stored its config.
+	ConfigPartition string
 }
 
 // LingerFactor is how much longer the maintenance API lingers after an
@@ -212,6 +220,10 @@ type Node struct {
 	// kubeCert is what the kube-apiserver stand-in serves: self-signed until
 	// a config brings the cluster CA, then issued by it.
 	kubeCert tls.Certificate
+	// See emulator_delivery.go.
+	hijacked     bool
+	configVolume string
+	wiped        []string
 }
 
 // NewNode starts an emulated node on 127.0.0.1. It is "booting" until
@@ -267,8 +279,7 @@ func NewNode(opts NodeOptions) (*Node, error) {
 		if n.faults.Peek(FaultMaintenance, emulator.Never) {
 			return nil // stays "booting": the pivot to Talos never finished
 		}
-		n.enterMaintenanceLocked()
-		return nil
+		return n.bootLocked()
 	})
 	n.mu.Unlock()
 	return n, nil
@@ -722,6 +733,7 @@ func (n *Node) startGen(creds credentials.TransportCredentials) *apiGen {
 		conns: map[net.Conn]struct{}{},
 	}
 	machine.RegisterMachineServiceServer(g.srv, &machineServer{n: n, g: g})
+	storage.RegisterStorageServiceServer(g.srv, &storageServer{n: n, g: g})
 	go func() { _ = g.srv.Serve(g.ln) }()
 	return g
 }
