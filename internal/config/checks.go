@@ -301,3 +301,11 @@ func checkSecretStore(v string) error {
 	}
 	return fmt.Errorf("must be %s or %s", SecretStoreOnePassword, SecretStoreInfisical)
 }
+
+func checkDelivery(v string) error {
+	switch v {
+	case DeliveryMaintenance, DeliveryInstall:
+		return nil
+	}
+	return fmt.Errorf("must be %s or %s", DeliveryMaintenance, DeliveryInstall)
+}

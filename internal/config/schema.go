@@ -115,6 +115,8 @@ const (
 	TalosSchematicID  = "talos-schematic-id"
 	TalosInstallDisk  = "talos-install-disk"
 	ImageFactoryURL   = "image-factory-url"
+	// TalosConfigDelivery is how a node gets its machine config.
+	TalosConfigDelivery = "talos-config-delivery"
 
 	TeleportProxy        = "teleport-proxy"
 	TeleportIdentityFile = "teleport-identity-file"
@@ -163,7 +165,10 @@ const (
 // Operator at.
 const (
 	SecretStoreOnePassword = "onepassword"
-	SecretStoreInfisical   = "infisical"
+	// Values of TalosConfigDelivery.
+	DeliveryMaintenance  = "maintenance"
+	DeliveryInstall      = "install"
+	SecretStoreInfisical = "infisical"
 )
 
 // SandboxURL points the commands at a served sandbox.
@@ -200,6 +205,7 @@ var Schema = []Setting{
 	{Name: TalosSchematicID, Section: "Talos", Help: "Image Factory schematic (64 hex characters); the default is vanilla Talos", Default: DefaultSchematicID, Infisical: "TALOS_SCHEMATIC_ID", Check: checkSchematic, Commands: forProvision},
 	{Name: TalosInstallDisk, Section: "Talos", Help: "Disk the Talos image is written to and installed on", Default: "/dev/nvme0n1", Infisical: "TALOS_INSTALL_DISK", Check: checkDisk, Commands: forProvision},
 	{Name: ImageFactoryURL, Section: "Talos", Help: "Talos Image Factory base URL", Default: "https://factory.talos.dev", Infisical: "IMAGE_FACTORY_URL", Check: checkHTTPURL, Commands: forProvision},
+	{Name: TalosConfigDelivery, Section: "Talos", Help: "How a node gets its machine config: maintenance (applied over the unauthenticated maintenance API after the pivot, which anyone reaching the node first could do) or install (carried by the install on a metal-iso volume, so the node never waits in maintenance mode)", Default: DeliveryMaintenance, Infisical: "TALOS_CONFIG_DELIVERY", Check: checkDelivery, Commands: forProvision, Values: []string{DeliveryMaintenance, DeliveryInstall}},
 
 	{Name: TeleportProxy, Section: "Teleport", Help: "Teleport proxy address (host:port)", Infisical: "TELEPORT_PROXY", Check: checkHostPort},
 	{Name: TeleportIdentityFile, Section: "Teleport", Help: "Teleport identity file (from tctl auth sign); without it and without teleport-identity the tsh profile is used", Infisical: "", Check: checkReadableFile},

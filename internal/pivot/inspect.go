@@ -16,10 +16,14 @@ import (
 // so they get exactly what a real server would, not what the CLI meant.
 type Delivered struct {
 	ImageURL     string
+	InstallDisk  string // "" when the script picks one on the server
 	ConfigVolume []byte // nil when the config is not delivered with the install
 }
 
-var imageURLLine = regexp.MustCompile(`(?m)^IMAGE_URL="\$\{PIVOT_IMAGE_URL:-([^}"]+)\}"$`)
+var (
+	imageURLLine = regexp.MustCompile(`(?m)^IMAGE_URL="\$\{PIVOT_IMAGE_URL:-([^}"]+)\}"$`)
+	diskLine     = regexp.MustCompile(`(?m)^DISK="\$\{PIVOT_DISK:-([^}"]*)\}"$`)
+)
 
 // Inspect reads user data rendered by Render.
 func Inspect(userData []byte) (Delivered, error) {
@@ -36,6 +40,9 @@ func Inspect(userData []byte) (Delivered, error) {
 		case ScriptPath:
 			if m := imageURLLine.FindStringSubmatch(f.Content); m != nil {
 				d.ImageURL = m[1]
+			}
+			if m := diskLine.FindStringSubmatch(f.Content); m != nil {
+				d.InstallDisk = m[1]
 			}
 		case ConfigVolumePath:
 			if f.Encoding != "b64" {

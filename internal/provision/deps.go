@@ -25,6 +25,10 @@ type Servers interface {
 	DeleteServer(ctx context.Context, id string, opts wait.Options) error
 	FindServers(ctx context.Context, tags ...string) ([]scaleway.Server, error)
 	WatchServers(ctx context.Context, tags []string, opts wait.Options, see func([]scaleway.Server) (bool, error)) error
+	// Order now, install later (talos-config-delivery: install).
+	SetUserData(ctx context.Context, id string, data []byte) error
+	ClearUserData(ctx context.Context, id string) error
+	InstallServer(ctx context.Context, id string, spec scaleway.InstallSpec) error
 }
 
 // DNS points a name at the control planes and puts it back on undo.
@@ -73,6 +77,7 @@ type Talos interface {
 	ApplySecure(ctx context.Context, ip string, talosconfig, cfg []byte) (bool, error)
 	ProbePorts(ctx context.Context, ip string, ports []int) (map[int]bool, error)
 	EtcdMembers(ctx context.Context, ip string, talosconfig []byte) ([]string, error)
+	WipeConfigVolume(ctx context.Context, ip string, talosconfig []byte, device string) error
 }
 
 // IPDetector finds the operator's public IPv4.

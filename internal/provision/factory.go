@@ -9,6 +9,7 @@ import (
 
 	"github.com/rawkode/rawkode-cloud/internal/cloudflare"
 	"github.com/rawkode/rawkode-cloud/internal/config"
+	"github.com/rawkode/rawkode-cloud/internal/imagefactory"
 	"github.com/rawkode/rawkode-cloud/internal/infisical"
 	"github.com/rawkode/rawkode-cloud/internal/ipdetect"
 	"github.com/rawkode/rawkode-cloud/internal/metering"
@@ -141,6 +142,11 @@ func (f Factory) Talos(*config.Config) Talos {
 	p := f.policy("talos")
 	return talos.New(talos.Options{Dialer: f.TalosDialer, OnRetry: p.OnRetry, RetryBudget: p.Budget, AttemptTimeout: f.AttemptTimeout,
 		DialOpts: f.Meter.DialOptions("talos")})
+}
+
+// ImageFactory builds the Talos Image Factory client.
+func (f Factory) ImageFactory(cfg *config.Config) (ImageFactory, error) {
+	return imagefactory.New(imagefactory.Options{URL: cfg.Get(config.ImageFactoryURL), HTTPClient: f.meteredClient("imagefactory", f.HTTPClient), Retry: f.policy("imagefactory")})
 }
 
 // IPDetector builds the public-IP detector.

@@ -30,6 +30,13 @@ type metal struct {
 	sequential bool
 
 	sshKeys []string // listed in Check, before any money is spent
+
+	// Config delivered with the install (delivery.go); nodeConfig waits
+	// for the node's rendered config and the cluster's talosconfig.
+	install          bool
+	factory          ImageFactory
+	installSchematic string
+	nodeConfig       func(ctx context.Context, r *pipeline.Run, n *Node) (cfg, talosconfig []byte, err error)
 }
 
 // offer is the Elastic Metal offer node n is ordered with.
@@ -85,6 +92,9 @@ func (m *metal) Check(ctx context.Context, r *pipeline.Run, nodes []*Node) error
 	}
 	m.sshKeys = keys
 	r.Info("offer and OS support cloud-init", map[string]any{"offer": offer, "os": osID, "ssh_keys": len(keys)})
+	if m.install {
+		return m.checkInstallDelivery(ctx, r)
+	}
 	return nil
 }
 
@@ -92,6 +102,10 @@ func (m *metal) Check(ctx context.Context, r *pipeline.Run, nodes []*Node) error
 // carrying the OS install and the cloud-init pivot; a server's undo is
 // pushed the moment the API says it exists.
 func (m *metal) Create(ctx context.Context, r *pipeline.Run, nodes []*Node) error {
+	if m.install {
+		// Without an OS: it is installed in phase 2, with the config.
+		return eachNode(nodes, func(n *Node) error { return m.order(ctx, r, n, nil) })
+	}
 	userData, err := pivot.Render(m.pivotOptions())
 	if err != nil {
 		return fmt.Errorf("render cloud-init user data: %w", err)
@@ -114,6 +128,9 @@ func (m *metal) order(ctx context.Context, r *pipeline.Run, n *Node, userData []
 		SSHKeyIDs:   m.sshKeys,
 		UserData:    userData,
 		Tags:        append(scaleway.ClusterTags(name), "role="+string(n.Role), "node="+n.Name, orderTag),
+	}
+	if m.install {
+		spec.OSID = "" // ordered now, installed once the config is known
 	}
 	var srv *scaleway.Server
 	var err error
@@ -210,6 +227,9 @@ func pivotOptions(cfg *config.Config) pivot.Options {
 // server (watch); each node is probed for maintenance mode on its own
 // (reach), since that is a TLS dial to the node that costs the API nothing.
 func (m *metal) Reach(ctx context.Context, r *pipeline.Run, nodes []*Node) error {
+	if m.install {
+		return eachNode(nodes, func(n *Node) error { return m.reachInstalled(ctx, r, n) })
+	}
 	sctx, cancel := context.WithTimeout(ctx, m.cfg.Duration(config.ServerTimeout))
 	defer cancel()
 	watches := make(map[string]*serverWatch, len(nodes))

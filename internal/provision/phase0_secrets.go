@@ -152,7 +152,14 @@ func (p *Provisioner) resolveSecrets(ctx context.Context, r *pipeline.Run) error
 	}
 	p.talos = f.Talos(p.cfg)
 	p.ip = f.IPDetector(p.cfg)
-	p.topo = &metal{cfg: p.cfg, scw: p.scw, talos: p.talos, cluster: p.clusterName(), sequential: p.opts.Sequential}
+	mt := &metal{cfg: p.cfg, scw: p.scw, talos: p.talos, cluster: p.clusterName(), sequential: p.opts.Sequential,
+		install: installDelivery(p.cfg), nodeConfig: p.renderedConfig}
+	if mt.install {
+		if mt.factory, err = f.ImageFactory(p.cfg); err != nil {
+			return fail.UsageError(err)
+		}
+	}
+	p.topo = mt
 	if p.opts.Resume != nil {
 		p.topo = newResumed(p.opts.Resume.Servers)
 	}

@@ -28,7 +28,13 @@ func (p *Provisioner) generateConfig(ctx context.Context, r *pipeline.Run) error
 // when its TTL still covers what is left: the pivot, the reboot and the
 // agent's start.
 func (p *Provisioner) prepare(ctx context.Context, r *pipeline.Run) (struct{}, error) {
+	// A config delivered with the install is needed before the install:
+	// the token is minted as soon as the addresses are known, and its
+	// renewal covers the longer wait.
 	for _, n := range p.nodes {
+		if installDelivery(p.cfg) {
+			break
+		}
 		if _, err := n.Installed.Get(ctx); err != nil {
 			return struct{}{}, err
 		}

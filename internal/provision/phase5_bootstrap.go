@@ -29,6 +29,11 @@ func (p *Provisioner) bootstrap(ctx context.Context, r *pipeline.Run) error {
 	if err := eachNode(p.nodes, func(n *Node) error { return p.waitServices(ctx, r, n) }); err != nil {
 		return err
 	}
+	if installDelivery(p.cfg) {
+		if err := eachNode(p.nodes, func(n *Node) error { return p.removeDeliveryTraces(ctx, r, n) }); err != nil {
+			return err
+		}
+	}
 	// Nothing in phase 6 needs the kubeconfig until the lockdown: fetch and
 	// store it alongside the Teleport wait.
 	p.ahead(r, p.kubeconfig)
@@ -45,6 +50,10 @@ func (p *Provisioner) applyConfig(ctx context.Context, r *pipeline.Run, n *Node)
 			return err
 		}
 		r.Info("machine config re-applied over mTLS (resumed run)", map[string]any{"ip": ip})
+		return nil
+	}
+	if installDelivery(p.cfg) {
+		// It booted with its config and answered over mTLS in phase 2.
 		return nil
 	}
 	if err := p.talos.ApplyInsecure(ctx, ip, n.config); err != nil {

@@ -79,6 +79,9 @@ var expected = map[string][5]int{
 	"scaleway.get-server":      {ok, ok, ok, ok, skip},
 	"scaleway.install":         {failed, failed, failed, failed, failed},
 	"scaleway.delete-server":   {ok, ok, ok, ok, skip},
+	"scaleway.update-server":   {ok, ok, ok, ok, skip}, // install delivery only
+	"scaleway.install-server":  {ok, ok, ok, ok, skip}, // install delivery only
+	"imagefactory.schematics":  {ok, ok, ok, ok, skip}, // install delivery only
 	"scaleway.list-servers":    {usage, ok, ok, usage, skip},
 	"cloudflare.list-records":  {usage, ok, ok, usage, skip},
 	"cloudflare.upsert-record": {failed, ok, ok, failed, skip},
@@ -116,12 +119,16 @@ var expected = map[string][5]int{
 //   - cloudflare.permissions=deny: the token may read the zone, not edit
 //     DNS; phase 0's access check: exit 2;
 //   - teleport.kube-server=stale: another agent holds the cluster's name;
-//     phase 0 warns, phase 6 waits for this run's agent: success.
+//     phase 0 warns, phase 6 waits for this run's agent: success;
+//   - talos.maintenance=hijack: a stranger configures the node first; the
+//     run notices the node is not ours and undoes everything (with the
+//     config delivered at install the node never waits: see hijackScenarios).
 var specialExpected = map[string]int{
 	"talos.maintenance=linger":    ok,
 	"teleport.permissions=deny":   usage,
 	"cloudflare.permissions=deny": usage,
 	"teleport.kube-server=stale":  ok,
+	"talos.maintenance=hijack":    failed,
 }
 
 // combined are scenarios that need several faults at once.
@@ -130,6 +137,30 @@ var combined = []scenario{
 	// registration must not pass verification (that would lock the
 	// operator out); the server stays, firewall open.
 	{name: "stale kube server + agent never joins", faults: []string{"teleport.kube-server=stale", "teleport.agent=never"}, want: leftRun},
+}
+
+// expectedInstall is where a run with talos-config-delivery install differs:
+// the order-now-install-later calls and the schematic are on its path; the
+// node never serves maintenance mode, so faults there only matter when the
+// boot itself never ends; and there is no insecure apply, and no reboot.
+var expectedInstall = map[string][5]int{
+	"scaleway.update-server":  {failed, ok, ok, failed, skip},
+	"scaleway.install-server": {failed, ok, ok, failed, skip},
+	"imagefactory.schematics": {usage, ok, ok, usage, skip},
+	"talos.maintenance":       {ok, ok, ok, ok, failed},
+	"talos.apply":             {ok, ok, ok, ok, skip},
+	"talos.reboot":            {ok, ok, ok, ok, ok},
+}
+
+// installDelivery is the flag that selects it.
+const installDelivery = "--talos-config-delivery=install"
+
+// hijackScenarios: a stranger configures each node the moment it enters
+// maintenance mode. With the config applied in maintenance mode the run must
+// notice the node is not ours and undo everything; delivered with the
+// install, the node never enters maintenance mode at all.
+var hijackScenarios = []scenario{
+	{name: "install: talos.maintenance=hijack", faults: []string{"talos.maintenance=hijack"}, flags: []string{installDelivery}, want: ok},
 }
 
 // cleanupBase fails the run in phase 5, when the server, the DNS record, the
@@ -152,6 +183,8 @@ type scenario struct {
 	want   int
 	// leftover names the resource a failed cleanup must list (exit 4).
 	leftover string
+	// flags are extra provision flags (e.g. installDelivery).
+	flags []string
 }
 
 func matrixScenarios() []scenario {
@@ -190,6 +223,26 @@ func matrixScenarios() []scenario {
 		}
 	}
 	out = append(out, combined...)
+	// The same points again with the config delivered at install.
+	for _, fp := range sandbox.FaultPoints {
+		want, known := expectedInstall[fp.Point]
+		if !known {
+			if want, known = expected[fp.Point]; !known {
+				continue // reported above
+			}
+		}
+		for i, kind := range matrixKinds {
+			if want[i] == skip {
+				continue
+			}
+			sc := scenario{name: "install: " + fp.Point + "=" + kind, faults: []string{fp.Point + "=" + kind}, want: want[i], flags: []string{installDelivery}}
+			if want[i] == leftover {
+				sc.leftover = "Scaleway server"
+			}
+			out = append(out, sc)
+		}
+	}
+	out = append(out, hijackScenarios...)
 	points := make([]string, 0, len(cleanupPoints))
 	for p := range cleanupPoints {
 		points = append(points, p)
@@ -218,6 +271,9 @@ var smokeScenarios = map[string]bool{
 	"teleport.list-kube=error":                 true,
 	"cleanup: scaleway.delete-server=error":    true,
 	"cleanup: cloudflare.delete-record=hang@1": true,
+	"talos.maintenance=hijack":                 true,
+	"install: talos.maintenance=hijack":        true,
+	"install: scaleway.install-server=error":   true,
 }
 
 // outcome is what one scenario did.
@@ -331,6 +387,7 @@ func runScenario(t *testing.T, sc scenario) *outcome {
 	for _, f := range sc.faults {
 		args = append(args, "--sandbox-fault", f)
 	}
+	args = append(args, sc.flags...)
 	var out, errOut bytes.Buffer
 	var mu sync.Mutex
 	// The sandbox closes when the command returns, taking its nodes along:

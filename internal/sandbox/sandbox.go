@@ -21,6 +21,7 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/cloudflare"
 	"github.com/rawkode/rawkode-cloud/internal/config"
 	"github.com/rawkode/rawkode-cloud/internal/emulator"
+	ifemu "github.com/rawkode/rawkode-cloud/internal/imagefactory/emulator"
 	"github.com/rawkode/rawkode-cloud/internal/infisical"
 	"github.com/rawkode/rawkode-cloud/internal/ipdetect"
 	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
@@ -106,9 +107,11 @@ type Sandbox struct {
 	Teleport   *teleport.Emulator
 	IP         *ipdetect.Emulator
 	S3         *s3emu.Emulator
-	identity   []byte
-	pollOnly   bool
-	tl         timeline
+	// ImageFactory serves schematics (and the images of the Proxmox VMs).
+	ImageFactory *ifemu.Emulator
+	identity     []byte
+	pollOnly     bool
+	tl           timeline
 
 	agentMu sync.Mutex // orders agent joins against node removal
 
@@ -183,6 +186,10 @@ func Start(opts Options) (*Sandbox, error) {
 	}
 	s.IP = ipdetect.NewEmulatorWithFaults(OperatorIP.String(), s.faults)
 	s.S3 = s3emu.New(s3emu.Options{AccessKey: scaleway.SandboxAccessKey, Buckets: []string{EtcdBackupBucket}, Faults: s.faults})
+	if err := s.startImageFactory(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("start Image Factory emulator: %w", err)
+	}
 	return s, nil
 }
 
@@ -221,8 +228,9 @@ func (s *Sandbox) bootNode(srv scaleway.Server) {
 	for k, v := range s.profile.Services {
 		services[k] = s.Scaled(v)
 	}
+	installCfg, partition := s.installConfig(srv)
 	node, err := talos.NewNode(talos.NodeOptions{
-		PublicIP: ip, OperatorIP: OperatorIP,
+		PublicIP: ip, OperatorIP: OperatorIP, InstallConfig: installCfg, ConfigPartition: partition,
 		BootDelay: s.Scaled(s.profile.Pivot), RebootDelay: s.Scaled(s.profile.Reboot),
 		EtcdReadyDelay: s.Scaled(s.profile.EtcdReady), ServiceDelays: services,
 		MaintenanceLinger: s.Scaled(s.profile.MaintenanceLinger),
@@ -375,6 +383,7 @@ func (s *Sandbox) Apply(cfg *config.Config) {
 	}
 	s.seedStale(cfg.Get(config.ClusterName))
 	set(config.CloudflareDNSName, cfg.Get(config.ClusterName)+"."+DefaultDNSZone)
+	set(config.ImageFactoryURL, s.ImageFactory.URL())
 	set(config.InfisicalURL, s.Infisical.URL())
 	set(config.InfisicalClientID, InfisicalClientID)
 	set(config.InfisicalClientSecret, InfisicalClientSecret)
@@ -469,6 +478,9 @@ func (s *Sandbox) Close() {
 	}
 	if s.Teleport != nil {
 		s.Teleport.Close()
+	}
+	if s.ImageFactory != nil {
+		s.ImageFactory.Close()
 	}
 }
 
@@ -573,6 +585,8 @@ var FaultPoints = []FaultPoint{
 	{Point: "scaleway.get-server", What: "looking up one server (destroy --server-id, the wait until a deleted server is gone)"},
 	{Point: "scaleway.install", What: "the OS install (error: install fails; never: stays installing)"},
 	{Point: "scaleway.delete-server", What: "DeleteServer during undo or destroy"},
+	{Point: "scaleway.update-server", What: "setting or overwriting a server's user data (talos-config-delivery install)"},
+	{Point: "scaleway.install-server", What: "installing a server ordered without an OS (talos-config-delivery install)"},
 	{Point: "scaleway.list-servers", What: "listing the cluster's servers by tag (phase 0's no-second-cluster check, phase 2's status polls — one list for every server, destroy)"},
 	{Point: "cloudflare.list-records", What: "DNS record look-ups"},
 	{Point: "cloudflare.upsert-record", What: "creating or updating the A record"},
@@ -594,12 +608,16 @@ var FaultPoints = []FaultPoint{
 	{Point: "teleport.kube-server", What: "kube servers registered under the cluster's name", OnlySpecial: true,
 		Special: map[emulator.Kind]string{emulator.Stale: "another agent (an earlier cluster's, or one elsewhere) is registered under the name and keeps heartbeating"}},
 	{Point: "talos.maintenance", What: "reaching maintenance mode (never: the pivot never finishes)",
-		Special: map[emulator.Kind]string{emulator.Linger: "after the apply the maintenance API keeps answering for many probe intervals"}},
+		Special: map[emulator.Kind]string{
+			emulator.Linger: "after the apply the maintenance API keeps answering for many probe intervals",
+			emulator.Hijack: "a stranger applies a config of their own the moment the node enters maintenance mode",
+		}},
 	{Point: "talos.apply", What: "applying the config in maintenance mode"},
 	{Point: "talos.reboot", What: "the reboot into the configuration (never: it never comes back)"},
 	{Point: "talos.bootstrap", What: "the etcd bootstrap"},
 	{Point: "talos.services", What: "service health (never: etcd never healthy)"},
 	{Point: "talos.kubeconfig", What: "downloading the admin kubeconfig"},
+	{Point: "imagefactory.schematics", What: "creating or reading an Image Factory schematic (talos-config-delivery install)"},
 	{Point: "talos.lockdown", What: "re-applying the config without the operator rules"},
 	{Point: "talos.etcd-snapshot", What: "Talos's EtcdSnapshot (etcd snapshot)"},
 	{Point: "s3.put-object", What: "uploading an etcd snapshot to object storage"},

@@ -260,7 +260,7 @@ func (c *Client) WaitMaintenance(ctx context.Context, ip string, opts wait.Optio
 			// We have applied nothing yet: whoever configured it, it was
 			// not this run.
 			if c.foreign(actx, ip, nil) {
-				return false, "", retry.Permanent(fmt.Errorf("probe %s: %w: %w", ip, ErrNotMaintenance, foreignErr(ip)))
+				return false, "", retry.Permanent(fmt.Errorf("probe %s: %w: %w", ip, ErrNotMaintenance, ErrForeignConfig))
 			}
 			return false, "", retry.Permanent(fmt.Errorf("probe %s: %w", ip, ErrNotMaintenance))
 		default:
@@ -352,7 +352,7 @@ func (c *Client) WaitMTLS(ctx context.Context, ip string, talosconfig []byte, op
 				return false, StateStillMaintenance, nil
 			}
 			if c.foreign(actx, ip, m.tls.RootCAs) {
-				return false, "", retry.Permanent(fmt.Errorf("wait for mTLS: %w", foreignErr(ip)))
+				return false, "", retry.Permanent(fmt.Errorf("wait for mTLS on %s: %w: %w", ip, ErrNotMaintenance, ErrForeignConfig))
 			}
 			// A certificate we do not trust that could not be confirmed as
 			// the maintenance one (the probe was cut short): nothing learnt.

@@ -16,7 +16,7 @@ import (
 // is not signed by our cluster's CA. Between the pivot's reboot and our
 // insecure apply, anyone who reaches :50000 first can configure a node in
 // maintenance mode; this is what that looks like from here.
-var ErrForeignConfig = errors.New("the node runs a configuration that is not ours (its certificate is not signed by this cluster's CA): someone else may have configured it first while it waited in maintenance mode (a possible hijack)")
+var ErrForeignConfig = errors.New("and it is not ours (its certificate is not signed by this cluster's CA): someone else may have configured it first while it waited in maintenance mode (a possible hijack)")
 
 // identity is what one TLS handshake tells about a node without trusting it.
 type identity struct {
@@ -66,10 +66,6 @@ func (c *Client) foreign(ctx context.Context, ip string, roots *x509.CertPool) b
 	}
 	_, verr := id.chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 	return verr != nil
-}
-
-func foreignErr(ip string) error {
-	return fmt.Errorf("node %s: %w", ip, ErrForeignConfig)
 }
 
 // WipeConfigVolume wipes the volume the install left the machine config on

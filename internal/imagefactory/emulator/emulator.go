@@ -323,3 +323,21 @@ func (e *Emulator) hasExtension(name string) bool {
 	}
 	return false
 }
+
+// Seed adds schematics that exist before anyone asks, as the public factory
+// has always known the vanilla one (config.DefaultSchematicID).
+func (e *Emulator) Seed(schematics ...imagefactory.Schematic) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, s := range schematics {
+		id, err := s.ID()
+		if err != nil {
+			return err
+		}
+		e.schematics[id] = s
+	}
+	return nil
+}
+
+// Lookup returns a schematic the factory knows.
+func (e *Emulator) Lookup(id string) (imagefactory.Schematic, bool) { return e.lookup(id) }
