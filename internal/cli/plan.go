@@ -8,11 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/rawkode/rawkode-cloud/internal/cidata"
 	"github.com/rawkode/rawkode-cloud/internal/config"
 	"github.com/rawkode/rawkode-cloud/internal/fail"
+	"github.com/rawkode/rawkode-cloud/internal/imagefactory"
 	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
 	"github.com/rawkode/rawkode-cloud/internal/pivot"
 	"github.com/rawkode/rawkode-cloud/internal/provision"
@@ -50,6 +53,8 @@ type planDoc struct {
 	Waits        map[string]string `json:"waits"`
 	Placeholders map[string]string `json:"placeholders"`
 	Rendered     []renderedFile    `json:"rendered,omitempty"`
+	// UserDataSecret: the user data carries the machine config.
+	UserDataSecret bool `json:"user_data_secret,omitempty"`
 }
 
 type renderedFile struct {
@@ -77,7 +82,7 @@ func (a *app) runPlan(cmd *cobra.Command, o *planOptions) error {
 		return err
 	}
 	if o.render != "" {
-		files, err := renderArtifacts(o.render, userData, arts)
+		files, err := renderArtifacts(o.render, userData, doc.UserDataSecret, arts)
 		if err != nil {
 			return err
 		}
@@ -140,6 +145,12 @@ func buildPlan(cfg *config.Config) (*planDoc, *machineconfig.Result, []byte, err
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("generate Talos machine config: %w", err)
 	}
+	install := cfg.Get(config.TalosConfigDelivery) == config.DeliveryInstall
+	if install {
+		if userData, err = installUserData(cfg, pivotOpts, arts.ControlPlane, placeholders); err != nil {
+			return nil, nil, nil, err
+		}
+	}
 	fw, err := machineconfig.FirewallRules(arts.ControlPlane)
 	if err != nil {
 		return nil, nil, nil, err
@@ -197,7 +208,42 @@ func buildPlan(cfg *config.Config) (*planDoc, *machineconfig.Result, []byte, err
 		},
 		Placeholders: placeholders,
 	}
+	if install {
+		doc.UserDataSecret = true
+		doc.Steps[0].Actions = append(doc.Steps[0].Actions, "create the Image Factory schematic: the configured one plus the kernel argument "+provision.KernelArgMetalISO)
+		doc.Steps[1].Actions = []string{fmt.Sprintf("order Elastic Metal offer %s in %s without an OS (hostname %s, tags %s): its IP is known before anything is installed",
+			orUnset(cfg.Get(config.ScalewayOfferID)), cfg.Get(config.ScalewayZone), name, strings.Join(scaleway.ClusterTags(name), ","))}
+		doc.Steps[2].Actions = []string{"wait for the public IPv4; render the node's config at once (phase 4's work, the join token included)",
+			fmt.Sprintf("set the server's user data: the pivot to Talos %s plus a metal-iso volume holding the machine config (%d bytes; secret)", cfg.Get(config.TalosVersion), len(userData)),
+			fmt.Sprintf("install OS %s once the server is delivered; the pivot writes Talos and the config volume", orUnset(cfg.Get(config.ScalewayOSID))),
+			"wait until Talos answers over mTLS: the node boots configured and never serves maintenance mode"}
+		doc.Steps[5].Actions = append([]string{"no apply: the node booted with its config"}, doc.Steps[5].Actions[2:]...)
+		doc.Steps[5].Actions = append(doc.Steps[5].Actions, "overwrite the server's user data and wipe the config volume (partition "+pivot.ConfigPartition(cfg.Get(config.TalosInstallDisk))+", dropped)")
+	}
 	return doc, arts, userData, nil
+}
+
+// installUserData is the user data that carries the config with the install.
+// Offline, the schematic with the kernel argument is known only when the
+// configured one is vanilla Talos; otherwise the configured ID stands in.
+func installUserData(cfg *config.Config, opts pivot.Options, machineConfig []byte, placeholders map[string]string) ([]byte, error) {
+	vol, err := cidata.Build(cidata.LabelMetalISO, time.Time{}, cidata.File{Name: "config.yaml", Data: machineConfig})
+	if err != nil {
+		return nil, fmt.Errorf("build the config volume: %w", err)
+	}
+	opts.ConfigVolume = vol
+	if opts.SchematicID == config.DefaultSchematicID {
+		if opts.SchematicID, err = imagefactory.MetalISOSchematic().ID(); err != nil {
+			return nil, err
+		}
+	} else {
+		placeholders["install schematic"] = opts.SchematicID + " (provision creates the schematic with " + provision.KernelArgMetalISO + " added)"
+	}
+	ud, err := pivot.Render(opts)
+	if err != nil {
+		return nil, fmt.Errorf("render cloud-init user data: %w", err)
+	}
+	return ud, nil
 }
 
 func orUnset(s string) string {
@@ -211,7 +257,7 @@ func waitText(cfg *config.Config, timeout, interval string) string {
 	return fmt.Sprintf("timeout %s, checked every %s", cfg.Get(timeout), cfg.Get(interval))
 }
 
-func renderArtifacts(dir string, userData []byte, arts *machineconfig.Result) ([]renderedFile, error) {
+func renderArtifacts(dir string, userData []byte, userDataSecret bool, arts *machineconfig.Result) ([]renderedFile, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", dir, err)
 	}
@@ -220,7 +266,7 @@ func renderArtifacts(dir string, userData []byte, arts *machineconfig.Result) ([
 		data   []byte
 		secret bool
 	}{
-		{"user-data.yaml", userData, false},
+		{"user-data.yaml", userData, userDataSecret}, // secret when it carries the config
 		{"controlplane.yaml", arts.ControlPlane, true},
 		{"controlplane-lockdown.yaml", arts.Lockdown, true},
 		{"talosconfig", arts.Talosconfig, true},

@@ -2,9 +2,11 @@ package pivot
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 
 	"gopkg.in/yaml.v3"
@@ -45,10 +47,18 @@ func Inspect(userData []byte) (Delivered, error) {
 				d.InstallDisk = m[1]
 			}
 		case ConfigVolumePath:
-			if f.Encoding != "b64" {
-				return Delivered{}, fmt.Errorf("config volume encoded as %q, want b64", f.Encoding)
+			if f.Encoding != "gz+b64" {
+				return Delivered{}, fmt.Errorf("config volume encoded as %q, want gz+b64", f.Encoding)
 			}
-			v, err := base64.StdEncoding.DecodeString(f.Content)
+			z, err := base64.StdEncoding.DecodeString(f.Content)
+			if err != nil {
+				return Delivered{}, fmt.Errorf("decode config volume: %w", err)
+			}
+			zr, err := gzip.NewReader(bytes.NewReader(z))
+			if err != nil {
+				return Delivered{}, fmt.Errorf("decode config volume: %w", err)
+			}
+			v, err := io.ReadAll(io.LimitReader(zr, 64<<20))
 			if err != nil {
 				return Delivered{}, fmt.Errorf("decode config volume: %w", err)
 			}

@@ -15,6 +15,8 @@
 package pivot
 
 import (
+	"bytes"
+	"compress/gzip"
 	_ "embed"
 	"encoding/base64"
 	"errors"
@@ -195,9 +197,15 @@ func Render(opts Options) ([]byte, error) {
 		RunCmd: [][]string{{"/bin/bash", ScriptPath}},
 	}
 	if len(opts.ConfigVolume) > 0 {
+		// Mostly sector padding: gzip keeps the user data small (cloud-init
+		// decodes gz+b64 itself, before the script runs).
+		var gz bytes.Buffer
+		zw := gzip.NewWriter(&gz)
+		_, _ = zw.Write(opts.ConfigVolume)
+		_ = zw.Close()
 		doc.WriteFiles = append(doc.WriteFiles, writeFile{
 			Path: ConfigVolumePath, Owner: "root:root", Permissions: "0600",
-			Encoding: "b64", Content: base64.StdEncoding.EncodeToString(opts.ConfigVolume),
+			Encoding: "gz+b64", Content: base64.StdEncoding.EncodeToString(gz.Bytes()),
 		})
 	}
 
