@@ -11,11 +11,15 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/pivot"
 	"github.com/rawkode/rawkode-cloud/internal/provision"
 	"github.com/rawkode/rawkode-cloud/internal/scaleway"
+	"github.com/rawkode/rawkode-cloud/internal/talos"
 )
 
 // startImageFactory brings up the emulated Image Factory, which knows the
 // vanilla schematic as the public one does.
 func (s *Sandbox) startImageFactory() error {
+	if s.faults.Peek("talos.maintenance", talos.Hijack) {
+		talos.PrepareHijacker() // while phases 0 to 2 run
+	}
 	s.ImageFactory = ifemu.New(ifemu.Options{Faults: s.faults})
 	return s.ImageFactory.Seed(imagefactory.Schematic{})
 }

@@ -274,6 +274,9 @@ func NewNode(opts NodeOptions) (*Node, error) {
 	go n.acceptAPI()
 	go n.acceptKube()
 
+	if n.faults.Peek(FaultMaintenance, Hijack) {
+		PrepareHijacker()
+	}
 	n.mu.Lock()
 	n.scheduleLocked(opts.BootDelay, FaultMaintenance, func() func() {
 		if n.faults.Peek(FaultMaintenance, emulator.Never) {

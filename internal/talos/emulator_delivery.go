@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/siderolabs/talos/pkg/machinery/api/storage"
+	talosconfig "github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/generate"
 	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
 	"github.com/siderolabs/talos/pkg/machinery/config/machine"
@@ -36,12 +37,15 @@ const Hijack = emulator.Hijack
 // ours: generated once (a secrets bundle costs seconds of CPU) and never
 // changed afterwards.
 var attackerConfig = sync.OnceValues(func() ([]byte, error) {
-	bundle, err := secrets.NewBundle(secrets.NewClock(), nil)
+	// Talos 1.6's contract still makes an ECDSA service-account key: an
+	// RSA one costs seconds of CPU, and an attacker must be fast.
+	contract := talosconfig.TalosVersion1_6
+	bundle, err := secrets.NewBundle(secrets.NewClock(), contract)
 	if err != nil {
 		return nil, err
 	}
 	in, err := generate.NewInput("not-yours", "https://198.51.100.66:6443", constants.DefaultKubernetesVersion,
-		generate.WithSecretsBundle(bundle), generate.WithInstallDisk("/dev/sda"))
+		generate.WithSecretsBundle(bundle), generate.WithInstallDisk("/dev/sda"), generate.WithVersionContract(contract))
 	if err != nil {
 		return nil, err
 	}
@@ -51,6 +55,12 @@ var attackerConfig = sync.OnceValues(func() ([]byte, error) {
 	}
 	return cfg.Bytes()
 })
+
+// PrepareHijacker generates the attacker's config in the background, so
+// that the hijack (talos.maintenance=hijack) really is instant: the keys
+// take seconds of CPU, and a slow attacker would lose the race it exists to
+// win. Call it when the fault is set.
+func PrepareHijacker() { go func() { _, _ = attackerConfig() }() }
 
 // hijackLocked is the attacker's apply, right after maintenance mode began.
 // It returns what to do once n.mu is released.
