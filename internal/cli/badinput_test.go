@@ -155,7 +155,7 @@ func badInputs() []badInput {
 		inf("Kubernetes version with v", "KUBERNETES_VERSION", "v1.35", "kubernetes-version", "no leading v"),
 		inf("bad schematic", "TALOS_SCHEMATIC_ID", "abc", "talos-schematic-id", "64 lowercase hex"),
 		inf("bad install disk", "TALOS_INSTALL_DISK", "nvme0n1", "talos-install-disk", "device path"),
-		inf("bad URL", "IMAGE_FACTORY_URL", "factory.talos.dev", "image-factory-url", "http(s) URL"),
+		inf("bad delivery", "TALOS_CONFIG_DELIVERY", "pxe", "talos-config-delivery", "maintenance or install"),
 		inf("bad duration", "TELEPORT_TOKEN_TTL", "forever", "teleport-token-ttl", "duration"),
 		inf("zero duration", "TELEPORT_TOKEN_TTL", "0s", "teleport-token-ttl", "greater than zero"),
 	}
