@@ -91,6 +91,24 @@ var (
 	urlRE  = regexp.MustCompile(`^[A-Za-z0-9:/._~%+-]+$`)
 )
 
+// MinimumTalosVersion is the oldest Talos the pivot can install: the Image
+// Factory serves metal disk images as .raw.zst from Talos v1.8 on, and as
+// .raw.xz before (a different decompressor and URL). Older versions are
+// refused before anything is ordered rather than failing on the server.
+const MinimumTalosVersion = "v1.8.0"
+
+// CheckTalosVersion says whether the pivot can install talos (vX.Y.Z).
+func CheckTalosVersion(talos string) error {
+	var major, minor int
+	if _, err := fmt.Sscanf(talos, "v%d.%d.", &major, &minor); err != nil {
+		return fmt.Errorf("talos version %q is not of the form vX.Y.Z", talos)
+	}
+	if major < 1 || (major == 1 && minor < 8) {
+		return fmt.Errorf("talos version %s: the Image Factory serves its metal image as .raw.xz, the pivot writes .raw.zst images (Talos %s or later)", talos, MinimumTalosVersion)
+	}
+	return nil
+}
+
 // ImageURL is the address of the compressed raw metal image for the options.
 func (o Options) ImageURL() string {
 	factory := o.ImageFactoryURL
@@ -111,6 +129,8 @@ func (o Options) Validate() error {
 
 	if !versionRE.MatchString(o.TalosVersion) {
 		errs = append(errs, fmt.Errorf("talos version %q is not of the form vX.Y.Z", o.TalosVersion))
+	} else if err := CheckTalosVersion(o.TalosVersion); err != nil {
+		errs = append(errs, err)
 	}
 
 	if o.ImageFactoryURL != "" {

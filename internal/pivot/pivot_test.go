@@ -46,6 +46,7 @@ func TestRenderRejectsBadOptions(t *testing.T) {
 		{"short schematic", func(o *pivot.Options) { o.SchematicID = "abc" }, "schematic ID"},
 		{"banana version", func(o *pivot.Options) { o.TalosVersion = "banana" }, "talos version"},
 		{"version without v", func(o *pivot.Options) { o.TalosVersion = "1.12.4" }, "talos version"},
+		{"version before .raw.zst images", func(o *pivot.Options) { o.TalosVersion = "v1.7.6" }, ".raw.xz"},
 		{"relative disk", func(o *pivot.Options) { o.InstallDisk = "sda" }, "install disk"},
 		{"disk escaping /dev", func(o *pivot.Options) { o.InstallDisk = "/dev/../etc/passwd" }, "install disk"},
 		{"disk with shell", func(o *pivot.Options) { o.InstallDisk = "/dev/sda$(reboot)" }, "install disk"},
@@ -188,6 +189,7 @@ func runScript(t *testing.T, opts pivot.Options, diskFile string, extraEnv ...st
 		"PIVOT_DISK=" + diskFile,
 		"PIVOT_REBOOT_CMD=touch " + marker,
 		"PIVOT_SKIP_MDADM=1",
+		"PIVOT_SKIP_SWAPOFF=1", // never the test machine's own swap
 		"PIVOT_RETRY_DELAY=0",
 		"PIVOT_WORKDIR=" + filepath.Join(dir, "work"),
 		"PIVOT_CONSOLE=" + filepath.Join(dir, "console"),

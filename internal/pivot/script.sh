@@ -16,6 +16,7 @@ WORKDIR="${PIVOT_WORKDIR:-/run/rawkode-cloud}"
 CONSOLE="${PIVOT_CONSOLE:-/dev/console}"
 REBOOT_CMD="${PIVOT_REBOOT_CMD:-}"
 SKIP_MDADM="${PIVOT_SKIP_MDADM:-0}"
+SKIP_SWAPOFF="${PIVOT_SKIP_SWAPOFF:-0}"
 IMAGE="${WORKDIR}/talos.raw.zst"
 # The machine config volume (an ISO 9660 image labelled metal-iso), written
 # by cloud-init next to this script when the config is delivered with the
@@ -144,6 +145,18 @@ stop_raid() {
 	done
 }
 
+# release_swap stops swapping before the disk is overwritten: the Scaleway
+# layout has a raw swap partition on the install disk, and the kernel would
+# keep writing pages into what becomes the Talos image.
+release_swap() {
+	if [[ "${SKIP_SWAPOFF:-0}" == "1" ]]; then
+		log "skipping swapoff (test mode)"
+		return 0
+	fi
+	log "turning swap off"
+	swapoff -a || die "swapoff -a failed: swap stays active on the disk about to be overwritten"
+}
+
 wipe() {
 	local part
 	if [[ -b "${DISK}" ]]; then
@@ -224,6 +237,7 @@ main() {
 	# The image is downloaded and verified before the disk is touched, so a
 	# failed download leaves a working Ubuntu behind.
 	download
+	release_swap
 	stop_raid
 	wipe
 	write_image

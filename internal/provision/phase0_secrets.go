@@ -13,6 +13,7 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/fail"
 	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
+	"github.com/rawkode/rawkode-cloud/internal/pivot"
 	"github.com/rawkode/rawkode-cloud/internal/retry"
 	"github.com/rawkode/rawkode-cloud/internal/teleport"
 )
@@ -30,6 +31,10 @@ func Requirements() config.Requirements {
 
 func extraChecks(cfg *config.Config) config.Problems {
 	var probs config.Problems
+	// The cloud-init pivot writes the Image Factory's .raw.zst metal image.
+	if err := pivot.CheckTalosVersion(cfg.Get(config.TalosVersion)); err != nil {
+		probs = append(probs, cfg.ProblemFor(config.TalosVersion, "cannot be installed on Elastic Metal: "+err.Error()))
+	}
 	// Node names must stay DNS labels: <cluster>-worker-NN.
 	if nodes := planNodes(cfg.Get(config.ClusterName), cfg.Int(config.ControlPlanes), cfg.Int(config.Workers)); len(nodes) > 1 {
 		longest := ""
