@@ -64,7 +64,15 @@ func (p *Provisioner) applyConfig(ctx context.Context, r *pipeline.Run, n *Node)
 	w := r.Wait("Talos API over mTLS on "+ip, p.timeout(config.TalosMTLSTimeout), p.cfg.Duration(config.TalosMTLSInterval))
 	wctx, cancel := w.Context(ctx)
 	defer cancel()
-	if err := p.talos.WaitMTLS(wctx, ip, p.talosconfig, w.Options()); err != nil {
+	gctx, opts, ipChanged := p.guardIP(wctx, w.Options())
+	err := p.talos.WaitMTLS(gctx, ip, p.talosconfig, opts)
+	if changed := ipChanged(); changed != nil {
+		return changed // not the node's fault: say so, at once
+	}
+	if err != nil {
+		if changed := p.operatorIPChanged(ctx); changed != nil {
+			return changed
+		}
 		return err // the adapter names the operation and the node
 	}
 	w.Done()

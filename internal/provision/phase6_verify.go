@@ -53,6 +53,12 @@ func (p *Provisioner) verifyAndLockDown(ctx context.Context, r *pipeline.Run) er
 	if _, err := p.kubeconfig.Get(ctx, r); err != nil {
 		return err
 	}
+	// The lockdown needs the nodes to admit us. If this machine's IP
+	// changed, they cannot, and a cluster that is up and registered with
+	// Teleport must not be deleted for it: leave it running, say why.
+	if err := p.operatorIPChanged(ctx); err != nil {
+		return pipeline.LeaveRunning(fmt.Errorf("lockdown: %w", err), p.ipChangedHint())
+	}
 	if err := eachNode(p.nodes, func(n *Node) error { return p.lockDown(ctx, r, n) }); err != nil {
 		return err
 	}
@@ -89,6 +95,16 @@ func (p *Provisioner) lockDown(ctx context.Context, r *pipeline.Run, n *Node) er
 	n.lockedDown = true
 	r.Info("locked down: Talos API and Kubernetes API no longer reachable from the internet", map[string]any{"ip": ip, "ports_closed": ports})
 	return nil
+}
+
+// ipChangedHint says what to do with a healthy cluster that could not be
+// locked down because this machine's IP changed.
+func (p *Provisioner) ipChangedHint() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "The cluster is up and its kube agent is registered with Teleport (tsh kube login %s), but its\n", p.clusterName())
+	fmt.Fprintf(&b, "Talos and Kubernetes APIs are still open to %s only, which is no longer this machine.\n", p.operatorIP)
+	fmt.Fprintf(&b, "Lock it down from a machine with that address, or remove it with: rawkode-cloud destroy --cluster-name %s", p.clusterName())
+	return b.String()
 }
 
 // tokenDeleteBudget bounds the clean-up of the used join token.
