@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -53,7 +54,21 @@ With --infisical-* settings present, Infisical is asked for the settings still u
 				}
 				return fail.UsageError(err)
 			}
+			// config show is what one runs when something is wrong: a
+			// dead or silent Infisical costs seconds, not the minutes a
+			// provision may spend on it, and the local layers are shown
+			// whatever it answered.
+			if factory.CallBudget <= 0 {
+				factory.CallBudget = showBudget
+			}
+			if factory.AttemptTimeout <= 0 {
+				factory.AttemptTimeout = showAttempt
+			}
 			if err := a.resolveSecrets(cmd.Context(), factory, cfg); err != nil {
+				a.infisicalDown = a.redactor.Error(err)
+				if perr := a.printConfig(cfg); perr != nil {
+					return perr
+				}
 				return err
 			}
 			if err := a.printConfig(cfg); err != nil {
@@ -72,11 +87,26 @@ With --infisical-* settings present, Infisical is asked for the settings still u
 	return cmd
 }
 
+// How long config show gives Infisical: per request, and in all.
+const (
+	showAttempt = 5 * time.Second
+	showBudget  = 15 * time.Second
+)
+
 type shownValue struct {
 	Value  any    `json:"value"`
 	Source string `json:"source"`
 	Origin string `json:"origin,omitempty"`
 	Secret bool   `json:"secret,omitempty"`
+	// Infisical says why Infisical could not fill this setting, when it
+	// was asked and did not answer.
+	Infisical string `json:"infisical,omitempty"`
+}
+
+// infisicalMissed reports whether Infisical, had it answered, could have
+// set s (it fills only what is unset or at its default).
+func infisicalMissed(s config.Setting, v config.Value) bool {
+	return s.Infisical != "" && (v.Source == config.Unset || v.Source == config.FromDefault)
 }
 
 // showValue renders one setting for display: secrets become "(set)".
@@ -97,7 +127,11 @@ func (a *app) printConfig(cfg *config.Config) error {
 	if cfg.Get(config.Output) == "json" {
 		obj := map[string]shownValue{}
 		for _, s := range config.Schema {
-			obj[s.Name] = showValue(s, cfg.Value(s.Name))
+			sv := showValue(s, cfg.Value(s.Name))
+			if a.infisicalDown != "" && infisicalMissed(s, cfg.Value(s.Name)) {
+				sv.Infisical = "unreachable: " + a.infisicalDown
+			}
+			obj[s.Name] = sv
 		}
 		enc := json.NewEncoder(a.redactor.Writer(a.env.Out))
 		enc.SetIndent("", "  ")
@@ -115,7 +149,17 @@ func (a *app) printConfig(cfg *config.Config) error {
 		if sv.Origin != "" && sv.Source != string(config.FromFlag) {
 			src += " (" + sv.Origin + ")"
 		}
+		if a.infisicalDown != "" && infisicalMissed(s, cfg.Value(s.Name)) {
+			src += "; Infisical unreachable"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Name, val, src)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if a.infisicalDown != "" {
+		_, err := fmt.Fprintf(a.redactor.Writer(a.env.Out), "\nInfisical unreachable, so the settings it could fill are shown without it: %s\n", a.infisicalDown)
+		return err
+	}
+	return nil
 }

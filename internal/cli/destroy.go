@@ -14,6 +14,7 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/fail"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 	"github.com/rawkode/rawkode-cloud/internal/provision"
+	"github.com/rawkode/rawkode-cloud/internal/sandbox"
 )
 
 type destroyOptions struct {
@@ -65,7 +66,11 @@ func (a *app) runDestroy(cmd *cobra.Command, o *destroyOptions) error {
 		return fail.UsageError(fmt.Errorf("--server-id %q is not a Scaleway server ID: it is a UUID such as 11111111-2222-3333-4444-555555555555 (the server list in the console, or 'rawkode-cloud list', shows them)", o.serverID))
 	}
 	if !cfg.IsSet(config.SandboxURL) {
-		if err := cfg.Validate(config.Requirements{}); err != nil {
+		req := config.Requirements{}
+		if o.sandbox.enabled {
+			req.Ignore = sandbox.Replaces()
+		}
+		if err := cfg.Validate(req); err != nil {
 			return fail.UsageError(err)
 		}
 	}

@@ -3,6 +3,7 @@ package cli_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -396,5 +397,49 @@ func TestDestroyHelpHasItsOwnExitCodes(t *testing.T) {
 	r := run(t, invocation{args: []string{"destroy", "--help"}})
 	if !strings.Contains(r.out, "server is in another zone") || strings.Contains(r.out, "verification failed") {
 		t.Errorf("destroy --help:\n%s", r.out)
+	}
+}
+
+// A bad value for a setting the sandbox replaces is ignored like a good one.
+func TestSandboxIgnoresBadReplacedValues(t *testing.T) {
+	t.Parallel()
+	r := run(t, invocation{homeFile: "scaleway-secret-key: x\n",
+		args: []string{"provision", "--sandbox", "--sandbox-speed", fast, "--output", "plain", "--cluster-name", "replaced"}})
+	if r.code != 0 || !strings.Contains(r.out, "ignored: scaleway-secret-key (file)") {
+		t.Errorf("exit %d\n%s\n%s", r.code, r.out, r.err)
+	}
+}
+
+// Everything provision needs is said in one round, and plan says it too.
+func TestRequiredSettingsInOneRound(t *testing.T) {
+	t.Parallel()
+	r := run(t, invocation{args: []string{"provision", "--output", "plain"}})
+	if r.code != 2 || !strings.Contains(r.err, "cluster-name: required") || !strings.Contains(r.err, "secrets-out:") {
+		t.Errorf("exit %d, stderr:\n%s", r.code, r.err)
+	}
+	r = run(t, invocation{args: []string{"plan", "--cluster-name", "demo"}})
+	if r.code != 0 || !strings.Contains(r.out, "A real provision would still need (7):") || !strings.Contains(r.out, "secrets-out:") {
+		t.Errorf("plan:\n%s", r.out)
+	}
+}
+
+// config show with an Infisical that fails shows the local layers anyway,
+// marking what Infisical could have filled.
+func TestConfigShowWithInfisicalDown(t *testing.T) {
+	t.Parallel()
+	store := &lister{err: errors.New("dial tcp 192.0.2.1:443: connect: connection refused")}
+	r := run(t, invocation{env: infisicalEnv, secrets: store, args: []string{"config", "show", "--cluster-name", "local"}})
+	if r.code == 0 {
+		t.Fatal("exit 0 although Infisical failed")
+	}
+	rows := table(t, strings.Split(r.out, "\n\n")[0]+"\n")
+	if rows[config.ClusterName] != [2]string{"local", "flag"} {
+		t.Errorf("cluster-name row = %v", rows[config.ClusterName])
+	}
+	if got := rows[config.ScalewayOfferID][1]; got != "unset; Infisical unreachable" {
+		t.Errorf("scaleway-offer-id source = %q", got)
+	}
+	if !strings.Contains(r.out, "Infisical unreachable, so the settings it could fill are shown without it: ") || !strings.Contains(r.out, "connection refused") {
+		t.Errorf("no reason shown:\n%s", r.out)
 	}
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -55,6 +56,11 @@ type planDoc struct {
 	Rendered     []renderedFile    `json:"rendered,omitempty"`
 	// UserDataSecret: the user data carries the machine config.
 	UserDataSecret bool `json:"user_data_secret,omitempty"`
+	// ProvisionNeeds is what a real provision would still ask for, from
+	// the same checks its phase 0 makes (Infisical aside, which plan does
+	// not contact).
+	ProvisionNeeds []string `json:"provision_needs"`
+	infisical      bool
 }
 
 type renderedFile struct {
@@ -69,6 +75,9 @@ func (a *app) runPlan(cmd *cobra.Command, o *planOptions) error {
 		return err
 	}
 	req := config.Requirements{Required: []string{config.ClusterName}, Extra: func(c *config.Config) config.Problems {
+		if !c.WellFormed(config.TalosVersion, config.KubernetesVersion) {
+			return nil // reported as malformed already
+		}
 		if err := machineconfig.ValidateVersions(c.Get(config.TalosVersion), c.Get(config.KubernetesVersion)); err != nil {
 			return config.Problems{c.ProblemFor(config.TalosVersion, "cannot be generated for: "+err.Error())}
 		}
@@ -81,6 +90,8 @@ func (a *app) runPlan(cmd *cobra.Command, o *planOptions) error {
 	if err != nil {
 		return err
 	}
+	doc.ProvisionNeeds = provisionNeeds(cfg)
+	doc.infisical = provision.InfisicalConfigured(cfg)
 	if o.render != "" {
 		files, err := renderArtifacts(o.render, userData, doc.UserDataSecret, arts)
 		if err != nil {
@@ -246,6 +257,19 @@ func installUserData(cfg *config.Config, opts pivot.Options, machineConfig []byt
 	return ud, nil
 }
 
+// provisionNeeds lists what provision's phase 0 would reject, so that a
+// plan tells the whole story in one round.
+func provisionNeeds(cfg *config.Config) []string {
+	needs := []string{}
+	var probs config.Problems
+	if errors.As(cfg.Validate(provision.Requirements()), &probs) {
+		for _, p := range probs {
+			needs = append(needs, p.String())
+		}
+	}
+	return needs
+}
+
 func orUnset(s string) string {
 	if s == "" {
 		return "<unset>"
@@ -306,6 +330,18 @@ func printPlan(w io.Writer, d *planDoc) {
 	for _, k := range []string{"server IP", "operator IP", "Teleport proxy", "Teleport join token"} {
 		if v, ok := d.Placeholders[k]; ok {
 			fmt.Fprintf(w, "  - %s: %s\n", k, v)
+		}
+	}
+	switch {
+	case len(d.ProvisionNeeds) == 0:
+		fmt.Fprintln(w, "\nA real provision has every setting it needs.")
+	default:
+		fmt.Fprintf(w, "\nA real provision would still need (%d):\n", len(d.ProvisionNeeds))
+		for _, n := range d.ProvisionNeeds {
+			fmt.Fprintf(w, "  - %s\n", n)
+		}
+		if d.infisical {
+			fmt.Fprintln(w, "  (Infisical, which plan does not ask, may provide some of them)")
 		}
 	}
 	if len(d.Rendered) > 0 {

@@ -14,6 +14,7 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/provision"
 	"github.com/rawkode/rawkode-cloud/internal/report"
 	"github.com/rawkode/rawkode-cloud/internal/retry"
+	"github.com/rawkode/rawkode-cloud/internal/sandbox"
 )
 
 type provisionOptions struct {
@@ -46,7 +47,9 @@ func (a *app) runProvision(cmd *cobra.Command, o *provisionOptions) error {
 		// waits: check what the user gave before it is replaced, so that a
 		// typo is reported with its source instead of hidden (or, for a
 		// malformed duration, turned into a wrong one).
-		if err := cfg.Validate(config.Requirements{Extra: provision.VersionProblems}); err != nil {
+		// What it replaces is never used, so only listed as ignored, however
+		// malformed.
+		if err := cfg.Validate(config.Requirements{Extra: provision.VersionProblems, Ignore: sandbox.Replaces()}); err != nil {
 			return fail.UsageError(err)
 		}
 	}

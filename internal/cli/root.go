@@ -78,6 +78,8 @@ type app struct {
 	paste string
 	// usage is the command whose flags were wrong, for the --help hint.
 	usage string
+	// infisicalDown says why Infisical did not answer config show.
+	infisicalDown string
 }
 
 // Execute runs the CLI and returns the process exit code. Errors are printed
@@ -111,7 +113,7 @@ func (a *app) printError(err error) {
 	if isFailure && f.Hint != "" {
 		msg += "\n\n" + a.redactor.String(f.Hint)
 	}
-	msg = a.suggest(msg)
+	msg = a.suggest(tidy(msg))
 	fmt.Fprintf(a.env.Err, "Error: %s\n", msg)
 	switch {
 	case fail.IsUnavailable(err):

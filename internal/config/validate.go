@@ -42,6 +42,9 @@ func (ps Problems) Error() string {
 type Requirements struct {
 	// Required settings must be set.
 	Required []string
+	// Ignore names settings whose values are not used (the sandbox replaces
+	// them): they are not checked.
+	Ignore []string
 	// Extra validates cross-setting rules that need other packages (e.g.
 	// whether the Talos library can generate for the version); it returns
 	// problems to add.
@@ -54,6 +57,9 @@ func (c *Config) Validate(req Requirements) error {
 	var probs Problems
 	bad := map[string]bool{}
 	for _, s := range Schema {
+		if containsStr(req.Ignore, s.Name) {
+			continue
+		}
 		v := c.Value(s.Name)
 		if v.Raw == "" && v.Source == FromFlag {
 			// An empty flag value is almost always an unset shell
@@ -101,9 +107,15 @@ func (c *Config) Validate(req Requirements) error {
 					g.Name, strings.Join(set, ", "), isAre(len(set)), s.Ways())})
 		}
 	}
-	if req.Extra != nil && len(probs) == 0 {
-		// Cross-setting checks only make sense once each value is well formed.
-		probs = append(probs, req.Extra(c)...)
+	if req.Extra != nil {
+		// Cross-setting rules are checked in the same round, so that a
+		// first run lists everything still needed; what they say about a
+		// setting already reported (malformed or missing) is left out.
+		for _, p := range req.Extra(c) {
+			if !bad[p.Setting] && !(p.Source == Unset && containsStr(req.Required, p.Setting) && !c.IsSet(p.Setting)) {
+				probs = append(probs, p)
+			}
+		}
 	}
 	if len(probs) == 0 {
 		return nil
@@ -160,6 +172,19 @@ func checkValue(s Setting, raw string) string {
 		return "must be one of " + strings.Join(s.Values, ", ")
 	}
 	return ""
+}
+
+// WellFormed reports whether the named settings' values pass their own
+// checks (unset counts as well formed): cross-setting rules that parse them
+// only make sense then.
+func (c *Config) WellFormed(names ...string) bool {
+	for _, name := range names {
+		s := mustLookup(name)
+		if v := c.Get(name); v != "" && checkValue(s, v) != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // ProblemFor builds a problem about a setting's current value, for checks

@@ -47,7 +47,9 @@ func extraChecks(cfg *config.Config) config.Problems {
 			probs = append(probs, cfg.ProblemFor(config.ClusterName, fmt.Sprintf("is too long for %d nodes: node name %s exceeds 63 characters", len(nodes), longest)))
 		}
 	}
-	if err := machineconfig.ValidateVersions(cfg.Get(config.TalosVersion), cfg.Get(config.KubernetesVersion)); err != nil {
+	if !cfg.WellFormed(config.TalosVersion, config.KubernetesVersion) {
+		// Reported as malformed already.
+	} else if err := machineconfig.ValidateVersions(cfg.Get(config.TalosVersion), cfg.Get(config.KubernetesVersion)); err != nil {
 		probs = append(probs, cfg.ProblemFor(config.TalosVersion, "cannot be generated for: "+err.Error()))
 	}
 	if !InfisicalConfigured(cfg) && !cfg.IsSet(config.SecretsOut) {
@@ -62,6 +64,9 @@ func extraChecks(cfg *config.Config) config.Problems {
 // defaults), so a version the Talos library cannot generate for is reported
 // without asking anyone. The full check runs again once Infisical filled in.
 func VersionProblems(cfg *config.Config) config.Problems {
+	if !cfg.WellFormed(config.TalosVersion, config.KubernetesVersion) {
+		return nil // reported as malformed already
+	}
 	talos, kube := cfg.Value(config.TalosVersion), cfg.Value(config.KubernetesVersion)
 	final := func(v config.Value) bool { return v.Source != config.FromDefault && v.Source != config.Unset }
 	var err error

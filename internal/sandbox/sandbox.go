@@ -398,6 +398,20 @@ func (s *Sandbox) Apply(cfg *config.Config) {
 	scaleWaits(cfg, s.speed, set)
 }
 
+// Replaces lists the settings Apply sets to the sandbox's own values
+// whatever the user gave (endpoints, credentials, where credentials go):
+// a value given for one of them is never used, so it is listed as ignored
+// rather than validated. Waits are scaled, not replaced: they are checked.
+func Replaces() []string {
+	return []string{
+		config.ScalewayAccessKey, config.ScalewaySecretKey, config.ScalewayProjectID, config.ScalewayZone,
+		config.ScalewayOfferID, config.ScalewayOSID, config.TeleportProxy, config.TeleportIdentity,
+		config.TeleportIdentityFile, config.CloudflareAPIToken, config.CloudflareZoneID, config.CloudflareDNSName,
+		config.InfisicalURL, config.InfisicalClientID, config.InfisicalClientSecret, config.InfisicalProjectID,
+		config.InfisicalEnvironment, config.InfisicalSecretPath, config.OperatorIP, config.SecretsOut,
+	}
+}
+
 // scaledWait names the settings that are waits and poll intervals: in a
 // sandbox they run on its clock.
 var scaledWait = map[string]bool{
