@@ -290,11 +290,14 @@ func TestStatusSeesALockedDownClusterAndItsLoss(t *testing.T) {
 	}
 	w.deleteBehindTheBack(servers[0].(map[string]any)["id"].(string))
 	// Deletion takes a while in the emulated Scaleway, as in the real one:
-	// the server is "deleting", then gone, and the agent with it.
+	// the server is "deleting", then gone, and the agent with it; Teleport
+	// keeps the agent's registration until its heartbeat expires.
 	deadline := time.Now().Add(time.Minute)
 	for {
 		r := w.run("status", "--cluster-name", "seen", "--output", "json")
-		if r.code == 1 && strings.Contains(r.out, `"state":"down"`) {
+		var now map[string]any
+		_ = json.Unmarshal([]byte(r.out), &now)
+		if tp, _ := check(now, "teleport"); r.code == 1 && tp == "down" {
 			break
 		}
 		if time.Now().After(deadline) {
