@@ -54,7 +54,9 @@ func TestFaults(t *testing.T) {
 		{point: FaultApply, fault: emulator.Fault{Kind: emulator.Hang, Times: 1}, from: stageMaintenance, run: applyThenMTLS, wantRetries: true},
 		// The node says "applied" but stays in maintenance mode: that is
 		// "not yet" until the wait's deadline, then a clear failure.
-		{point: FaultApply, fault: emulator.Fault{Kind: emulator.Never}, from: stageMaintenance, run: withTimeout(short, applyThenMTLS), wantErr: ErrStillMaintenance,
+		// Several probe attempts must fit in the deadline (each may take up
+		// to the 400ms attempt timeout on a loaded machine).
+		{point: FaultApply, fault: emulator.Fault{Kind: emulator.Never}, from: stageMaintenance, run: withTimeout(4*short, applyThenMTLS), wantErr: ErrStillMaintenance,
 			wantSubstr: "never went down to reboot"},
 
 		// Maintenance mode outlives the apply for many probe intervals:
