@@ -337,10 +337,14 @@ func (c *Client) WaitMTLS(ctx context.Context, ip string, talosconfig []byte, op
 		if err := c.handshake(actx, apidAddr(ip), m.tls); err != nil {
 			var cve *tls.CertificateVerificationError
 			if !errors.As(err, &cve) {
-				// Refused or silent: down (to reboot), or on its way back.
-				lingering = false
-				if ctx.Err() == nil {
-					wentDown = true
+				// Refused: down (to reboot), or on its way back. A probe
+				// that only timed out proves nothing either way (a loaded
+				// network or machine), so it changes neither.
+				if errors.Is(err, syscall.ECONNREFUSED) {
+					lingering = false
+					if ctx.Err() == nil {
+						wentDown = true
+					}
 				}
 				return false, reachState(err), nil
 			}
