@@ -69,7 +69,8 @@ const (
 //     successful run (teleport.delete-token leaves the used token to expire,
 //     with a warning); cleanup faults have their own scenarios below;
 //   - scaleway.install's unavailable/ratelimit mean out_of_stock/locked in
-//     the emulator, states a server never leaves: exit 1;
+//     the emulator, states a server never leaves: exit 1; its hang keeps the
+//     server "ordered", where Scaleway refuses DELETE: listed, exit 4;
 //   - a lockdown "hang" applies the config, then stalls: the probe proves the
 //     ports closed, so the run succeeds.
 var expected = map[string][5]int{
@@ -77,7 +78,7 @@ var expected = map[string][5]int{
 	"scaleway.get-catalogue":   {usage, ok, ok, usage, skip},
 	"scaleway.create-server":   {failed, ok, ok, failed, skip},
 	"scaleway.get-server":      {ok, ok, ok, ok, skip},
-	"scaleway.install":         {failed, failed, failed, failed, failed},
+	"scaleway.install":         {failed, failed, failed, leftover, failed},
 	"scaleway.delete-server":   {ok, ok, ok, ok, skip},
 	"scaleway.update-server":   {ok, ok, ok, ok, skip}, // install delivery only
 	"scaleway.install-server":  {ok, ok, ok, ok, skip}, // install delivery only
@@ -523,12 +524,15 @@ func (o *outcome) judge() {
 				if strings.HasPrefix(res, o.sc.leftover) {
 					found = true
 				}
-				// The command removes exactly what is left.
+				// The command removes exactly what is left. Other tools'
+				// commands would reach real services: in the sandbox the
+				// hint says there is nothing to run instead.
+				const emulatorOnly = "nothing to run: it existed only in this run's emulators"
 				for prefix, want := range map[string]string{
 					"Scaleway server":     "rawkode-cloud destroy --sandbox --server-id ",
-					"Cloudflare A record": "curl -X DELETE ",
-					"Infisical secrets":   "infisical secrets delete ",
-					"Teleport join token": "tctl tokens rm ",
+					"Cloudflare A record": emulatorOnly,
+					"Infisical secrets":   emulatorOnly,
+					"Teleport join token": emulatorOnly,
 				} {
 					if strings.HasPrefix(res, prefix) && !strings.Contains(cmd, want) {
 						o.problems = append(o.problems, fmt.Sprintf("leftover %q has command %q, want %q…", res, cmd, want))
@@ -540,7 +544,7 @@ func (o *outcome) judge() {
 					}
 				}
 				for _, rec := range inv.DNSRecords {
-					if strings.HasPrefix(res, "Cloudflare A record") && !strings.Contains(cmd, "dns_records/"+fmt.Sprint(rec["id"])) {
+					if strings.HasPrefix(res, "Cloudflare A record") && cmd != emulatorOnly && !strings.Contains(cmd, "dns_records/"+fmt.Sprint(rec["id"])) {
 						o.problems = append(o.problems, fmt.Sprintf("leftover command %q does not name record %v", cmd, rec["id"]))
 					}
 				}
