@@ -546,18 +546,7 @@ func (e *Emulator) order(req *wireCreateServer, offer wireOffer) wireServer {
 		s.wire.UserData = slices.Clone(*req.UserData)
 	}
 	if req.Install != nil {
-		user := ""
-		if u := e.oses[req.Install.OSID].User.DefaultValue; u != nil {
-			user = *u
-		}
-		s.wire.Install = &wireInstall{
-			Hostname: req.Install.Hostname, OSID: req.Install.OSID, PartitioningSchema: twoNVMeRAID1(),
-			SSHKeyIDs: slices.Clone(req.Install.SSHKeyIDs), Status: "to_install", User: user,
-		}
-		// A fault limited to one node hits the server of that name.
-		if kind, ok := e.faults.ForNode(req.Name).Check(FaultInstall); ok {
-			s.installFault = kind
-		}
+		e.beginInstall(s, req.Install.OSID, req.Install.Hostname, req.Install.SSHKeyIDs)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -568,6 +557,24 @@ func (e *Emulator) order(req *wireCreateServer, offer wireOffer) wireServer {
 	}
 	s.timer = time.AfterFunc(s.delay(e.delays.AssignIP), func() { e.advance(id) })
 	return cloneWire(s.wire)
+}
+
+// beginInstall records an OS install as to_install on s, whether it was
+// ordered with the server or started later (InstallServer), and draws the
+// install fault for it: a fault limited to one node hits the server of that
+// name.
+func (e *Emulator) beginInstall(s *emuServer, osID, hostname string, sshKeyIDs []string) {
+	user := ""
+	if u := e.oses[osID].User.DefaultValue; u != nil {
+		user = *u
+	}
+	s.wire.Install = &wireInstall{
+		Hostname: hostname, OSID: osID, PartitioningSchema: twoNVMeRAID1(),
+		SSHKeyIDs: slices.Clone(sshKeyIDs), Status: "to_install", User: user,
+	}
+	if kind, ok := e.faults.ForNode(s.wire.Name).Check(FaultInstall); ok {
+		s.installFault = kind
+	}
 }
 
 // advance moves one server to its next lifecycle state and schedules the

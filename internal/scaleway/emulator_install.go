@@ -145,17 +145,7 @@ func (e *Emulator) installServer(w http.ResponseWriter, r *http.Request) {
 		emulator.WriteJSON(w, http.StatusBadRequest, *msg)
 		return
 	}
-	user := ""
-	if u := e.oses[req.OSID].User.DefaultValue; u != nil {
-		user = *u
-	}
-	s.wire.Install = &wireInstall{
-		Hostname: req.Hostname, OSID: req.OSID, PartitioningSchema: twoNVMeRAID1(),
-		SSHKeyIDs: slices.Clone(req.SSHKeyIDs), Status: "to_install", User: user,
-	}
-	if kind, ok := e.faults.Check(FaultInstall); ok {
-		s.installFault = kind
-	}
+	e.beginInstall(s, req.OSID, req.Hostname, req.SSHKeyIDs)
 	s.wire.UpdatedAt = time.Now().UTC()
 	if s.timer != nil {
 		s.timer.Stop()
