@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/imagefactory"
 	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
 	"github.com/rawkode/rawkode-cloud/internal/pivot"
+	"github.com/rawkode/rawkode-cloud/internal/platform"
 	"github.com/rawkode/rawkode-cloud/internal/provision"
 	"github.com/rawkode/rawkode-cloud/internal/scaleway"
 	"github.com/rawkode/rawkode-cloud/internal/secretfile"
@@ -140,6 +142,29 @@ func buildPlan(cfg *config.Config) (*planDoc, *machineconfig.Result, []byte, err
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("generate Talos secrets: %w", err)
 	}
+	// The platform layer as provision would render it; an SSH repository
+	// without a configured key gets a throwaway one (provision generates and
+	// stores the real one).
+	var deployKey *platform.DeployKey
+	if strings.HasPrefix(cfg.Get(config.FluxGitURL), "ssh://") {
+		if raw := cfg.Get(config.FluxDeployKey); raw != "" {
+			deployKey, err = platform.ParseDeployKey([]byte(raw))
+		} else {
+			deployKey, err = platform.GenerateDeployKey("flux@" + name + " (plan placeholder)")
+			placeholders["Flux deploy key"] = "generated for this plan only"
+		}
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("flux deploy key: %w", err)
+		}
+	}
+	pin, err := provision.PlatformInput(cfg, []string{placeholderServerIP}, deployKey)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	layer, err := provision.RenderPlatformLayer(context.Background(), pin)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("render the platform layer: %w", err)
+	}
 	endpoint := placeholderServerIP
 	if cfg.IsSet(config.CloudflareDNSName) {
 		endpoint = cfg.Get(config.CloudflareDNSName)
@@ -151,7 +176,7 @@ func buildPlan(cfg *config.Config) (*planDoc, *machineconfig.Result, []byte, err
 		InstallDisk: cfg.Get(config.TalosInstallDisk), OperatorIP: netip.MustParseAddr(opIP),
 		TeleportProxy: proxy, TeleportJoinToken: placeholderToken, TeleportAgentVersion: cfg.Get(config.TeleportAgentVersion),
 		InfisicalClientID: cfg.Get(config.InfisicalClientID), InfisicalClientSecret: cfg.Get(config.InfisicalClientSecret),
-		Secrets: bundle,
+		Secrets: bundle, Platform: layer,
 	})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("generate Talos machine config: %w", err)

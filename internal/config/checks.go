@@ -13,6 +13,7 @@ import (
 	"time"
 
 	baremetal "github.com/scaleway/scaleway-sdk-go/api/baremetal/v1"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/rawkode/rawkode-cloud/internal/ipdetect"
 )
@@ -308,4 +309,98 @@ func checkDelivery(v string) error {
 		return nil
 	}
 	return fmt.Errorf("must be %s or %s", DeliveryMaintenance, DeliveryInstall)
+}
+
+func checkCNI(v string) error {
+	switch v {
+	case CNIFlannel, CNICilium:
+		return nil
+	}
+	return fmt.Errorf("must be %s or %s", CNIFlannel, CNICilium)
+}
+
+// ParsePool reads the load-balancer-pool setting: IPs (taken as single
+// addresses) and CIDRs, comma-separated.
+func ParsePool(v string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if ip, err := netip.ParseAddr(f); err == nil {
+			out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither an IP address nor a CIDR", f)
+		}
+		if p != p.Masked() {
+			return nil, fmt.Errorf("%q has host bits set (did you mean %s?)", f, p.Masked())
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func checkPool(v string) error {
+	p, err := ParsePool(v)
+	if err == nil && len(p) == 0 {
+		err = errors.New("lists no address")
+	}
+	return err
+}
+
+func checkGitURL(v string) error {
+	u, err := url.Parse(v)
+	if err != nil || u.Host == "" || (u.Scheme != "ssh" && u.Scheme != "https") || len(u.Path) < 2 {
+		return errors.New("must be ssh://git@host/org/repo.git or https://host/org/repo.git (scp-style git@host:org/repo is not accepted)")
+	}
+	if _, hasPassword := u.User.Password(); hasPassword {
+		return errors.New("must not carry a password: use an ssh:// URL and a deploy key")
+	}
+	return nil
+}
+
+func checkGitBranch(v string) error {
+	if strings.ContainsAny(v, " ~^:?*[\\") || strings.Contains(v, "..") || strings.HasPrefix(v, "-") || strings.HasSuffix(v, "/") {
+		return errors.New("must be a git branch name")
+	}
+	return nil
+}
+
+func checkRelativePath(v string) error {
+	if strings.HasPrefix(v, "/") || v == ".." || strings.HasPrefix(v, "../") || strings.Contains(v, "/../") {
+		return errors.New("must be a path inside the repository (relative, without ..)")
+	}
+	return nil
+}
+
+func checkKnownHosts(v string) error {
+	rest := []byte(v)
+	n := 0
+	for len(strings.TrimSpace(string(rest))) > 0 {
+		_, _, _, _, r, err := ssh.ParseKnownHosts(rest)
+		if err != nil {
+			return errors.New("must be lines in SSH known_hosts format (host keytype key)")
+		}
+		rest = r
+		n++
+	}
+	if n == 0 {
+		return errors.New("holds no host key")
+	}
+	return nil
+}
+
+func checkDeployKey(v string) error {
+	if _, err := ssh.ParsePrivateKey([]byte(v)); err != nil {
+		var missing *ssh.PassphraseMissingError
+		if errors.As(err, &missing) {
+			return errors.New("is protected by a passphrase: Flux needs it unencrypted")
+		}
+		return errors.New("is not an SSH private key (OpenSSH or PEM)")
+	}
+	return nil
 }

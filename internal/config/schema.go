@@ -155,10 +155,26 @@ const (
 	KeepOnFailure = "keep-on-failure"
 	SecretsOut    = "secrets-out"
 
+	CNI               = "cni"
+	LoadBalancerPool  = "load-balancer-pool"
+	FluxGitURL        = "flux-git-url"
+	FluxGitBranch     = "flux-git-branch"
+	FluxGitPath       = "flux-git-path"
+	FluxGitKnownHosts = "flux-git-known-hosts"
+	FluxDeployKey     = "flux-deploy-key"
+	KubernetesTimeout = "kubernetes-timeout"
+	KubernetesPoll    = "kubernetes-poll-interval"
+
 	ACMEEmail           = "acme-email"
 	BackupBucket        = "backup-bucket"
 	BackupEndpoint      = "backup-endpoint"
 	PlatformSecretStore = "platform-secret-store"
+)
+
+// CNIs the cni setting accepts.
+const (
+	CNIFlannel = "flannel"
+	CNICilium  = "cilium"
 )
 
 // Secret stores the platform scaffold can point the External Secrets
@@ -238,6 +254,8 @@ var Schema = []Setting{
 	{Name: ServicesInterval, Section: "Waits", Help: "How often to list the node's services when its event stream is unavailable", Default: "5s", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},
 	{Name: TeleportAgentTimeout, Section: "Waits", Help: "How long to wait for the cluster's kube agent to register with Teleport", Default: "10m", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},
 	{Name: TeleportAgentPollInterval, Section: "Waits", Help: "How often to ask Teleport for the kube agent when it cannot watch", Default: "5s", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},
+	{Name: KubernetesTimeout, Section: "Waits", Help: "How long to wait, before lockdown, for every node to be Ready, the CNI and CoreDNS to run and the FluxInstance to be Ready", Default: "15m", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},
+	{Name: KubernetesPoll, Section: "Waits", Help: "How often to ask the Kubernetes API about them", Default: "5s", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},
 	{Name: UndoTimeout, Section: "Waits", Help: "Upper bound for each cleanup step (removing one thing a failed run created)", Default: "15m", Type: Duration, Check: checkPositiveDuration, Commands: []string{CmdProvision}},
 
 	{Name: Output, Section: "Output", Help: "Progress output: auto (a live display on a terminal, plain otherwise), plain or json", Default: "auto", Values: []string{"auto", "plain", "json"},
@@ -245,6 +263,14 @@ var Schema = []Setting{
 	{Name: ConfigFile, Section: "Output", Help: "Config file (YAML; keys are the setting names). Default ~/.rawkode-cloud.yaml when it exists", NoFile: true, Check: checkReadableFile},
 	{Name: KeepOnFailure, Section: "Output", Help: "On failure, keep everything that was created (and list it) instead of removing it", Default: "false", Type: Bool, Commands: []string{CmdProvision}},
 	{Name: SecretsOut, Section: "Output", Help: "Directory to write talosconfig, kubeconfig and the secrets bundle to (0600) when Infisical is not configured", Check: checkDirPath, Commands: forProvision},
+
+	{Name: CNI, Section: "Kubernetes", Help: "Pod network: flannel (Talos's default, with kube-proxy) or cilium (Cilium 1.19 from its official chart, replacing kube-proxy, with Gateway API and L2 load balancing)", Default: CNIFlannel, Infisical: "CNI", Check: checkCNI, Commands: forProvision, Values: []string{CNIFlannel, CNICilium}},
+	{Name: LoadBalancerPool, Section: "Kubernetes", Help: "Addresses Cilium hands to LoadBalancer services (the gateway) and announces on the local network: IPs or CIDRs, comma-separated; empty means the gateway VIP (Proxmox) or the server's public IP (Elastic Metal). Needs cni cilium", Infisical: "LOAD_BALANCER_POOL", Check: checkPool, Commands: forProvision},
+	{Name: FluxGitURL, Section: "Kubernetes", Help: "Platform repository the Flux Operator syncs, ssh://git@host/org/repo.git (with a deploy key) or https://host/org/repo.git; empty: no Flux", Infisical: "FLUX_GIT_URL", Check: checkGitURL, Commands: forProvision},
+	{Name: FluxGitBranch, Section: "Kubernetes", Help: "Branch of the platform repository Flux syncs", Default: "main", Infisical: "FLUX_GIT_BRANCH", Check: checkGitBranch, Commands: forProvision},
+	{Name: FluxGitPath, Section: "Kubernetes", Help: "Directory of the platform repository Flux syncs; empty means clusters/<cluster-name>", Infisical: "FLUX_GIT_PATH", Check: checkRelativePath, Commands: forProvision},
+	{Name: FluxGitKnownHosts, Section: "Kubernetes", Help: "SSH known_hosts lines of the repository's host; empty means GitHub's published keys (only for github.com)", Infisical: "FLUX_GIT_KNOWN_HOSTS", Check: checkKnownHosts, Commands: forProvision},
+	{Name: FluxDeployKey, Section: "Kubernetes", Help: "Unencrypted SSH private key Flux reads the repository with; when unset, one is generated (ed25519), stored with the cluster's secrets and its public half printed to add as a read-only deploy key", Secret: true, Infisical: "FLUX_DEPLOY_KEY", Check: checkDeployKey, Commands: forProvision},
 
 	{Name: ACMEEmail, Section: "Platform", Help: "Contact address registered with Let's Encrypt for the platform's certificates", Infisical: "ACME_EMAIL", Check: checkEmail, Commands: []string{CmdPlatform}},
 	{Name: BackupBucket, Section: "Platform", Help: "S3-compatible bucket receiving the platform's PostgreSQL WAL archive and base backups", Infisical: "BACKUP_BUCKET", Check: checkBucket, Commands: []string{CmdPlatform}},

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"time"
 
@@ -39,6 +40,25 @@ type Option func(*rest.Config)
 // WithDialer routes connections, e.g. through a sandbox's network.
 func WithDialer(dial func(ctx context.Context, network, address string) (net.Conn, error)) Option {
 	return func(c *rest.Config) { c.Dial = dial }
+}
+
+// WithServerHost connects to host instead of the kubeconfig's server host
+// (same port), still verifying the certificate for that host.
+func WithServerHost(host string) Option {
+	return func(c *rest.Config) {
+		u, err := url.Parse(c.Host)
+		if err != nil || host == "" {
+			return
+		}
+
+		port := u.Port()
+		if port == "" {
+			port = "443"
+		}
+
+		u.Host = net.JoinHostPort(host, port)
+		c.Host = u.String()
+	}
 }
 
 // WithTransportWrapper wraps the HTTP transport, e.g. to count requests.
@@ -87,6 +107,10 @@ type Expect struct {
 	CNI   platform.CNI
 	// Flux: a FluxInstance must be Ready.
 	Flux bool
+	// LoadBalancerPool and L2Policy, when set, must exist: Talos creates
+	// them only once Cilium's operator has registered their kinds, and
+	// after the lockdown nobody could find out that they never did.
+	LoadBalancerPool, L2Policy string
 }
 
 // Item is one verified thing.
@@ -146,6 +170,25 @@ func (c *Client) Check(ctx context.Context, exp Expect) (Report, error) {
 	}
 
 	r = append(r, item)
+
+	for _, want := range []struct {
+		name string
+		gvr  schema.GroupVersionResource
+		kind string
+	}{
+		{exp.LoadBalancerPool, ciliumPools, platform.LoadBalancerIPPoolKind},
+		{exp.L2Policy, ciliumL2Policies, platform.L2PolicyKind},
+	} {
+		if want.name == "" {
+			continue
+		}
+
+		if item, err = c.existsItem(ctx, want.kind, want.gvr, want.name); err != nil {
+			return nil, err
+		}
+
+		r = append(r, item)
+	}
 
 	if exp.Flux {
 		if item, err = c.fluxItem(ctx); err != nil {
@@ -227,6 +270,30 @@ func (c *Client) deploymentItem(ctx context.Context, label, ns, name string) (It
 
 	item.OK = d.Status.AvailableReplicas >= want && want > 0
 	item.Detail = fmt.Sprintf("Deployment %s/%s: %d of %d replicas available", ns, name, d.Status.AvailableReplicas, want)
+
+	return item, nil
+}
+
+var (
+	ciliumPools      = schema.GroupVersionResource{Group: "cilium.io", Version: "v2", Resource: "ciliumloadbalancerippools"}
+	ciliumL2Policies = schema.GroupVersionResource{Group: "cilium.io", Version: "v2alpha1", Resource: "ciliuml2announcementpolicies"}
+)
+
+// existsItem checks that a cluster-scoped custom resource exists (a 404 is
+// also what the API says while its CRD is not registered).
+func (c *Client) existsItem(ctx context.Context, kind string, gvr schema.GroupVersionResource, name string) (Item, error) {
+	item := Item{Name: kind + " " + name}
+
+	_, err := c.dyn.Resource(gvr).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		item.Detail = "not created yet (Talos creates it once Cilium's operator has registered its kind)"
+		return item, nil
+	case err != nil:
+		return item, fmt.Errorf("get %s %s: %w", kind, name, err)
+	}
+
+	item.OK, item.Detail = true, "exists"
 
 	return item, nil
 }

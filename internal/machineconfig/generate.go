@@ -66,6 +66,10 @@ type Input struct {
 	InfisicalClientID     string
 	InfisicalClientSecret string
 	Secrets               *secrets.Bundle
+	// Platform is what the cluster runs from its first boot besides the
+	// Teleport agent (the CNI, the Gateway API, Flux), rendered by package
+	// platform; nil keeps Talos's defaults (flannel and kube-proxy).
+	Platform *PlatformLayer
 	// Clock dates the talosconfig client certificate; it defaults to the
 	// bundle's clock, else the system clock.
 	Clock secrets.Clock
@@ -107,6 +111,16 @@ func unmapAll(ips []netip.Addr) []netip.Addr {
 		out[i] = ip.Unmap()
 	}
 	return out
+}
+
+// PlatformLayer is the part of the machine config the platform layer
+// decides: its manifests, the URLs Talos downloads and applies itself, and
+// whether Talos's own CNI and kube-proxy stay out of the way.
+type PlatformLayer struct {
+	Manifests        []Manifest
+	ExtraManifests   []string
+	CNINone          bool
+	DisableKubeProxy bool
 }
 
 // Result holds the rendered configs.
@@ -342,6 +356,10 @@ func baseConfig(in Input) (*container.Container, *generate.Input, error) {
 
 		cfg.ClusterConfig.APIServerConfig.CertSANs = dedupe(cfg.ClusterConfig.APIServerConfig.CertSANs)
 
+		if pl := in.Platform; pl != nil {
+			applyPlatform(cfg, pl)
+		}
+
 		for _, m := range manifests {
 			cfg.ClusterConfig.ClusterInlineManifests = append(cfg.ClusterConfig.ClusterInlineManifests,
 				v1alpha1.ClusterInlineManifest{InlineManifestName: m.Name, InlineManifestContents: m.Contents})
@@ -409,6 +427,35 @@ func withHostname(c *container.Container, hostname string) (*container.Container
 	}
 
 	return out, nil
+}
+
+// applyPlatform puts the platform layer into the cluster config. Its
+// manifests come before the Teleport agent's: Talos applies Namespaces and
+// CRDs first anyway, and the rest in this order.
+func applyPlatform(cfg *v1alpha1.Config, pl *PlatformLayer) {
+	if pl.CNINone {
+		if cfg.ClusterConfig.ClusterNetwork == nil {
+			cfg.ClusterConfig.ClusterNetwork = &v1alpha1.ClusterNetworkConfig{}
+		}
+
+		cfg.ClusterConfig.ClusterNetwork.CNI = &v1alpha1.CNIConfig{CNIName: "none"}
+	}
+
+	if pl.DisableKubeProxy {
+		if cfg.ClusterConfig.ProxyConfig == nil {
+			cfg.ClusterConfig.ProxyConfig = &v1alpha1.ProxyConfig{}
+		}
+
+		disabled := true
+		cfg.ClusterConfig.ProxyConfig.Disabled = &disabled
+	}
+
+	cfg.ClusterConfig.ExtraManifests = append(cfg.ClusterConfig.ExtraManifests, pl.ExtraManifests...)
+
+	for _, m := range pl.Manifests {
+		cfg.ClusterConfig.ClusterInlineManifests = append(cfg.ClusterConfig.ClusterInlineManifests,
+			v1alpha1.ClusterInlineManifest{InlineManifestName: m.Name, InlineManifestContents: m.Contents})
+	}
 }
 
 // dedupe drops repeated names while keeping the order: the generator adds

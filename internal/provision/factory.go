@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/imagefactory"
 	"github.com/rawkode/rawkode-cloud/internal/infisical"
 	"github.com/rawkode/rawkode-cloud/internal/ipdetect"
+	"github.com/rawkode/rawkode-cloud/internal/kube"
 	"github.com/rawkode/rawkode-cloud/internal/metering"
 	"github.com/rawkode/rawkode-cloud/internal/retry"
 	"github.com/rawkode/rawkode-cloud/internal/scaleway"
@@ -206,4 +208,17 @@ func (f Factory) meteredClient(service string, base *http.Client) *http.Client {
 	}
 	c.Transport = f.Meter.Transport(service, c.Transport)
 	return &c
+}
+
+// Kube reads a cluster through its Kubernetes API at the node's address
+// (the kubeconfig may name a DNS record; the certificate also holds the IP).
+func (f Factory) Kube(kubeconfig []byte, nodeIP string) (*kube.Client, error) {
+	opts := []kube.Option{kube.WithServerHost(nodeIP), kube.WithTransportWrapper(func(rt http.RoundTripper) http.RoundTripper {
+		return f.Meter.Transport("kubernetes", rt)
+	})}
+	if f.TalosDialer != nil {
+		dial := f.TalosDialer
+		opts = append(opts, kube.WithDialer(func(ctx context.Context, _, addr string) (net.Conn, error) { return dial(ctx, addr) }))
+	}
+	return kube.New(kubeconfig, opts...)
 }

@@ -86,5 +86,6 @@ func (p *Provisioner) machineInput(n *Node, bundle *secrets.Bundle, controlPlane
 		ControlPlaneIPs:       controlPlanes,
 		NodeIPs:               nodes,
 		HasWorkers:            len(p.nodes) > len(p.controlPlanes()),
+		Platform:              p.platform,
 	}
 }

@@ -52,6 +52,7 @@ func extraChecks(cfg *config.Config) config.Problems {
 	} else if err := machineconfig.ValidateVersions(cfg.Get(config.TalosVersion), cfg.Get(config.KubernetesVersion)); err != nil {
 		probs = append(probs, cfg.ProblemFor(config.TalosVersion, "cannot be generated for: "+err.Error()))
 	}
+	probs = append(probs, platformProblems(cfg)...)
 	if !InfisicalConfigured(cfg) && !cfg.IsSet(config.SecretsOut) {
 		probs = append(probs, config.Problem{Setting: config.SecretsOut, Source: config.Unset,
 			Message: "the cluster's talosconfig, kubeconfig and secrets bundle must be kept somewhere: configure Infisical (the infisical-* settings) or name a directory with --secrets-out (files are written 0600)"})
@@ -190,6 +191,9 @@ func (p *Provisioner) resolveSecrets(ctx context.Context, r *pipeline.Run) error
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return phase0Error(errs)
+	}
+	if err := p.resolveDeployKey(ctx, r); err != nil {
+		return fail.UsageError(err)
 	}
 
 	// The Talos PKI needs nothing from the machines: generate it while the

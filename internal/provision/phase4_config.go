@@ -61,6 +61,9 @@ func (p *Provisioner) prepare(ctx context.Context, r *pipeline.Run) (struct{}, e
 	if err != nil {
 		return struct{}{}, fmt.Errorf("generate Talos secrets: %w", err)
 	}
+	if err := p.renderPlatform(ctx, r); err != nil {
+		return struct{}{}, fmt.Errorf("render the platform layer: %w", err)
+	}
 	if err := p.renderConfigs(ctx, r, bundle); err != nil {
 		return struct{}{}, err
 	}
@@ -68,10 +71,14 @@ func (p *Provisioner) prepare(ctx context.Context, r *pipeline.Run) (struct{}, e
 	if err != nil {
 		return struct{}{}, fmt.Errorf("encode Talos secrets: %w", err)
 	}
-	return struct{}{}, p.keep(ctx, r, map[string][]byte{
+	items := map[string][]byte{
 		SecretTalosBundle: encoded,
 		SecretTalosconfig: p.talosconfig,
-	})
+	}
+	if p.newDeployKey {
+		items[SecretFluxDeployKey] = p.deployKey.Private
+	}
+	return struct{}{}, p.keep(ctx, r, items)
 }
 
 func (p *Provisioner) operatorAddress(ctx context.Context, r *pipeline.Run) (netip.Addr, error) {

@@ -119,5 +119,6 @@ func (p *Provisioner) fetchKubeconfig(ctx context.Context, r *pipeline.Run) (str
 	if err != nil {
 		return struct{}{}, err // the adapter names the operation and the node
 	}
+	p.kubeconfigData = kc
 	return struct{}{}, p.keep(ctx, r, map[string][]byte{SecretKubeconfig: kc})
 }

@@ -35,7 +35,9 @@ import (
 
 	"github.com/rawkode/rawkode-cloud/internal/cloudflare"
 	"github.com/rawkode/rawkode-cloud/internal/config"
+	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
+	"github.com/rawkode/rawkode-cloud/internal/platform"
 	"github.com/rawkode/rawkode-cloud/internal/redact"
 	"github.com/rawkode/rawkode-cloud/internal/teleport"
 )
@@ -87,6 +89,14 @@ type Provisioner struct {
 	token        teleport.Token
 	talosconfig  []byte
 	stored       string // where talosconfig/kubeconfig were kept
+
+	// The platform layer (platform.go): the Flux deploy key resolved in
+	// phase 0, the manifests rendered in phase 4, the kubeconfig that
+	// verification reads the cluster with.
+	deployKey      *platform.DeployKey
+	newDeployKey   bool
+	platform       *machineconfig.PlatformLayer
+	kubeconfigData []byte
 
 	// Work that may run ahead of the phase that collects it; see work.go.
 	bundle     *pipeline.Work[*secrets.Bundle]

@@ -25,6 +25,7 @@ func (p *Provisioner) verifications() []verification {
 	return []verification{
 		{"Teleport lists the cluster's kube agent", p.verifyTeleport},
 		{"every control plane is an etcd member", p.verifyEtcd},
+		{"Kubernetes nodes, CNI, CoreDNS and Flux", p.verifyKubernetes},
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	ifemu "github.com/rawkode/rawkode-cloud/internal/imagefactory/emulator"
 	"github.com/rawkode/rawkode-cloud/internal/infisical"
 	"github.com/rawkode/rawkode-cloud/internal/ipdetect"
+	kubeemulator "github.com/rawkode/rawkode-cloud/internal/kube/emulator"
 	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 	"github.com/rawkode/rawkode-cloud/internal/provision"
@@ -126,6 +127,10 @@ type Sandbox struct {
 	closed       bool
 	timers       []*time.Timer
 	rewrite      func([]byte) []byte
+	// kubes are the clusters' Kubernetes APIs, by cluster name; nodeCluster
+	// says which cluster a node (by IP) serves.
+	kubes       map[string]*kubeemulator.Server
+	nodeCluster map[string]string
 }
 
 // RewriteConfigs makes every emulated node see fn(config) instead of the
@@ -148,6 +153,7 @@ func Start(opts Options) (*Sandbox, error) {
 		prof = *opts.Profile
 	}
 	s := &Sandbox{speed: speed, profile: prof, faults: emulator.NewFaults(), nodes: map[string]*talos.Node{}, ips: map[string]string{},
+		kubes: map[string]*kubeemulator.Server{}, nodeCluster: map[string]string{},
 		pollOnly: opts.PollOnly}
 	for p, f := range opts.Faults {
 		s.faults.Set(p, f)
@@ -242,6 +248,9 @@ func (s *Sandbox) bootNode(srv scaleway.Server) {
 		// each node's emulated firewall.
 		Peers:         s.Nodes,
 		RewriteConfig: s.rewrite,
+		Kube:          func(cluster string) *kubeemulator.Server { return s.kubeFor(cluster, srv.IPv4) },
+		FetchManifest: fetchManifest,
+		ApplyBackoff:  kubeemulator.TalosBackoff.Scaled(s.speed),
 	})
 	if err != nil {
 		return
@@ -270,8 +279,8 @@ func (s *Sandbox) startAgent(ip string, node *talos.Node, cfg []byte) {
 		if s.Node(ip) != node {
 			return // the server was deleted or the sandbox closed
 		}
-		if node.BootstrapCount() == 0 {
-			// No API server without etcd: the agent's pod cannot start yet.
+		if !s.agentPodRuns(cluster) {
+			// Its pod needs the API server (etcd) and the pod network.
 			s.after(s.Scaled(s.profile.AgentStart)/4+time.Millisecond, try)
 			return
 		}
@@ -302,6 +311,7 @@ func (s *Sandbox) removeNode(id string) {
 	delete(s.nodes, s.ips[id])
 	delete(s.ips, id)
 	s.mu.Unlock()
+	s.dropKube(n, s.nodeClusterOf(n))
 	if n != nil {
 		for _, cfg := range n.AppliedConfigs() {
 			if _, cluster, err := machineconfig.TeleportJoin(cfg); err == nil {
@@ -418,7 +428,7 @@ var scaledWait = map[string]bool{
 	config.ServerTimeout: true, config.ServerPollInterval: true, config.TalosMaintenanceTimeout: true,
 	config.TalosMaintenanceInterval: true, config.TalosMTLSTimeout: true, config.TalosMTLSInterval: true,
 	config.ServicesTimeout: true, config.ServicesInterval: true, config.TeleportAgentTimeout: true,
-	config.TeleportAgentPollInterval: true,
+	config.TeleportAgentPollInterval: true, config.KubernetesTimeout: true, config.KubernetesPoll: true,
 }
 
 // scaleWaits divides every wait by speed; set records the new value.
@@ -478,9 +488,14 @@ func (s *Sandbox) Close() {
 	}
 	nodes := s.nodes
 	s.nodes = map[string]*talos.Node{}
+	kubes := s.kubes
+	s.kubes = map[string]*kubeemulator.Server{}
 	s.mu.Unlock()
 	for _, n := range nodes {
 		n.Close()
+	}
+	for _, k := range kubes {
+		k.Close()
 	}
 	if s.S3 != nil {
 		s.S3.Close()
@@ -519,6 +534,8 @@ type Inventory struct {
 	Tokens      []map[string]any `json:"tokens"`
 	KubeServers []map[string]any `json:"kube_servers"`
 	Secrets     []map[string]any `json:"secrets"`
+	// Kubernetes is what the clusters' API servers hold.
+	Kubernetes kubeemulator.Inventory `json:"kubernetes"`
 	// Backups are the objects in the emulated object storage (etcd
 	// snapshots): data kept on purpose, not something left behind.
 	Backups []map[string]any `json:"backups"`
@@ -547,6 +564,7 @@ func (s *Sandbox) Inventory() Inventory {
 	for _, k := range s.Teleport.KubeServers() {
 		inv.KubeServers = append(inv.KubeServers, map[string]any{"name": k})
 	}
+	inv.Kubernetes = s.kubeInventory()
 	inv.Backups = []map[string]any{}
 	for _, o := range s.S3.Objects() {
 		inv.Backups = append(inv.Backups, map[string]any{"bucket": o.Bucket, "key": o.Key, "size": o.Size})
@@ -568,7 +586,7 @@ func InventoryEventOf(inv Inventory) pipeline.Event {
 	}
 	return pipeline.Event{Type: pipeline.EventInventory, Time: time.Now(), Phase: "sandbox", Message: msg, Fields: map[string]any{
 		"servers": inv.Servers, "dns_records": inv.DNSRecords, "tokens": inv.Tokens,
-		"kube_servers": inv.KubeServers, "secrets": inv.Secrets,
+		"kube_servers": inv.KubeServers, "secrets": inv.Secrets, "kubernetes": inv.Kubernetes,
 	}}
 }
 
@@ -637,6 +655,8 @@ var FaultPoints = []FaultPoint{
 	{Point: "s3.put-object", What: "uploading an etcd snapshot to object storage"},
 	{Point: "s3.get-object", What: "downloading an etcd snapshot"},
 	{Point: "s3.list-objects", What: "listing etcd snapshots (finding the latest)"},
+	{Point: kubeemulator.FaultCNI, What: "the cluster's pod network (never: the CNI runs but no node ever gets Ready; other kinds do nothing)"},
+	{Point: kubeemulator.FaultFlux, What: "the FluxInstance (never: it never becomes Ready; other kinds do nothing; needs flux-git-url)"},
 }
 
 // ParseFaults parses --sandbox-fault values and rejects unknown points.

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/rawkode/rawkode-cloud/internal/emulator"
+	kubeemulator "github.com/rawkode/rawkode-cloud/internal/kube/emulator"
 )
 
 // Ports the emulated node serves, as on a real control-plane node.
@@ -152,6 +153,16 @@ type NodeOptions struct {
 	// ConfigPartition names that volume's device (e.g. "nvme0n1p9"), which
 	// BlockDeviceWipe can remove once the node has stored its config.
 	ConfigPartition string
+	// Kube, when set, is the Kubernetes API of the cluster a config makes
+	// the node part of (by cluster name): served on 6443 once configured,
+	// the kubelet registers there and Talos applies the manifests there.
+	// Without it 6443 is a bare TLS listener.
+	Kube func(cluster string) *kubeemulator.Server
+	// FetchManifest downloads an extra manifest URL (cluster.extraManifests)
+	// as the node would; without it the node has no network to fetch with.
+	FetchManifest func(ctx context.Context, url string) (string, error)
+	// ApplyBackoff paces Talos's manifest apply retries (default: Talos's).
+	ApplyBackoff kubeemulator.Backoff
 }
 
 // LingerFactor is how much longer the maintenance API lingers after an
@@ -224,6 +235,11 @@ type Node struct {
 	hijacked     bool
 	configVolume string
 	wiped        []string
+	// kube is the cluster's API (NodeOptions.Kube); kubeCAs verifies its
+	// clients; kubeStarted: the kubelet registered and the apply started.
+	kube        *kubeemulator.Server
+	kubeCAs     *x509.CertPool
+	kubeStarted bool
 }
 
 // NewNode starts an emulated node on 127.0.0.1. It is "booting" until
@@ -567,6 +583,7 @@ func (n *Node) serveConfiguredLocked(cfg config.Provider, raw []byte, caCert *x5
 	if kc, kerr := n.kubeServingCert(cfg); kerr == nil {
 		n.kubeCert = kc
 	}
+	n.kubeServingLocked(cfg)
 	n.eventLocked(EventConfigured)
 	n.startServicesLocked()
 	return n.hooksCall(raw)
@@ -691,7 +708,7 @@ func (n *Node) acceptKube() {
 		}
 		n.mu.Lock()
 		ok := !isClosed(n.done) && n.mode == ModeConfigured && n.fw.Allowed(KubeAPIPort, n.opts.OperatorIP)
-		cert := n.kubeCert
+		cert, kube, cas := n.kubeCert, n.kube, n.kubeCAs
 		if ok {
 			n.kubeConns[c] = struct{}{}
 		}
@@ -709,6 +726,10 @@ func (n *Node) acceptKube() {
 				n.mu.Unlock()
 				c.Close()
 			}()
+			if kube != nil {
+				n.serveKube(c, cert, cas, kube)
+				return
+			}
 			tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}})
 			if tc.Handshake() != nil {
 				return

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -224,6 +225,9 @@ func (n *Node) startEtcdLocked() {
 		default:
 			n.setServiceLocked(ServiceEtcd, machine.ServiceStateEvent_RUNNING, "Health check successful", &health{known: true, healthy: true})
 			n.eventLocked(EventHealthyPrefix + ServiceEtcd)
+			if cfg, err := configloader.NewFromBytes(n.cfgBytes); err == nil {
+				n.startKubeLocked(cfg)
+			}
 		}
 		return nil
 	})
