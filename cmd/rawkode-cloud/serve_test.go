@@ -122,13 +122,21 @@ func (w *world) must(code int, args ...string) result {
 	return r
 }
 
-// inventory is the world's inventory through `sandbox inventory`.
+// inventory is the world's inventory through `sandbox inventory`: its
+// lists by name (objects such as "kubernetes" are left out).
 func (w *world) inventory() map[string][]map[string]any {
 	w.t.Helper()
 	r := w.must(0, "sandbox", "inventory", "--output", "json")
-	var inv map[string][]map[string]any
-	if err := json.Unmarshal([]byte(r.out), &inv); err != nil {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(r.out), &raw); err != nil {
 		w.t.Fatalf("inventory is not JSON: %v\n%s", err, r.out)
+	}
+	inv := map[string][]map[string]any{}
+	for k, v := range raw {
+		var list []map[string]any
+		if json.Unmarshal(v, &list) == nil {
+			inv[k] = list
+		}
 	}
 	return inv
 }

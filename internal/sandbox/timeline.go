@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rawkode/rawkode-cloud/internal/emulator"
+	kubeemulator "github.com/rawkode/rawkode-cloud/internal/kube/emulator"
 	"github.com/rawkode/rawkode-cloud/internal/scaleway"
 	"github.com/rawkode/rawkode-cloud/internal/talos"
 	"github.com/rawkode/rawkode-cloud/internal/teleport"
@@ -30,6 +31,9 @@ const (
 	TimelineServicesHealth = "talos: services healthy" // derived: the last of the four
 	TimelineAgentJoined    = "teleport: " + teleport.EventJoined
 	TimelineRegistered     = "teleport: " + teleport.EventRegistered
+	// TimelineKubernetesReady is derived: CoreDNS ready and every node that
+	// registered so far Ready, per cluster.
+	TimelineKubernetesReady = "kubernetes: ready"
 )
 
 // TimelineEvent is one emulated event.
@@ -117,7 +121,35 @@ func (s *Sandbox) Timeline() []TimelineEvent {
 			out = append(out, TimelineEvent{Name: TimelineServicesHealth, Subject: node, At: last})
 		}
 	}
+	out = append(out, kubernetesReady(out)...)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+	return out
+}
+
+// kubernetesReady derives TimelineKubernetesReady per cluster: the later of
+// CoreDNS ready (it needs the CNI) and the last node Ready.
+func kubernetesReady(events []TimelineEvent) []TimelineEvent {
+	last := map[string]time.Time{}
+	dns := map[string]bool{}
+	for _, e := range events {
+		name, ok := strings.CutPrefix(e.Name, "kubernetes: ")
+		if !ok {
+			continue
+		}
+		coredns := name == kubeemulator.EventWorkloadReady+"Deployment/kube-system/coredns"
+		if coredns {
+			dns[e.Subject] = true
+		}
+		if (coredns || strings.HasPrefix(name, kubeemulator.EventNodeReady)) && e.At.After(last[e.Subject]) {
+			last[e.Subject] = e.At
+		}
+	}
+	var out []TimelineEvent
+	for cluster, at := range last {
+		if dns[cluster] {
+			out = append(out, TimelineEvent{Name: TimelineKubernetesReady, Subject: cluster, At: at})
+		}
+	}
 	return out
 }
 
@@ -145,6 +177,7 @@ var waitConditions = []struct{ prefix, event string }{
 	{"etcd, kubelet, apid, trustd healthy", TimelineServicesHealth},
 	{"kubelet, apid healthy", TimelineServicesHealth},
 	{"kube agent of ", TimelineRegistered},
+	{"Kubernetes: every node Ready", TimelineKubernetesReady},
 }
 
 // ConditionTime says when the condition a wait (by its title) awaited

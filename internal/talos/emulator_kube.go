@@ -102,8 +102,7 @@ func (n *Node) startKubeLocked(cfg config.Config) {
 		return
 	}
 	n.kubeStarted = true
-	// Talos names an unnamed node after its address.
-	name := "talos-" + strings.ReplaceAll(n.opts.PublicIP.String(), ".", "-")
+	name := n.kubeNodeName()
 	var manifests []string
 	manifests = append(manifests, talosManifests(cfg)...)
 	for _, m := range cfg.Cluster().InlineManifests() {
@@ -135,6 +134,23 @@ func (n *Node) startKubeLocked(cfg config.Config) {
 		}
 		_ = kubeemulator.ApplyUntilDone(ctx, kubeemulator.InProcessConfig(k), objects, backoff, nil)
 	}()
+}
+
+// kubeNodeName is the Node a kubelet registers: Talos names an unnamed
+// node after its address.
+func (n *Node) kubeNodeName() string {
+	return "talos-" + strings.ReplaceAll(n.opts.PublicIP.String(), ".", "-")
+}
+
+// registerKubeletLocked registers a worker's kubelet, which reached a control
+// plane's API server: workers run no manifest apply (only control planes do).
+func (n *Node) registerKubeletLocked() {
+	if n.kube == nil || n.kubeStarted {
+		return
+	}
+	n.kubeStarted = true
+	k, name := n.kube, n.kubeNodeName()
+	go func() { _ = k.AddNode(name, false) }()
 }
 
 // serveKube answers one client connection with the cluster's API.

@@ -208,6 +208,7 @@ func (n *Node) startWorkerServicesLocked() {
 	n.keepTryingLocked(every, FaultServices, n.joinedControlPlane, func() {
 		n.setServiceLocked(ServiceKubelet, machine.ServiceStateEvent_RUNNING, "Health check successful", &health{known: true, healthy: true})
 		n.eventLocked(EventHealthyPrefix + ServiceKubelet)
+		n.registerKubeletLocked()
 	})
 }
 
