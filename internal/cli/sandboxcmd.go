@@ -194,6 +194,11 @@ func (a *app) printInventory(inv sandbox.Inventory) {
 	section("kube servers", inv.KubeServers, "name")
 	section("secrets", inv.Secrets, "path", "name")
 	section("backups", inv.Backups, "bucket", "key", "size")
+	section("proxmox hosts", inv.Proxmox.Hosts, "node", "version", "ip", "firewall", "policy_in")
+	section("proxmox bridges", inv.Proxmox.Bridges, "node", "iface", "cidr")
+	section("proxmox firewall rules", inv.Proxmox.FirewallRules, "scope", "action", "source", "dport", "comment")
+	section("proxmox API tokens", inv.Proxmox.APITokens, "id")
+	section("proxmox VMs", inv.Proxmox.VMs, "vmid", "name", "tags", "running")
 	tw.Flush()
 }
 

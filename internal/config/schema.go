@@ -101,6 +101,7 @@ const (
 	Domain        = "domain"
 	ControlPlanes = "control-planes"
 	Workers       = "workers"
+	Topology      = "topology"
 
 	ScalewayAccessKey     = "scaleway-access-key"
 	ScalewaySecretKey     = "scaleway-secret-key"
@@ -177,6 +178,12 @@ const (
 	CNICilium  = "cilium"
 )
 
+// Topologies.
+const (
+	TopologyMetal   = "metal"
+	TopologyProxmox = "proxmox"
+)
+
 // Secret stores the platform scaffold can point the External Secrets
 // Operator at.
 const (
@@ -204,6 +211,7 @@ const DefaultSchematicID = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f
 // Schema is every setting, in reference order.
 var Schema = []Setting{
 	{Name: ClusterName, Section: "Cluster", Help: "Name of the cluster; also its servers' names and hostnames (<name>, or <name>-cp-N and <name>-worker-N with more than one node), their tags and the Teleport kube cluster name", Infisical: "CLUSTER_NAME", Check: checkDNSLabel},
+	{Name: Topology, Section: "Cluster", Help: "How the cluster's machines come to exist: metal (each node an Elastic Metal server) or proxmox (one Elastic Metal server turned into a Proxmox VE host for VMs)", Default: TopologyMetal, Values: []string{TopologyMetal, TopologyProxmox}, Commands: forProvision},
 	{Name: ControlPlanes, Section: "Cluster", Help: "Number of control-plane nodes: 1, 3 or 5 (etcd needs an odd number to keep a quorum; 3 survive the loss of one, 5 of two)", Default: "1", Infisical: "CONTROL_PLANES", Check: checkControlPlanes, Commands: forProvision},
 	{Name: Workers, Section: "Cluster", Help: "Number of worker nodes (0 or more); with none, workloads run on the control planes", Default: "0", Infisical: "WORKERS", Check: checkWorkers, Commands: forProvision},
 	{Name: Domain, Section: "Cluster", Help: "Public DNS domain of the cluster; the names it serves are made under it (e.g. *.apps.<domain>)", Infisical: "DOMAIN", Check: checkDNSName, Commands: forBuild},

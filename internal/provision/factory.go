@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/rawkode/rawkode-cloud/internal/cloudflare"
@@ -15,6 +16,7 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/ipdetect"
 	"github.com/rawkode/rawkode-cloud/internal/kube"
 	"github.com/rawkode/rawkode-cloud/internal/metering"
+	"github.com/rawkode/rawkode-cloud/internal/proxmox"
 	"github.com/rawkode/rawkode-cloud/internal/retry"
 	"github.com/rawkode/rawkode-cloud/internal/scaleway"
 	"github.com/rawkode/rawkode-cloud/internal/talos"
@@ -43,6 +45,11 @@ type Factory struct {
 	// zero keeps each adapter's own default (10s to 60s). The sandbox
 	// scales it with its clock.
 	AttemptTimeout time.Duration
+	// ProxmoxEndpoint, when set, says where the Proxmox API of the host at
+	// an IP is and which client reaches it (the sandbox's emulators). Unset,
+	// the API is https://IP:8006, trusted only with the certificate the CLI
+	// made for the host.
+	ProxmoxEndpoint func(ip string) (url string, client *http.Client, ok bool)
 	// CallBudget bounds a call and its retries when nothing else does (the
 	// call is not part of a wait, nor of cleanup, which have deadlines of
 	// their own); zero means DefaultCallBudget.
@@ -149,6 +156,33 @@ func (f Factory) Talos(*config.Config) Talos {
 // ImageFactory builds the Talos Image Factory client.
 func (f Factory) ImageFactory(cfg *config.Config) (ImageFactory, error) {
 	return imagefactory.New(imagefactory.Options{URL: cfg.Get(config.ImageFactoryURL), HTTPClient: f.meteredClient("imagefactory", f.HTTPClient), Retry: f.policy("imagefactory")})
+}
+
+// Proxmox builds a client of the host at ip and logs in with creds (its
+// URL, node and transport are filled here).
+func (f Factory) Proxmox(ctx context.Context, ip, node string, cert []byte, creds proxmox.Config) (ProxmoxAPI, error) {
+	creds.Node = node
+	creds.URL = "https://" + net.JoinHostPort(ip, "8006") + "/api2/json"
+	var client *http.Client
+	if f.ProxmoxEndpoint != nil {
+		u, c, ok := f.ProxmoxEndpoint(ip)
+		if !ok {
+			return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+		}
+		creds.URL, client = u, c
+	} else {
+		var err error
+		if client, err = proxmox.PinnedClient(cert); err != nil {
+			return nil, err
+		}
+	}
+	creds.HTTPClient = f.meteredClient("proxmox", client)
+	creds.RequestTimeout = f.AttemptTimeout
+	creds.Retry = f.policy("proxmox")
+	if f.AttemptTimeout > 0 {
+		creds.TaskPoll = f.AttemptTimeout / 10
+	}
+	return proxmox.New(ctx, creds)
 }
 
 // IPDetector builds the public-IP detector.

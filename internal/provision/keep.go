@@ -16,9 +16,11 @@ import (
 
 // fileNames maps stored secrets to file names under --secrets-out.
 var fileNames = map[string]string{
-	SecretTalosBundle: "secrets.yaml",
-	SecretTalosconfig: "talosconfig",
-	SecretKubeconfig:  "kubeconfig",
+	SecretTalosBundle:  "secrets.yaml",
+	SecretTalosconfig:  "talosconfig",
+	SecretKubeconfig:   "kubeconfig",
+	SecretProxmoxToken: "proxmox-api-token",
+	SecretProxmoxRoot:  "proxmox-root-password",
 }
 
 // keep stores cluster credentials where the user said: Infisical when it is

@@ -115,10 +115,6 @@ func (m *metal) Create(ctx context.Context, r *pipeline.Run, nodes []*Node) erro
 
 func (m *metal) order(ctx context.Context, r *pipeline.Run, n *Node, userData []byte) error {
 	name := m.cluster
-	// A tag only this order carries: if the API's answer is lost, the
-	// server found by it is certainly ours, never an earlier cluster's of
-	// the same name (which undo would otherwise delete).
-	orderTag := "order=" + randomHex(6)
 	spec := scaleway.ServerSpec{
 		Name:        n.Name,
 		Description: "Talos node of cluster " + name + ", managed by rawkode-cloud",
@@ -127,11 +123,26 @@ func (m *metal) order(ctx context.Context, r *pipeline.Run, n *Node, userData []
 		Hostname:    n.Name,
 		SSHKeyIDs:   m.sshKeys,
 		UserData:    userData,
-		Tags:        append(scaleway.ClusterTags(name), "role="+string(n.Role), "node="+n.Name, orderTag),
+		Tags:        append(scaleway.ClusterTags(name), "role="+string(n.Role), "node="+n.Name),
 	}
 	if m.install {
 		spec.OSID = "" // ordered now, installed once the config is known
 	}
+	srv, err := m.orderServer(ctx, r, spec)
+	if err != nil {
+		return err
+	}
+	n.Machine = Machine{ID: srv.ID, Zone: srv.Zone}
+	return nil
+}
+
+// orderServer orders one server and pushes its undo the moment it exists.
+// A tag only this order carries is added: if the API's answer is lost, the
+// server found by it is certainly ours, never an earlier cluster's of the
+// same name (which undo would otherwise delete).
+func (m *metal) orderServer(ctx context.Context, r *pipeline.Run, spec scaleway.ServerSpec) (*scaleway.Server, error) {
+	orderTag := "order=" + randomHex(6)
+	spec.Tags = append(append([]string(nil), spec.Tags...), orderTag)
 	var srv *scaleway.Server
 	var err error
 	adopted := false
@@ -157,14 +168,13 @@ func (m *metal) order(ctx context.Context, r *pipeline.Run, n *Node, userData []
 		r.Warn("the order failed without a server being created; ordering again", map[string]any{"attempt": attempt, "error": err.Error()})
 	}
 	if err != nil {
-		return fmt.Errorf("order server: %w", err)
+		return nil, fmt.Errorf("order server: %w", err)
 	}
-	n.Machine = Machine{ID: srv.ID, Zone: srv.Zone}
 	if !adopted { // an adopted server's undo is already pushed
 		m.undoServer(r, *srv)
 	}
-	r.Info("server ordered", map[string]any{"server_id": srv.ID, "node": n.Name, "offer": spec.OfferID, "ssh_keys": len(m.sshKeys)})
-	return nil
+	r.Info("server ordered", map[string]any{"server_id": srv.ID, "node": spec.Name, "offer": spec.OfferID, "ssh_keys": len(m.sshKeys)})
+	return srv, nil
 }
 
 // undoServer registers the deletion of a server right after it exists.

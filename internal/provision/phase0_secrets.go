@@ -53,6 +53,13 @@ func extraChecks(cfg *config.Config) config.Problems {
 		probs = append(probs, cfg.ProblemFor(config.TalosVersion, "cannot be generated for: "+err.Error()))
 	}
 	probs = append(probs, platformProblems(cfg)...)
+	if cfg.Get(config.Topology) == config.TopologyProxmox && !cfg.IsSet(config.Domain) {
+		probs = append(probs, config.Problem{Setting: config.Domain, Source: config.Unset,
+			Message: "the proxmox topology names its host (and later its public services) under this domain"})
+	}
+	if cfg.Get(config.Topology) == config.TopologyProxmox && cfg.Get(config.TalosConfigDelivery) == config.DeliveryInstall {
+		probs = append(probs, cfg.ProblemFor(config.TalosConfigDelivery, "applies to the metal topology only: the proxmox topology's server runs Proxmox VE, and its Talos VMs read their config from a NoCloud volume at first boot, so there is no maintenance mode to close"))
+	}
 	if !InfisicalConfigured(cfg) && !cfg.IsSet(config.SecretsOut) {
 		probs = append(probs, config.Problem{Setting: config.SecretsOut, Source: config.Unset,
 			Message: "the cluster's talosconfig, kubeconfig and secrets bundle must be kept somewhere: configure Infisical (the infisical-* settings) or name a directory with --secrets-out (files are written 0600)"})
@@ -164,13 +171,19 @@ func (p *Provisioner) resolveSecrets(ctx context.Context, r *pipeline.Run) error
 	p.talos = f.Talos(p.cfg)
 	p.ip = f.IPDetector(p.cfg)
 	mt := &metal{cfg: p.cfg, scw: p.scw, talos: p.talos, cluster: p.clusterName(), sequential: p.opts.Sequential,
-		install: installDelivery(p.cfg), nodeConfig: p.renderedConfig}
+		install: installDelivery(p.cfg) && p.host == nil, nodeConfig: p.renderedConfig}
 	if mt.install {
 		if mt.factory, err = f.ImageFactory(p.cfg); err != nil {
 			return fail.UsageError(err)
 		}
 	}
 	p.topo = mt
+	if p.host != nil {
+		// The host is Debian turned Proxmox VE: Talos config delivery
+		// concerns its VMs, not the server.
+		p.host.m = mt
+		p.topo = p.host
+	}
 	if p.opts.Resume != nil {
 		p.topo = newResumed(p.opts.Resume.Servers)
 	}
@@ -198,7 +211,9 @@ func (p *Provisioner) resolveSecrets(ctx context.Context, r *pipeline.Run) error
 
 	// The Talos PKI needs nothing from the machines: generate it while the
 	// hardware is delivered instead of on the critical path in phase 4.
-	p.ahead(r, p.bundle)
+	if p.host == nil {
+		p.ahead(r, p.bundle)
+	}
 	return nil
 }
 

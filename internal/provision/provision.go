@@ -75,6 +75,8 @@ type Provisioner struct {
 	talos Talos
 	ip    IPDetector
 	topo  Topology
+	// host is the proxmox topology's Proxmox VE host (nil for metal).
+	host *proxmoxHost
 
 	nodes []*Node
 
@@ -141,12 +143,25 @@ func New(opts Options) *Provisioner {
 	p := &Provisioner{opts: opts, cfg: opts.Config, runID: randomHex(8)}
 	// Phase 0 plans again once Infisical filled in the settings.
 	p.nodes = planNodes(p.clusterName(), max(p.cfg.Int(config.ControlPlanes), 1), p.cfg.Int(config.Workers))
+	if p.cfg.Get(config.Topology) == config.TopologyProxmox {
+		p.host = newProxmoxHost(p, nil)
+	}
 	p.defineWork()
 	return p
 }
 
 // Phases is the whole order of provisioning, readable in one place.
 func (p *Provisioner) Phases() []pipeline.Phase {
+	if p.host != nil {
+		// The proxmox topology, so far: its host, ready for the VMs that
+		// will carry the nodes (the shared Talos phases follow with them).
+		return []pipeline.Phase{
+			pipeline.PhaseFunc("Resolve secrets", p.resolveSecrets),      // phase0_secrets.go
+			pipeline.PhaseFunc("Order server", p.orderServers),           // phase1_order.go
+			pipeline.PhaseFunc("Prepare Proxmox VE host", p.prepareHost), // proxmox.go (Reach)
+			pipeline.PhaseFunc("Verify and lock down", p.lockDownHost),   // proxmox.go
+		}
+	}
 	return []pipeline.Phase{
 		pipeline.PhaseFunc("Resolve secrets", p.resolveSecrets),          // phase0_secrets.go
 		pipeline.PhaseFunc("Order server", p.orderServers),               // phase1_order.go
@@ -208,6 +223,13 @@ func (p *Provisioner) Summary() map[string]any {
 		locked = locked && n.lockedDown
 	}
 	s["locked_down"] = locked
+	if p.host != nil {
+		s["locked_down"] = p.host.lockedDown
+		s["proxmox"] = map[string]any{"node": p.host.node, "version": p.host.version, "bridge": ProxmoxBridge + " " + p.host.cidr.String(),
+			"api_token": ProxmoxUser + "!" + ProxmoxTokenID}
+		delete(s, "connect")
+		delete(s, "teleport_cluster")
+	}
 	return s
 }
 

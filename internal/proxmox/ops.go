@@ -108,8 +108,11 @@ func (c *Client) Tokens(ctx context.Context, userID string) ([]string, error) {
 }
 
 // SetPassword changes a user's password (PUT /access/password).
-func (c *Client) SetPassword(ctx context.Context, userID, password string) error {
+func (c *Client) SetPassword(ctx context.Context, userID, password, confirm string) error {
 	body := map[string]string{"userid": userID, "password": password}
+	if confirm != "" {
+		body["confirmation-password"] = confirm
+	}
 	if err := c.put(ctx, "/access/password", body, nil); err != nil {
 		return fmt.Errorf("change the password of %s: %w", userID, err)
 	}
@@ -280,4 +283,15 @@ func (c *Client) SetStorageContent(ctx context.Context, storage string, content 
 		return fmt.Errorf("set content types of storage %s: %w", storage, err)
 	}
 	return nil
+}
+
+// Reachable makes one unauthenticated-or-not request and reports whether
+// anything answered before ctx ended.
+func (c *Client) Reachable(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	var v pve.Version
+	err := unwrapAPI(c.c.Get(ctx, "/version", &v))
+	var ae *APIError
+	return err == nil || errors.As(err, &ae)
 }

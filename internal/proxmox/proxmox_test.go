@@ -167,7 +167,7 @@ func TestStorageAndPasswordRotation(t *testing.T) {
 	if !errors.Is(err, proxmox.ErrNotFound) {
 		t.Fatalf("local-lvm: got %v, want ErrNotFound (this host has none)", err)
 	}
-	if err := root.SetPassword(ctx, "root@pam", "a-new-break-glass-password"); err != nil {
+	if err := root.SetPassword(ctx, "root@pam", "a-new-break-glass-password", rootPassword); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := rootClient(t, ctx, e, rootPassword); err == nil {

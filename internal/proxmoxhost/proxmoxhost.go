@@ -15,14 +15,22 @@
 package proxmoxhost
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	_ "embed"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net/netip"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -63,6 +71,48 @@ type Options struct {
 	Forwards []Forward
 	// LocalContent are the content types of the `local` storage.
 	LocalContent []string
+	// TLSCert and TLSKey (PEM) replace pveproxy's self-signed certificate,
+	// so the CLI can pin the one it made (see NewCertificate).
+	TLSCert, TLSKey []byte
+}
+
+// TLS paths on the host, installed into /etc/pve/local by the script.
+const (
+	TLSCertPath = "/etc/rawkode-cloud/pveproxy-ssl.pem"
+	TLSKeyPath  = "/etc/rawkode-cloud/pveproxy-ssl.key"
+)
+
+// NewCertificate makes the host's API certificate: self-signed, like the
+// one Proxmox would make, but made here so that its only copy outside the
+// host is in this process and the API client can pin it.
+func NewCertificate(fqdn string) (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: fqdn},
+		DNSNames:     []string{fqdn},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().AddDate(10, 0, 0),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), nil
 }
 
 // Defaults of the second design document.
@@ -153,6 +203,9 @@ func (o Options) Validate() error {
 		if !o.InternalCIDR.Contains(f.To) {
 			errs = append(errs, fmt.Errorf("port %d is forwarded to %s, outside the internal network %s", f.Port, f.To, o.InternalCIDR))
 		}
+	}
+	if (len(o.TLSCert) == 0) != (len(o.TLSKey) == 0) {
+		errs = append(errs, errors.New("TLS certificate and key go together"))
 	}
 	for _, c := range o.LocalContent {
 		if !contentTypes[c] {
@@ -277,6 +330,11 @@ func Render(opts Options) ([]byte, error) {
 			{Path: "/etc/systemd/system/rawkode-host-nat.service", Owner: "root:root", Permissions: "0644", Content: natUnit},
 		},
 		RunCmd: [][]string{{ScriptPath, "stage1"}},
+	}
+	if len(opts.TLSCert) > 0 {
+		doc.WriteFiles = append(doc.WriteFiles,
+			writeFile{Path: TLSCertPath, Owner: "root:root", Permissions: "0644", Content: string(opts.TLSCert)},
+			writeFile{Path: TLSKeyPath, Owner: "root:root", Permissions: "0600", Content: string(opts.TLSKey)})
 	}
 	body, err := yaml.Marshal(doc)
 	if err != nil {

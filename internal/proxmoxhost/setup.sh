@@ -134,6 +134,12 @@ stage2() {
 	systemctl enable --now rawkode-host-nat.service
 	zfs_pool
 	pvesm set local --content "$LOCAL_CONTENT"
+	# The API certificate the CLI made (and pins) replaces the self-signed one.
+	if [ -s /etc/rawkode-cloud/pveproxy-ssl.key ]; then
+		cp /etc/rawkode-cloud/pveproxy-ssl.pem /etc/pve/local/pveproxy-ssl.pem
+		cp /etc/rawkode-cloud/pveproxy-ssl.key /etc/pve/local/pveproxy-ssl.key
+		systemctl restart pveproxy
+	fi
 	# democratic-csi's zfs-generic-iscsi drives this target from the cluster.
 	systemctl enable --now rtslib-fb-targetctl
 	systemctl disable rawkode-pve-stage2.service

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"slices"
 	"sort"
@@ -28,6 +29,8 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 	"github.com/rawkode/rawkode-cloud/internal/provision"
+	pveemu "github.com/rawkode/rawkode-cloud/internal/proxmox/emulator"
+	"github.com/rawkode/rawkode-cloud/internal/proxmoxhost"
 	s3emu "github.com/rawkode/rawkode-cloud/internal/s3/emulator"
 	"github.com/rawkode/rawkode-cloud/internal/scaleway"
 	"github.com/rawkode/rawkode-cloud/internal/talos"
@@ -79,6 +82,10 @@ type Profile struct {
 	// (see scaleway.EmulatorOptions.Jitter); zero keeps every server on the
 	// profile, which is what the report's critical path assumes.
 	Jitter float64
+	// PVEInstall is a Proxmox host's first boot after Debian's install:
+	// the Proxmox kernel, a reboot and the Proxmox VE packages.
+	PVEInstall time.Duration
+	PVE        pveemu.Delays // Proxmox VE tasks
 }
 
 // RealisticProfile is what a provisioning on Elastic Metal roughly looks like.
@@ -93,6 +100,9 @@ func RealisticProfile() Profile {
 			talos.ServiceKubelet: 30 * time.Second, talos.ServiceEtcd: 20 * time.Second,
 		},
 		AgentStart: 45 * time.Second, AgentHeartbeat: 5 * time.Second,
+		PVEInstall: 8 * time.Minute,
+		PVE: pveemu.Delays{NetworkApply: 4 * time.Second, Download: time.Minute, VMCreate: 20 * time.Second,
+			VMStart: 5 * time.Second, VMStop: 5 * time.Second},
 	}
 }
 
@@ -123,7 +133,8 @@ type Sandbox struct {
 	nodes       map[string]*talos.Node // by public IP
 	// nodeCounters outlive their nodes, for request counts.
 	nodeCounters []*emulator.Counters
-	ips          map[string]string // server ID → public IP
+	ips          map[string]string           // server ID → public IP
+	hosts        map[string]*pveemu.Emulator // Proxmox VE hosts by public IP
 	closed       bool
 	timers       []*time.Timer
 	rewrite      func([]byte) []byte
@@ -154,6 +165,7 @@ func Start(opts Options) (*Sandbox, error) {
 	}
 	s := &Sandbox{speed: speed, profile: prof, faults: emulator.NewFaults(), nodes: map[string]*talos.Node{}, ips: map[string]string{},
 		kubes: map[string]*kubeemulator.Server{}, nodeCluster: map[string]string{},
+		hosts:    map[string]*pveemu.Emulator{},
 		pollOnly: opts.PollOnly}
 	for p, f := range opts.Faults {
 		s.faults.Set(p, f)
@@ -225,6 +237,10 @@ func (s *Sandbox) bootNode(srv scaleway.Server) {
 	if err != nil {
 		return
 	}
+	if hash, ok := proxmoxhost.RootHash(s.Scaleway.UserData(srv.ID)); ok {
+		s.after(s.Scaled(s.profile.PVEInstall), func() { s.bootHost(srv, hash) })
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -259,6 +275,52 @@ func (s *Sandbox) bootNode(srv scaleway.Server) {
 	node.OnConfigured(func(cfg []byte) { s.startAgent(srv.IPv4, node, cfg) })
 	s.nodes[srv.IPv4] = node
 	s.ips[srv.ID] = srv.IPv4
+}
+
+// bootHost starts the emulated Proxmox VE API of a server whose user data
+// made it a Proxmox host, in the state the first boot leaves: root's
+// password from the user data, local's content types and the ZFS pool.
+func (s *Sandbox) bootHost(srv scaleway.Server, rootHash string) {
+	sc := func(d time.Duration) time.Duration { return s.Scaled(d) }
+	d := s.profile.PVE
+	e, err := pveemu.New(pveemu.Options{Node: srv.Name, Version: SandboxPVEVersion, RootPasswordHash: rootHash, PublicCIDR: srv.IPv4 + "/24",
+		Operator: OperatorIP, Faults: s.faults,
+		Delays: pveemu.Delays{NetworkApply: sc(d.NetworkApply), Download: sc(d.Download), VMCreate: sc(d.VMCreate),
+			VMStart: sc(d.VMStart), VMStop: sc(d.VMStop)}})
+	if err != nil {
+		return
+	}
+	opts := proxmoxhost.Options{}.WithDefaults()
+	e.SetStorage("local", "dir", opts.LocalContent)
+	e.SetStorage(opts.ZFSPool, "zfspool", []string{"images", "rootdir"})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.Scaleway.UserData(srv.ID) == nil {
+		e.Close()
+		return
+	}
+	s.tl.add("proxmox: API up", srv.IPv4, time.Now())
+	s.hosts[srv.IPv4] = e
+	s.ips[srv.ID] = srv.IPv4
+}
+
+// SandboxPVEVersion is the Proxmox VE the sandbox's hosts run: Debian 12's
+// (bookworm) line, which has the import content type from 8.4 on.
+const SandboxPVEVersion = "8.4.14"
+
+// Host returns the emulated Proxmox VE host at a server IP (nil when none).
+func (s *Sandbox) Host(ip string) *pveemu.Emulator {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hosts[ip]
+}
+
+func (s *Sandbox) proxmoxEndpoint(ip string) (string, *http.Client, bool) {
+	h := s.Host(ip)
+	if h == nil {
+		return "", nil, false
+	}
+	return h.URL(), h.HTTPClient(), true
 }
 
 // startAgent plays the Teleport kube agent the node runs from its inline
@@ -308,10 +370,15 @@ func (s *Sandbox) removeNode(id string) {
 	defer s.agentMu.Unlock()
 	s.mu.Lock()
 	n := s.nodes[s.ips[id]]
+	h := s.hosts[s.ips[id]]
 	delete(s.nodes, s.ips[id])
+	delete(s.hosts, s.ips[id])
 	delete(s.ips, id)
 	s.mu.Unlock()
 	s.dropKube(n, s.nodeClusterOf(n))
+	if h != nil {
+		h.Close()
+	}
 	if n != nil {
 		for _, cfg := range n.AppliedConfigs() {
 			if _, cluster, err := machineconfig.TeleportJoin(cfg); err == nil {
@@ -361,6 +428,7 @@ func (s *Sandbox) Factory() provision.Factory {
 		IPDetectURLs:      []string{s.IP.URL()},
 		IPAllowNonPublic:  true,
 		TalosDialer:       s.dial,
+		ProxmoxEndpoint:   s.proxmoxEndpoint,
 	})
 }
 
@@ -490,7 +558,12 @@ func (s *Sandbox) Close() {
 	s.nodes = map[string]*talos.Node{}
 	kubes := s.kubes
 	s.kubes = map[string]*kubeemulator.Server{}
+	hosts := s.hosts
+	s.hosts = map[string]*pveemu.Emulator{}
 	s.mu.Unlock()
+	for _, h := range hosts {
+		h.Close()
+	}
 	for _, n := range nodes {
 		n.Close()
 	}
@@ -539,17 +612,28 @@ type Inventory struct {
 	// Backups are the objects in the emulated object storage (etcd
 	// snapshots): data kept on purpose, not something left behind.
 	Backups []map[string]any `json:"backups"`
+	Proxmox ProxmoxInventory `json:"proxmox"`
+}
+
+// ProxmoxInventory is what the emulated Proxmox VE hosts hold.
+type ProxmoxInventory struct {
+	Hosts         []map[string]any `json:"hosts"`
+	Bridges       []map[string]any `json:"bridges"`
+	FirewallRules []map[string]any `json:"firewall_rules"`
+	APITokens     []map[string]any `json:"api_tokens"`
+	VMs           []map[string]any `json:"vms"`
 }
 
 // Empty reports whether nothing is left anywhere.
 func (i Inventory) Empty() bool {
-	return len(i.Servers)+len(i.DNSRecords)+len(i.Tokens)+len(i.KubeServers)+len(i.Secrets) == 0
+	return len(i.Servers)+len(i.DNSRecords)+len(i.Tokens)+len(i.KubeServers)+len(i.Secrets)+len(i.Proxmox.Hosts) == 0
 }
 
 // Inventory lists what every emulator holds. A Teleport token's name is the
 // secret itself, so only a short prefix is shown.
 func (s *Sandbox) Inventory() Inventory {
-	inv := Inventory{Servers: []map[string]any{}, DNSRecords: []map[string]any{}, Tokens: []map[string]any{}, KubeServers: []map[string]any{}, Secrets: []map[string]any{}}
+	inv := Inventory{Servers: []map[string]any{}, DNSRecords: []map[string]any{}, Tokens: []map[string]any{}, KubeServers: []map[string]any{}, Secrets: []map[string]any{},
+		Proxmox: s.proxmoxInventory()}
 	for _, srv := range s.Scaleway.Servers() {
 		inv.Servers = append(inv.Servers, map[string]any{"id": srv.ID, "name": srv.Name, "status": srv.Status,
 			"install_status": srv.InstallStatus, "ip": srv.IPv4, "tags": strings.Join(srv.Tags, ",")})
@@ -587,7 +671,48 @@ func InventoryEventOf(inv Inventory) pipeline.Event {
 	return pipeline.Event{Type: pipeline.EventInventory, Time: time.Now(), Phase: "sandbox", Message: msg, Fields: map[string]any{
 		"servers": inv.Servers, "dns_records": inv.DNSRecords, "tokens": inv.Tokens,
 		"kube_servers": inv.KubeServers, "secrets": inv.Secrets, "kubernetes": inv.Kubernetes,
+		"proxmox": map[string]any{"hosts": inv.Proxmox.Hosts, "bridges": inv.Proxmox.Bridges,
+			"firewall_rules": inv.Proxmox.FirewallRules, "api_tokens": inv.Proxmox.APITokens, "vms": inv.Proxmox.VMs},
 	}}
+}
+
+// proxmoxInventory lists every emulated host's state.
+func (s *Sandbox) proxmoxInventory() ProxmoxInventory {
+	inv := ProxmoxInventory{Hosts: []map[string]any{}, Bridges: []map[string]any{}, FirewallRules: []map[string]any{},
+		APITokens: []map[string]any{}, VMs: []map[string]any{}}
+	s.mu.Lock()
+	ips := make([]string, 0, len(s.hosts))
+	for ip := range s.hosts {
+		ips = append(ips, ip)
+	}
+	sort.Strings(ips)
+	hosts := make([]*pveemu.Emulator, len(ips))
+	for i, ip := range ips {
+		hosts[i] = s.hosts[ip]
+	}
+	s.mu.Unlock()
+	for i, h := range hosts {
+		snap := h.Snapshot()
+		inv.Hosts = append(inv.Hosts, map[string]any{"node": snap.Node, "version": snap.Version, "ip": ips[i],
+			"firewall": map[bool]string{true: "enabled", false: "disabled"}[snap.FirewallEnabled], "policy_in": snap.PolicyIn})
+		for _, b := range snap.Bridges {
+			inv.Bridges = append(inv.Bridges, map[string]any{"node": snap.Node, "iface": b.Iface, "cidr": b.CIDR})
+		}
+		for _, r := range snap.Rules {
+			rule := map[string]any{"scope": r.Scope, "action": r.Action, "source": r.Source, "dport": r.Dport, "comment": r.Comment}
+			if r.Iface != "" {
+				rule["iface"] = r.Iface
+			}
+			inv.FirewallRules = append(inv.FirewallRules, rule)
+		}
+		for _, t := range snap.Tokens {
+			inv.APITokens = append(inv.APITokens, map[string]any{"id": t})
+		}
+		for _, v := range snap.VMs {
+			inv.VMs = append(inv.VMs, map[string]any{"vmid": v.VMID, "name": v.Name, "tags": strings.Join(v.Tags, ";"), "running": v.Running})
+		}
+	}
+	return inv
 }
 
 // FaultPoint is one place --sandbox-fault can hit.
@@ -657,6 +782,12 @@ var FaultPoints = []FaultPoint{
 	{Point: "s3.list-objects", What: "listing etcd snapshots (finding the latest)"},
 	{Point: kubeemulator.FaultCNI, What: "the cluster's pod network (never: the CNI runs but no node ever gets Ready; other kinds do nothing)"},
 	{Point: kubeemulator.FaultFlux, What: "the FluxInstance (never: it never becomes Ready; other kinds do nothing; needs flux-git-url)"},
+}
+
+func init() {
+	for _, fp := range pveemu.FaultPoints {
+		FaultPoints = append(FaultPoints, FaultPoint{Point: fp.Point, What: fp.What})
+	}
 }
 
 // ParseFaults parses --sandbox-fault values and rejects unknown points.

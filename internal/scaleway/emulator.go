@@ -276,6 +276,17 @@ func (e *Emulator) Servers() []Server {
 	return out
 }
 
+// UserData is the cloud-init user data a server was ordered with (nil when
+// none or unknown): the sandbox reads it to know what the server becomes.
+func (e *Emulator) UserData(id string) []byte {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if s, ok := e.servers[id]; ok {
+		return slices.Clone(s.wire.UserData)
+	}
+	return nil
+}
+
 // Close stops the lifecycle timers, releases hanging requests and shuts
 // the server down. No lifecycle transition starts after Close.
 func (e *Emulator) Close() {

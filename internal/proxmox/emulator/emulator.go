@@ -88,6 +88,8 @@ type Options struct {
 	// RootPasswordHash is root@pam's password as a crypt(3) bcrypt hash, as
 	// cloud-init left it in /etc/shadow; empty refuses every root login.
 	RootPasswordHash string
+	// PublicCIDR is vmbr0's address, the host's public one (default 203.0.113.10/24).
+	PublicCIDR string
 	// Client says which public address a request comes from, so the
 	// firewall can judge it; nil means every request comes from Operator.
 	Client func(*http.Request) netip.Addr
@@ -147,6 +149,10 @@ func New(opts Options) (*Emulator, error) {
 		e.now = time.Now
 	}
 	e.st = newState(opts.Node, opts.Version, opts.RootPasswordHash, e.now())
+	if pfx, err := netip.ParsePrefix(opts.PublicCIDR); err == nil {
+		v := e.st.network["vmbr0"]
+		v.CIDR, v.Address, v.Netmask = pfx.String(), pfx.Addr().String(), fmt.Sprint(pfx.Bits())
+	}
 	e.srv = emulator.StartHTTPS(http.HandlerFunc(e.serve))
 	return e, nil
 }

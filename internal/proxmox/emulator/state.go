@@ -432,3 +432,19 @@ func (r *fwRule) public(scope string, pos int) Rule {
 	return Rule{Scope: scope, Pos: pos, Type: r.Type, Action: r.Action, Source: r.Source, Dport: r.Dport, Proto: r.Proto,
 		Iface: r.Iface, Comment: r.Comment, Enable: r.Enable}
 }
+
+// SetStorage configures a storage as the host's own setup left it
+// (pvesm add / pvesm set on first boot): no request counted, no fault.
+func (e *Emulator) SetStorage(id, typ string, content []string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.st.storages[id]
+	if s == nil {
+		s = &storage{id: id, typ: typ, volumes: map[string]*volume{}}
+		if typ == "dir" {
+			s.path = "/var/lib/vz"
+		}
+		e.st.storages[id] = s
+	}
+	s.content = set(content...)
+}
