@@ -85,8 +85,14 @@ func (a *app) runPlan(cmd *cobra.Command, o *planOptions) error {
 		}
 		return nil
 	}}
+	if cfg.Get(config.Topology) == config.TopologyProxmox {
+		req.Required = append(req.Required, config.Domain)
+	}
 	if err := cfg.Validate(req); err != nil {
 		return fail.UsageError(err)
+	}
+	if cfg.Get(config.Topology) == config.TopologyProxmox {
+		return a.runProxmoxPlan(cfg, o)
 	}
 	doc, arts, userData, err := buildPlan(cfg)
 	if err != nil {
@@ -295,6 +301,60 @@ func provisionNeeds(cfg *config.Config) []string {
 	return needs
 }
 
+// runProxmoxPlan plans the proxmox topology's host and renders its user
+// data as DIR/proxmox-host-user-data.yaml (with a placeholder password
+// hash: plan mints no credentials).
+func (a *app) runProxmoxPlan(cfg *config.Config, o *planOptions) error {
+	userData, err := provision.HostUserData(cfg)
+	if err != nil {
+		return err
+	}
+	name := cfg.Get(config.ClusterName)
+	doc := &planDoc{
+		Cluster: name,
+		Steps: []planStep{
+			{"0 Resolve secrets", []string{"fill unset settings from Infisical (when configured)", "validate every setting (domain is required)",
+				"side by side: check the offer and OS support cloud-init, list the project's SSH keys, check no server of the cluster exists yet, check Teleport, detect the operator's public IPv4 (or use operator-ip)"}},
+			{"1 Order server", []string{fmt.Sprintf("generate root's password (only its hash goes into the user data) and the API certificate; order Elastic Metal offer %s in %s with OS %s (Debian 12), hostname %s.%s, tags %s,topology=proxmox (%d bytes of user data)",
+				orUnset(cfg.Get(config.ScalewayOfferID)), cfg.Get(config.ScalewayZone), orUnset(cfg.Get(config.ScalewayOSID)), name, cfg.Get(config.Domain), strings.Join(scaleway.ClusterTags(name), ","), len(userData))}},
+			{"2 Prepare Proxmox VE host", []string{"wait until the server is delivered and Debian installed",
+				"wait until Proxmox VE (installed by the first boot) accepts root's login on :8006, pinning the certificate",
+				fmt.Sprintf("create user %s with %s on / (network and firewall need Sys.Modify) and API token %s!%s; keep the token (%s)", provision.ProxmoxUser, provision.ProxmoxRole, provision.ProxmoxUser, provision.ProxmoxTokenID, provision.SecretProxmoxToken),
+				"create vmbr1 10.10.0.1/24, apply the network and check the bridge is up",
+				"add the operator's temporary rule (TCP 8006) and the vmbr1 rule, then enable the firewall with input policy DROP, and check the API still answers",
+				"check local's content types",
+				fmt.Sprintf("rotate root's password to a new one kept as break-glass (%s)", provision.SecretProxmoxRoot)}},
+			{"3 Verify and lock down", []string{"remove the operator's temporary rule", "verify TCP 8006 no longer answers from here"}},
+		},
+		Firewall: []string{"datacenter input policy: DROP", "node: accept everything in on vmbr1",
+			"datacenter: accept TCP 8006 from <operator IP>/32 (temporary: removed at lockdown)",
+			"host NAT: 10.10.0.0/24 masqueraded out of vmbr0; TCP 80, 443 forwarded to 10.10.0.3 (HAProxy VM), 3023, 3024 to 10.10.0.2 (Teleport VM)"},
+		Waits: map[string]string{
+			"server delivery and OS install": waitText(cfg, config.ServerTimeout, config.ServerPollInterval),
+			"Proxmox VE first boot":          waitText(cfg, config.ProxmoxHostTimeout, config.ProxmoxHostInterval),
+		},
+		Placeholders: map[string]string{"operator IP": placeholderOperatorIP, "root password hash": "$2b$10$xxx… (generated at provision time)"},
+	}
+	if o.render != "" {
+		if err := os.MkdirAll(o.render, 0o700); err != nil {
+			return fmt.Errorf("create %s: %w", o.render, err)
+		}
+		path := filepath.Join(o.render, "proxmox-host-user-data.yaml")
+		if err := secretfile.Write(path, userData, 0o644); err != nil {
+			return err
+		}
+		doc.Rendered = []renderedFile{{Path: path, Mode: "0644"}}
+	}
+	out := a.redactor.Writer(a.env.Out)
+	if cfg.Get(config.Output) == "json" {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(doc)
+	}
+	printPlan(out, doc)
+	return nil
+}
+
 func orUnset(s string) string {
 	if s == "" {
 		return "<unset>"
@@ -343,16 +403,22 @@ func printPlan(w io.Writer, d *planDoc) {
 			fmt.Fprintf(w, "  - %s\n", a)
 		}
 	}
-	fmt.Fprintln(w, "\nFirewall (Talos ingress):")
+	title := "Firewall (Talos ingress):"
+	if _, ok := d.Waits["Proxmox VE first boot"]; ok {
+		title = "Firewall (Proxmox host):"
+	}
+	fmt.Fprintln(w, "\n"+title)
 	for _, f := range d.Firewall {
 		fmt.Fprintf(w, "  - %s\n", f)
 	}
 	fmt.Fprintln(w, "\nWaits:")
-	for _, k := range []string{"server delivery and OS install", "Talos maintenance mode", "Talos mTLS after reboot", "services healthy", "Teleport kube agent"} {
-		fmt.Fprintf(w, "  - %s: %s\n", k, d.Waits[k])
+	for _, k := range []string{"server delivery and OS install", "Proxmox VE first boot", "Talos maintenance mode", "Talos mTLS after reboot", "services healthy", "Teleport kube agent"} {
+		if v, ok := d.Waits[k]; ok {
+			fmt.Fprintf(w, "  - %s: %s\n", k, v)
+		}
 	}
 	fmt.Fprintln(w, "\nPlaceholders (documentation addresses, replaced by real values at provision time):")
-	for _, k := range []string{"server IP", "operator IP", "Teleport proxy", "Teleport join token"} {
+	for _, k := range []string{"server IP", "operator IP", "Teleport proxy", "Teleport join token", "root password hash"} {
 		if v, ok := d.Placeholders[k]; ok {
 			fmt.Fprintf(w, "  - %s: %s\n", k, v)
 		}

@@ -147,6 +147,8 @@ const (
 	TalosMTLSInterval         = "talos-mtls-poll-interval"
 	ServicesTimeout           = "services-timeout"
 	ServicesInterval          = "services-poll-interval"
+	ProxmoxHostTimeout        = "proxmox-host-timeout"
+	ProxmoxHostInterval       = "proxmox-host-poll-interval"
 	TeleportAgentTimeout      = "teleport-agent-timeout"
 	TeleportAgentPollInterval = "teleport-agent-poll-interval"
 	UndoTimeout               = "undo-timeout"
@@ -260,6 +262,8 @@ var Schema = []Setting{
 	{Name: TalosMTLSInterval, Section: "Waits", Help: "How often to probe the node over mTLS while it reboots into its configuration", Default: "1s", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},
 	{Name: ServicesTimeout, Section: "Waits", Help: "How long to wait for etcd, kubelet, apid and trustd to be healthy", Default: "10m", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},
 	{Name: ServicesInterval, Section: "Waits", Help: "How often to list the node's services when its event stream is unavailable", Default: "5s", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},
+	{Name: ProxmoxHostTimeout, Section: "Waits", Help: "Proxmox topology: how long the host's first boot (Debian into Proxmox VE: kernel, reboot, packages) may take after the OS install", Default: "30m", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},
+	{Name: ProxmoxHostInterval, Section: "Waits", Help: "Proxmox topology: how often to try the host's API login during its first boot", Default: "10s", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},
 	{Name: TeleportAgentTimeout, Section: "Waits", Help: "How long to wait for the cluster's kube agent to register with Teleport", Default: "10m", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},
 	{Name: TeleportAgentPollInterval, Section: "Waits", Help: "How often to ask Teleport for the kube agent when it cannot watch", Default: "5s", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},
 	{Name: KubernetesTimeout, Section: "Waits", Help: "How long to wait, before lockdown, for every node to be Ready, the CNI and CoreDNS to run and the FluxInstance to be Ready", Default: "15m", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},

@@ -181,6 +181,7 @@ func (f Factory) Proxmox(ctx context.Context, ip, node string, cert []byte, cred
 	creds.Retry = f.policy("proxmox")
 	if f.AttemptTimeout > 0 {
 		creds.TaskPoll = f.AttemptTimeout / 10
+		creds.TaskTimeout = 20 * f.AttemptTimeout
 	}
 	return proxmox.New(ctx, creds)
 }

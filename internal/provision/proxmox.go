@@ -202,8 +202,8 @@ func (h *proxmoxHost) waitInstalled(ctx context.Context, r *pipeline.Run, nodes 
 // login waits for Proxmox VE to answer with the root password the user data
 // set: the end of the host's first-boot setup.
 func (h *proxmoxHost) login(ctx context.Context, r *pipeline.Run) (ProxmoxAPI, error) {
-	timeout := h.cfg.Duration(config.TalosMaintenanceTimeout)
-	w := r.Wait("Proxmox VE on "+h.server.IPv4+" to accept the root login", timeout, h.cfg.Duration(config.TalosMaintenanceInterval))
+	timeout := h.cfg.Duration(config.ProxmoxHostTimeout)
+	w := r.Wait("Proxmox VE on "+h.server.IPv4+" to accept the root login", timeout, h.cfg.Duration(config.ProxmoxHostInterval))
 	wctx, cancel := w.Context(ctx)
 	defer cancel()
 	var api ProxmoxAPI

@@ -135,6 +135,9 @@ type Config struct {
 	Retry          retry.Policy
 	// TaskPoll is how often tasks are polled (default 1s).
 	TaskPoll time.Duration
+	// TaskTimeout bounds the wait for one task (default 10m): a task that
+	// never ends must not hold the run forever.
+	TaskTimeout time.Duration
 }
 
 // Client is the go-proxmox-backed API.
@@ -158,6 +161,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	if cfg.TaskPoll <= 0 {
 		cfg.TaskPoll = time.Second
+	}
+	if cfg.TaskTimeout <= 0 {
+		cfg.TaskTimeout = 10 * time.Minute
 	}
 	base := cfg.HTTPClient
 	if base == nil {
@@ -318,6 +324,8 @@ func (c *Client) WaitTask(ctx context.Context, upid string) error {
 	if task == nil {
 		return fmt.Errorf("empty task ID")
 	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.TaskTimeout)
+	defer cancel()
 	return wait.Until(ctx, "Proxmox task "+task.Type, wait.Options{Interval: c.cfg.TaskPoll}, func(ctx context.Context) (bool, string, error) {
 		var st struct {
 			Status     string `json:"status"`

@@ -43,6 +43,8 @@ type runOpts struct {
 	// patient widens the waits a test does not exercise, so that a loaded
 	// machine's slow handshakes do not fail the run somewhere else.
 	patient bool
+	// set are further settings, as if given by flag.
+	set map[string]string
 }
 
 func provisionSandbox(t *testing.T, o runOpts) result {
@@ -70,6 +72,9 @@ func provisionSandboxWith(t *testing.T, sb *sandbox.Sandbox, o runOpts) result {
 		for _, name := range []string{config.ServerTimeout, config.TalosMaintenanceTimeout, config.TalosMTLSTimeout} {
 			cfg.Set(name, "4h", config.FromFlag, "--"+name)
 		}
+	}
+	for k, v := range o.set {
+		cfg.Set(k, v, config.FromFlag, "--"+k)
 	}
 	sb.Apply(cfg)
 	red := redact.New()

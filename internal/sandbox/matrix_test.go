@@ -113,6 +113,18 @@ var expected = map[string][5]int{
 	"s3.put-object":       {ok, ok, ok, ok, skip},
 	"s3.get-object":       {ok, ok, ok, ok, skip},
 	"s3.list-objects":     {ok, ok, ok, ok, skip},
+	// The proxmox topology (its scenarios run with --topology proxmox):
+	// every failure before the lockdown undoes the host with the server;
+	// storage, download-url and qemu are not called while the host is
+	// set up (its first boot set local's content), so they change nothing.
+	"proxmox.login":        {failed, ok, ok, failed, failed},
+	"proxmox.access":       {failed, ok, ok, failed, failed},
+	"proxmox.network":      {failed, ok, ok, failed, failed},
+	"proxmox.firewall":     {failed, ok, ok, failed, failed},
+	"proxmox.storage":      {ok, ok, ok, ok, skip},
+	"proxmox.download-url": {ok, ok, ok, ok, skip},
+	"proxmox.qemu":         {ok, ok, ok, ok, skip},
+	"proxmox.read":         {failed, ok, ok, failed, failed},
 }
 
 // specialExpected is the exit code of a provisioning with one special
@@ -175,6 +187,8 @@ const installDelivery = "--talos-config-delivery=install"
 var hijackScenarios = []scenario{
 	{name: "install: talos.maintenance=hijack", faults: []string{"talos.maintenance=hijack"}, flags: []string{installDelivery}, want: ok},
 }
+// proxmoxArgs run a scenario in the proxmox topology.
+var proxmoxArgs = []string{"--topology", "proxmox", "--domain", "example.com"}
 
 // cleanupBase fails the run in phase 5, when the server, the DNS record, the
 // join token and two stored secrets exist, so that cleanup has every kind
@@ -194,6 +208,8 @@ type scenario struct {
 	name   string
 	faults []string
 	want   int
+	// proxmox runs the scenario in the proxmox topology.
+	proxmox bool
 	// leftover names the resource a failed cleanup must list (exit 4).
 	leftover string
 	// flags are extra provision flags (e.g. installDelivery).
@@ -228,7 +244,8 @@ func matrixScenarios() []scenario {
 			if want[i] == skip {
 				continue
 			}
-			sc := scenario{name: fp.Point + "=" + kind, faults: []string{fp.Point + "=" + kind}, want: want[i]}
+			sc := scenario{name: fp.Point + "=" + kind, faults: []string{fp.Point + "=" + kind}, want: want[i],
+				proxmox: strings.HasPrefix(fp.Point, "proxmox.")}
 			if want[i] == leftover {
 				sc.leftover = "Scaleway server"
 			}
@@ -238,7 +255,8 @@ func matrixScenarios() []scenario {
 	out = append(out, combined...)
 	// The same points again with the config delivered at install.
 	for _, fp := range sandbox.FaultPoints {
-		if fp.OnlySpecial {
+		if fp.OnlySpecial || strings.HasPrefix(fp.Point, "proxmox.") {
+			// The proxmox topology's VMs have no maintenance mode to close.
 			continue
 		}
 		want, known := expectedInstall[fp.Point]
@@ -290,6 +308,8 @@ var smokeScenarios = map[string]bool{
 	"talos.maintenance=hijack":                 true,
 	"install: talos.maintenance=hijack":        true,
 	"install: scaleway.install-server=error":   true,
+	"proxmox.network=never":                    true,
+	"proxmox.firewall=unavailable@2":           true,
 }
 
 // outcome is what one scenario did.
@@ -404,6 +424,9 @@ func runScenario(t *testing.T, sc scenario) *outcome {
 		args = append(args, "--sandbox-fault", f)
 	}
 	args = append(args, sc.flags...)
+	if sc.proxmox {
+		args = append(args, proxmoxArgs...)
+	}
 	var out, errOut bytes.Buffer
 	var mu sync.Mutex
 	// The sandbox closes when the command returns, taking its nodes along:
@@ -479,6 +502,10 @@ func (o *outcome) judge() {
 	inv := o.inv
 	switch o.code {
 	case ok:
+		if o.sc.proxmox {
+			o.judgeProxmoxHost()
+			break
+		}
 		if len(inv.Servers) != 1 || len(inv.DNSRecords) != 1 || len(inv.KubeServers) != 1 || len(inv.Secrets) != 3 {
 			o.problems = append(o.problems, fmt.Sprintf("inventory after success: %+v", inv))
 		}
@@ -582,6 +609,20 @@ func (o *outcome) warned(about string) bool {
 
 // unlisted returns what the inventory holds that no listed resource names.
 // A kube server belongs to its server: it goes when the server goes.
+// judgeProxmoxHost checks a successful proxmox run: one host, ready and
+// locked down, its token and break-glass password kept, nothing else.
+func (o *outcome) judgeProxmoxHost() {
+	inv := o.inv
+	if len(inv.Servers) != 1 || len(inv.Proxmox.Hosts) != 1 || len(inv.Secrets) != 2 || len(inv.DNSRecords)+len(inv.Tokens)+len(inv.KubeServers) != 0 {
+		o.problems = append(o.problems, fmt.Sprintf("inventory after success: %+v", inv))
+	}
+	for _, r := range inv.Proxmox.FirewallRules {
+		if strings.Contains(fmt.Sprint(r["comment"]), "temporary") {
+			o.orphans = append(o.orphans, "temporary firewall rule "+fmt.Sprint(r["comment"]))
+		}
+	}
+}
+
 func (o *outcome) unlisted(listed []map[string]any) []string {
 	var text strings.Builder
 	for _, l := range listed {

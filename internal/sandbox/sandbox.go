@@ -497,6 +497,7 @@ var scaledWait = map[string]bool{
 	config.TalosMaintenanceInterval: true, config.TalosMTLSTimeout: true, config.TalosMTLSInterval: true,
 	config.ServicesTimeout: true, config.ServicesInterval: true, config.TeleportAgentTimeout: true,
 	config.TeleportAgentPollInterval: true, config.KubernetesTimeout: true, config.KubernetesPoll: true,
+	config.ProxmoxHostTimeout: true, config.ProxmoxHostInterval: true,
 }
 
 // scaleWaits divides every wait by speed; set records the new value.
@@ -558,8 +559,9 @@ func (s *Sandbox) Close() {
 	s.nodes = map[string]*talos.Node{}
 	kubes := s.kubes
 	s.kubes = map[string]*kubeemulator.Server{}
+	// The hosts stay listed: their state outlives their API, for the
+	// inventory read after a command closed its sandbox.
 	hosts := s.hosts
-	s.hosts = map[string]*pveemu.Emulator{}
 	s.mu.Unlock()
 	for _, h := range hosts {
 		h.Close()

@@ -1,0 +1,123 @@
+package sandbox_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rawkode/rawkode-cloud/internal/cli"
+	"github.com/rawkode/rawkode-cloud/internal/sandbox"
+)
+
+// The proxmox topology through the command line: the emulated host comes
+// up ready for VMs, the inventory shows it, no temporary firewall rule
+// survives the lockdown, and the API really is closed to the operator.
+func TestProvisionProxmoxHostThroughTheCLI(t *testing.T) {
+	t.Parallel()
+	var out, errOut bytes.Buffer
+	var sb *sandbox.Sandbox
+	var mu sync.Mutex
+	// The sandbox closes with the command: the host's firewall is judged
+	// when the inventory is printed, just before.
+	judged, openTo := false, false
+	snoop := &lineWriter{w: &out, onLine: func(line string) {
+		if !strings.Contains(line, `"type":"inventory"`) {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, srv := range sb.Inventory().Servers {
+			if h := sb.Host(srv["ip"].(string)); h != nil {
+				judged = true
+				openTo = h.Reachable(sandbox.OperatorIP, 8006) || h.Reachable(netip.MustParseAddr("192.0.2.1"), 8006)
+			}
+		}
+	}}
+	env := cli.Env{In: strings.NewReader(""), Out: snoop, Err: &errOut,
+		LookupEnv: func(string) (string, bool) { return "", false }, Home: t.TempDir(),
+		OnSandbox: func(s *sandbox.Sandbox) { mu.Lock(); sb = s; mu.Unlock() }}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	code := cli.Execute(ctx, []string{"provision", "--sandbox", "--sandbox-speed", "400", "--output", "json",
+		"--topology", "proxmox", "--domain", "example.com", "--cluster-name", "pve-e2e"}, env)
+	if code != 0 {
+		t.Fatalf("exit %d\nstderr:\n%s\nout:\n%s", code, errOut.String(), out.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	var inv struct {
+		Type    string `json:"type"`
+		Secrets []map[string]any
+		Servers []map[string]any
+		Proxmox struct {
+			Hosts         []map[string]any `json:"hosts"`
+			Bridges       []map[string]any `json:"bridges"`
+			FirewallRules []map[string]any `json:"firewall_rules"`
+			APITokens     []map[string]any `json:"api_tokens"`
+			VMs           []map[string]any `json:"vms"`
+		} `json:"proxmox"`
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &inv); err != nil || inv.Type != "inventory" {
+		t.Fatalf("last line is not the inventory: %v %s", err, lines[len(lines)-1])
+	}
+	p := inv.Proxmox
+	if len(p.Hosts) != 1 || p.Hosts[0]["node"] != "pve-e2e" || p.Hosts[0]["policy_in"] != "DROP" || p.Hosts[0]["firewall"] != "enabled" {
+		t.Errorf("hosts: %v", p.Hosts)
+	}
+	hasBridge := false
+	for _, b := range p.Bridges {
+		hasBridge = hasBridge || (b["iface"] == "vmbr1" && b["cidr"] == "10.10.0.1/24")
+	}
+	if !hasBridge {
+		t.Errorf("no vmbr1 10.10.0.1/24 in %v", p.Bridges)
+	}
+	for _, r := range p.FirewallRules {
+		if strings.Contains(r["comment"].(string), "temporary") || r["source"] != "" {
+			t.Errorf("a temporary rule survived the lockdown: %v", r)
+		}
+	}
+	if len(p.APITokens) != 1 || p.APITokens[0]["id"] != "rawkode-cloud@pve!provision" {
+		t.Errorf("api tokens: %v", p.APITokens)
+	}
+	secrets := map[string]bool{}
+	for _, s := range inv.Secrets {
+		secrets[s["name"].(string)] = true
+	}
+	if !secrets["PROXMOX_API_TOKEN"] || !secrets["PROXMOX_ROOT_PASSWORD"] || len(secrets) != 2 {
+		t.Errorf("stored secrets: %v (want exactly the token and the break-glass password)", secrets)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !judged || openTo {
+		t.Errorf("the Proxmox API must be closed to everyone after lockdown (host seen: %v)", judged)
+	}
+	for _, s := range []string{"PROXMOX_ROOT_PASSWORD", "PVEAPIToken", "BEGIN EC PRIVATE KEY"} {
+		if strings.Contains(out.String()+errOut.String(), s+"=") {
+			t.Errorf("output shows %s", s)
+		}
+	}
+}
+
+// destroy --cluster-name finds the host by its tags alone, and with
+// --delete-secrets takes the token and the break-glass password along.
+func TestDestroyFindsTheProxmoxHost(t *testing.T) {
+	t.Parallel()
+	r := provisionSandbox(t, runOpts{cluster: "pve-doomed", set: map[string]string{"topology": "proxmox", "domain": "example.com"}})
+	if r.err != nil {
+		t.Fatalf("provision: %v\n%s", r.err, dump(r.events))
+	}
+	if got := len(r.sb.Inventory().Proxmox.Hosts); got != 1 {
+		t.Fatalf("%d hosts after provision", got)
+	}
+	if _, err := destroy(t, r.sb, "pve-doomed", "", true); err != nil {
+		t.Fatalf("destroy: %v", err)
+	}
+	inv := r.sb.Inventory()
+	if !inv.Empty() {
+		t.Errorf("left after destroy: %+v", inv)
+	}
+}
