@@ -114,6 +114,7 @@ type Emulator struct {
 	mu       sync.Mutex
 	st       *state
 	tickets  map[string]session
+	verified map[string]bool // hash+password pairs already checked
 	pidSeq   int
 	released bool
 }
@@ -141,7 +142,7 @@ func New(opts Options) (*Emulator, error) {
 		opts.Operator = netip.MustParseAddr("198.51.100.7")
 	}
 	e := &Emulator{opts: opts, schema: sc, faults: opts.Faults, counters: emulator.NewCounters(),
-		now: opts.Now, tickets: map[string]session{}}
+		now: opts.Now, tickets: map[string]session{}, verified: map[string]bool{}}
 	if e.faults == nil {
 		e.faults = emulator.NewFaults()
 	}
@@ -500,18 +501,46 @@ func (e *Emulator) login(q *request) (any, *pveError) {
 	if realm := q.p("realm"); realm != "" && !strings.Contains(user, "@") {
 		user += "@" + realm
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	u := e.st.users[user]
 	pw := q.p("password")
+	e.mu.Lock()
 	// An existing ticket renews itself, as on a real node.
 	if s, ok := e.tickets[pw]; ok && s.user == user && e.now().Before(s.expires) {
+		defer e.mu.Unlock()
 		return e.issueTicket(user), nil
 	}
-	if u == nil || !u.enabled || u.hash == "" || bcrypt.CompareHashAndPassword([]byte(u.hash), []byte(pw)) != nil {
+	u := e.st.users[user]
+	hash := ""
+	if u != nil && u.enabled {
+		hash = u.hash
+	}
+	e.mu.Unlock()
+	// bcrypt is slow on purpose: compare without holding up other requests.
+	if hash == "" || !e.verify(hash, pw) {
 		return nil, errf(http.StatusUnauthorized, "authentication failure")
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	return e.issueTicket(user), nil
+}
+
+// verify checks a password against a crypt hash, remembering successes so
+// that a client logging in again (every retry of a wait does) costs one
+// comparison, not one per attempt.
+func (e *Emulator) verify(hash, pw string) bool {
+	key := hash + "\x00" + pw
+	e.mu.Lock()
+	ok := e.verified[key]
+	e.mu.Unlock()
+	if ok {
+		return true
+	}
+	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(pw)) != nil {
+		return false
+	}
+	e.mu.Lock()
+	e.verified[key] = true
+	e.mu.Unlock()
+	return true
 }
 
 func (e *Emulator) issueTicket(user string) map[string]any {
