@@ -187,6 +187,7 @@ const installDelivery = "--talos-config-delivery=install"
 var hijackScenarios = []scenario{
 	{name: "install: talos.maintenance=hijack", faults: []string{"talos.maintenance=hijack"}, flags: []string{installDelivery}, want: ok},
 }
+
 // proxmoxArgs run a scenario in the proxmox topology.
 var proxmoxArgs = []string{"--topology", "proxmox", "--domain", "example.com"}
 
