@@ -164,6 +164,13 @@ func (h *proxmoxHost) Reach(ctx context.Context, r *pipeline.Run, nodes []*Node)
 	if err != nil {
 		return err
 	}
+	// The user data carries the API certificate's private key and root's
+	// password hash, and Scaleway serves it back on every GET of the
+	// server: once the first boot consumed it (root can log in), it goes.
+	if err := h.m.scw.ClearUserData(ctx, h.server.ID); err != nil {
+		return fmt.Errorf("clear the host's user data (it holds the API certificate's key): %w", err)
+	}
+	r.Info("the host's user data is overwritten: its first boot is done with it", map[string]any{"server_id": h.server.ID})
 	if err := h.credentials(ctx, r, root); err != nil {
 		return err
 	}

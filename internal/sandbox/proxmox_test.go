@@ -12,6 +12,7 @@ import (
 
 	"github.com/rawkode/rawkode-cloud/internal/cli"
 	"github.com/rawkode/rawkode-cloud/internal/sandbox"
+	"github.com/rawkode/rawkode-cloud/internal/scaleway"
 )
 
 // The proxmox topology through the command line: the emulated host comes
@@ -24,7 +25,7 @@ func TestProvisionProxmoxHostThroughTheCLI(t *testing.T) {
 	var mu sync.Mutex
 	// The sandbox closes with the command: the host's firewall is judged
 	// when the inventory is printed, just before.
-	judged, openTo := false, false
+	judged, openTo, userData := false, false, ""
 	snoop := &lineWriter{w: &out, onLine: func(line string) {
 		if !strings.Contains(line, `"type":"inventory"`) {
 			return
@@ -35,6 +36,7 @@ func TestProvisionProxmoxHostThroughTheCLI(t *testing.T) {
 			if h := sb.Host(srv["ip"].(string)); h != nil {
 				judged = true
 				openTo = h.Reachable(sandbox.OperatorIP, 8006) || h.Reachable(netip.MustParseAddr("192.0.2.1"), 8006)
+				userData = string(sb.Scaleway.UserData(srv["id"].(string)))
 			}
 		}
 	}}
@@ -94,6 +96,9 @@ func TestProvisionProxmoxHostThroughTheCLI(t *testing.T) {
 	defer mu.Unlock()
 	if !judged || openTo {
 		t.Errorf("the Proxmox API must be closed to everyone after lockdown (host seen: %v)", judged)
+	}
+	if userData != string(scaleway.ClearedUserData) {
+		t.Errorf("the host's user data (API certificate key, root hash) was left on Scaleway:\n%.200s", userData)
 	}
 	for _, s := range []string{"PROXMOX_ROOT_PASSWORD", "PVEAPIToken", "BEGIN EC PRIVATE KEY"} {
 		if strings.Contains(out.String()+errOut.String(), s+"=") {
