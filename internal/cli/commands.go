@@ -82,10 +82,12 @@ func (a *app) planCmd() *cobra.Command {
 		Short: "Show what provision would do, without creating anything",
 		Long: `Show each phase, the resources it would create, the firewall openings, and the waits with their
 timeouts. Needs no Scaleway, Cloudflare or Teleport credentials. With --render DIR, also write the
-artifacts the node would receive (user data, machine configs, talosconfig); files holding secrets are
-created with mode 0600.`,
+artifacts the nodes would receive (user data, machine configs, talosconfig); files holding secrets are
+created with mode 0600. One node's configs are controlplane.yaml and controlplane-lockdown.yaml; with
+several (--control-planes, --workers) every node gets <node>.yaml and <node>-lockdown.yaml.`,
 		Example: `  rawkode-cloud plan --cluster-name demo --teleport-proxy teleport.example.com:443
-  rawkode-cloud plan --cluster-name demo --render ./artifacts`,
+  rawkode-cloud plan --cluster-name demo --render ./artifacts
+  rawkode-cloud plan --cluster-name demo --control-planes 3 --workers 1 --render ./artifacts`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.runPlan(cmd, o) },
 	}

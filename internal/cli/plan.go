@@ -14,6 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
+
 	"github.com/rawkode/rawkode-cloud/internal/cidata"
 	"github.com/rawkode/rawkode-cloud/internal/config"
 	"github.com/rawkode/rawkode-cloud/internal/fail"
@@ -50,9 +52,11 @@ type planStep struct {
 }
 
 type planDoc struct {
-	Cluster      string            `json:"cluster"`
-	Steps        []planStep        `json:"steps"`
-	Firewall     []string          `json:"firewall"`
+	Cluster  string     `json:"cluster"`
+	Steps    []planStep `json:"steps"`
+	Firewall []string   `json:"firewall"`
+	// FirewallNode names the node Firewall is of, when there are several.
+	FirewallNode string            `json:"firewall_node,omitempty"`
 	Waits        map[string]string `json:"waits"`
 	Placeholders map[string]string `json:"placeholders"`
 	Rendered     []renderedFile    `json:"rendered,omitempty"`
@@ -94,14 +98,14 @@ func (a *app) runPlan(cmd *cobra.Command, o *planOptions) error {
 	if cfg.Get(config.Topology) == config.TopologyProxmox {
 		return a.runProxmoxPlan(cfg, o)
 	}
-	doc, arts, userData, err := buildPlan(cfg)
+	doc, rend, err := buildPlan(cfg, nil)
 	if err != nil {
 		return err
 	}
 	doc.ProvisionNeeds = provisionNeeds(cfg)
 	doc.infisical = provision.InfisicalConfigured(cfg)
 	if o.render != "" {
-		files, err := renderArtifacts(o.render, userData, doc.UserDataSecret, arts)
+		files, err := renderArtifacts(o.render, rend)
 		if err != nil {
 			return err
 		}
@@ -117,7 +121,42 @@ func (a *app) runPlan(cmd *cobra.Command, o *planOptions) error {
 	return nil
 }
 
-func buildPlan(cfg *config.Config) (*planDoc, *machineconfig.Result, []byte, error) {
+// plannedNode is one node of the plan with the placeholder address it is
+// rendered for and what it would receive.
+type plannedNode struct {
+	provision.PlannedNode
+	ip                         netip.Addr
+	config, lockdown, userData []byte
+}
+
+// rendering is what plan --render writes.
+type rendering struct {
+	nodes       []*plannedNode
+	talosconfig []byte
+	// userData is the one user data every node gets, unless it carries each
+	// node's config (install delivery: plannedNode.userData).
+	userData       []byte
+	userDataSecret bool
+}
+
+// planNodes are the cluster's nodes, as provision names them, each with a
+// documentation address: 192.0.2.10 for the first, counting up.
+func planNodes(cfg *config.Config) []*plannedNode {
+	first := netip.MustParseAddr(placeholderServerIP)
+	var out []*plannedNode
+	for i, n := range provision.PlannedNodes(cfg.Get(config.ClusterName), cfg.Int(config.ControlPlanes), cfg.Int(config.Workers)) {
+		ip := first
+		for range i {
+			ip = ip.Next()
+		}
+		out = append(out, &plannedNode{PlannedNode: n, ip: ip})
+	}
+	return out
+}
+
+// buildPlan describes the run and renders every node's artifacts; bundle
+// is the Talos secrets bundle to render from (nil: a fresh one).
+func buildPlan(cfg *config.Config, bundle *secrets.Bundle) (*planDoc, *rendering, error) {
 	name := cfg.Get(config.ClusterName)
 	proxy := cfg.Get(config.TeleportProxy)
 	placeholders := map[string]string{
@@ -142,11 +181,7 @@ func buildPlan(cfg *config.Config) (*planDoc, *machineconfig.Result, []byte, err
 	}
 	userData, err := pivot.Render(pivotOpts)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("render cloud-init user data: %w", err)
-	}
-	bundle, err := machineconfig.NewSecrets(cfg.Get(config.TalosVersion))
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("generate Talos secrets: %w", err)
+		return nil, nil, fmt.Errorf("render cloud-init user data: %w", err)
 	}
 	// The platform layer as provision would render it; an SSH repository
 	// without a configured key gets a throwaway one (provision generates and
@@ -160,42 +195,73 @@ func buildPlan(cfg *config.Config) (*planDoc, *machineconfig.Result, []byte, err
 			placeholders["Flux deploy key"] = "generated for this plan only"
 		}
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("flux deploy key: %w", err)
+			return nil, nil, fmt.Errorf("flux deploy key: %w", err)
 		}
 	}
-	pin, err := provision.PlatformInput(cfg, []string{placeholderServerIP}, deployKey)
+	nodes := planNodes(cfg)
+	var cpIPs, allIPs []netip.Addr
+	var ipTexts []string
+	for _, n := range nodes {
+		allIPs = append(allIPs, n.ip)
+		ipTexts = append(ipTexts, n.ip.String())
+		if n.Role == provision.ControlPlane {
+			cpIPs = append(cpIPs, n.ip)
+		}
+	}
+	if len(nodes) > 1 {
+		delete(placeholders, "server IP")
+		placeholders["node IPs"] = strings.Join(ipTexts, ", ")
+	}
+	pin, err := provision.PlatformInput(cfg, ipTexts, deployKey)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	layer, err := provision.RenderPlatformLayer(context.Background(), pin)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("render the platform layer: %w", err)
+		return nil, nil, fmt.Errorf("render the platform layer: %w", err)
 	}
-	endpoint := placeholderServerIP
+	endpoint := cpIPs[0].String()
 	if cfg.IsSet(config.CloudflareDNSName) {
 		endpoint = cfg.Get(config.CloudflareDNSName)
 	}
-	arts, err := machineconfig.Generate(machineconfig.Input{
-		ClusterName: name, Endpoint: endpoint, PublicIP: netip.MustParseAddr(placeholderServerIP),
-		DNSName: cfg.Get(config.CloudflareDNSName), KubernetesVersion: cfg.Get(config.KubernetesVersion),
-		TalosVersion: cfg.Get(config.TalosVersion), SchematicID: cfg.Get(config.TalosSchematicID),
-		InstallDisk: cfg.Get(config.TalosInstallDisk), OperatorIP: netip.MustParseAddr(opIP),
-		TeleportProxy: proxy, TeleportJoinToken: placeholderToken, TeleportAgentVersion: cfg.Get(config.TeleportAgentVersion),
-		InfisicalClientID: cfg.Get(config.InfisicalClientID), InfisicalClientSecret: cfg.Get(config.InfisicalClientSecret),
-		Secrets: bundle, Platform: layer,
-	})
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("generate Talos machine config: %w", err)
-	}
-	install := cfg.Get(config.TalosConfigDelivery) == config.DeliveryInstall
-	if install {
-		if userData, err = installUserData(cfg, pivotOpts, arts.ControlPlane, placeholders); err != nil {
-			return nil, nil, nil, err
+	if bundle == nil {
+		if bundle, err = machineconfig.NewSecrets(cfg.Get(config.TalosVersion)); err != nil {
+			return nil, nil, fmt.Errorf("generate Talos secrets: %w", err)
 		}
 	}
-	fw, err := machineconfig.FirewallRules(arts.ControlPlane)
+	// Every node's configs from the one bundle, as provision's phase 4
+	// renders them (nodeconfig.go).
+	install := cfg.Get(config.TalosConfigDelivery) == config.DeliveryInstall
+	var talosconfig []byte // the same for every node
+	for _, n := range nodes {
+		res, err := machineconfig.Generate(machineconfig.Input{
+			ClusterName: name, Endpoint: endpoint, PublicIP: n.ip,
+			DNSName: cfg.Get(config.CloudflareDNSName), KubernetesVersion: cfg.Get(config.KubernetesVersion),
+			TalosVersion: cfg.Get(config.TalosVersion), SchematicID: cfg.Get(config.TalosSchematicID),
+			InstallDisk: cfg.Get(config.TalosInstallDisk), OperatorIP: netip.MustParseAddr(opIP),
+			TeleportProxy: proxy, TeleportJoinToken: placeholderToken, TeleportAgentVersion: cfg.Get(config.TeleportAgentVersion),
+			InfisicalClientID: cfg.Get(config.InfisicalClientID), InfisicalClientSecret: cfg.Get(config.InfisicalClientSecret),
+			Secrets: bundle, Platform: layer,
+			Worker: n.Role == provision.Worker, Hostname: n.Name, ControlPlaneIPs: cpIPs, NodeIPs: allIPs,
+			HasWorkers: len(cpIPs) < len(nodes),
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("generate Talos machine config of %s: %w", n.Name, err)
+		}
+		n.config, n.lockdown, talosconfig = res.ControlPlane, res.Lockdown, res.Talosconfig
+		n.userData = userData
+		if install {
+			if n.userData, err = installUserData(cfg, pivotOpts, n.config, placeholders); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	if install {
+		userData = nodes[0].userData
+	}
+	fw, err := machineconfig.FirewallRules(nodes[0].config)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	var openings []string
 	for _, r := range fw.Rules {
@@ -207,11 +273,11 @@ func buildPlan(cfg *config.Config) (*planDoc, *machineconfig.Result, []byte, err
 	}
 	openings = append([]string{"default ingress action: " + fw.DefaultAction}, openings...)
 
-	secrets := "Infisical " + provision.SecretsPath(name)
+	storedIn := "Infisical " + provision.SecretsPath(name)
 	if !provision.InfisicalConfigured(cfg) {
-		secrets = "files in --secrets-out " + cfg.Get(config.SecretsOut)
+		storedIn = "files in --secrets-out " + cfg.Get(config.SecretsOut)
 		if !cfg.IsSet(config.SecretsOut) {
-			secrets = "nowhere yet: provision needs Infisical or --secrets-out"
+			storedIn = "nowhere yet: provision needs Infisical or --secrets-out"
 		}
 	}
 	dnsStep := []string{"skipped: Cloudflare is not configured"}
@@ -219,8 +285,12 @@ func buildPlan(cfg *config.Config) (*planDoc, *machineconfig.Result, []byte, err
 		dnsStep = []string{fmt.Sprintf("upsert A record %s → <server IP> in zone %s (undo restores the previous record)", cfg.Get(config.CloudflareDNSName), cfg.Get(config.CloudflareZoneID))}
 	}
 	ttl := cfg.Get(config.TeleportTokenTTL)
+	hostname := name
+	if len(nodes) > 1 {
+		hostname = "<node name>"
+	}
 	var manifests []string
-	if ms, err := machineconfig.InlineManifests(arts.ControlPlane); err == nil {
+	if ms, err := machineconfig.InlineManifests(nodes[0].config); err == nil {
 		for _, m := range ms {
 			manifests = append(manifests, m.Name)
 		}
@@ -232,12 +302,12 @@ func buildPlan(cfg *config.Config) (*planDoc, *machineconfig.Result, []byte, err
 				"side by side: check the offer and OS support cloud-init, list the project's SSH keys, check no server of the cluster exists yet, check Teleport is reachable with the given identity, check the Cloudflare zone, detect the operator's public IPv4 (or use operator-ip)",
 				"start generating the Talos PKI in the background"}},
 			{"1 Order server", []string{fmt.Sprintf("order Elastic Metal offer %s in %s with OS %s, hostname %s, tags %s, cloud-init pivot to Talos %s (%d bytes of user data)",
-				orUnset(cfg.Get(config.ScalewayOfferID)), cfg.Get(config.ScalewayZone), orUnset(cfg.Get(config.ScalewayOSID)), name, strings.Join(scaleway.ClusterTags(name), ","), cfg.Get(config.TalosVersion), len(userData))}},
+				orUnset(cfg.Get(config.ScalewayOfferID)), cfg.Get(config.ScalewayZone), orUnset(cfg.Get(config.ScalewayOSID)), hostname, strings.Join(scaleway.ClusterTags(name), ","), cfg.Get(config.TalosVersion), len(userData))}},
 			{"2 Wait for install and Talos", []string{"wait for the public IPv4 (start the DNS upsert as soon as it is known)", "wait until the server is delivered and its OS install completed, probing Talos on :50000 alongside",
 				"when the install completes, prepare phase 4 in the background while the pivot writes Talos", "wait until Talos answers in maintenance mode"}},
 			{"3 Update DNS", dnsStep},
-			{"4 Generate config", []string{fmt.Sprintf("mint a Teleport join token: role Kube, TTL %s", ttl), "generate the machine config in memory with inline manifests: " + strings.Join(manifests, ", "), "store the secrets bundle and talosconfig: " + secrets}},
-			{"5 Bootstrap cluster", []string{"apply the config over the maintenance API", "wait for the reboot and mTLS", "bootstrap etcd once", "wait until etcd, kubelet, apid, trustd are healthy", "store the kubeconfig: " + secrets}},
+			{"4 Generate config", []string{fmt.Sprintf("mint a Teleport join token: role Kube, TTL %s", ttl), "generate the machine config in memory with inline manifests: " + strings.Join(manifests, ", "), "store the secrets bundle and talosconfig: " + storedIn}},
+			{"5 Bootstrap cluster", []string{"apply the config over the maintenance API", "wait for the reboot and mTLS", "bootstrap etcd once", "wait until etcd, kubelet, apid, trustd are healthy", "store the kubeconfig: " + storedIn}},
 			{"6 Verify and lock down", []string{"wait until Teleport lists kube cluster " + name, "delete the used join token", "re-apply the config without the operator rules", "verify TCP 50000 and 6443 no longer answer from here"}},
 		},
 		Firewall: openings,
@@ -254,7 +324,7 @@ func buildPlan(cfg *config.Config) (*planDoc, *machineconfig.Result, []byte, err
 		doc.UserDataSecret = true
 		doc.Steps[0].Actions = append(doc.Steps[0].Actions, "create the Image Factory schematic: the configured one plus the kernel argument "+provision.KernelArgMetalISO)
 		doc.Steps[1].Actions = []string{fmt.Sprintf("order Elastic Metal offer %s in %s without an OS (hostname %s, tags %s): its IP is known before anything is installed",
-			orUnset(cfg.Get(config.ScalewayOfferID)), cfg.Get(config.ScalewayZone), name, strings.Join(scaleway.ClusterTags(name), ","))}
+			orUnset(cfg.Get(config.ScalewayOfferID)), cfg.Get(config.ScalewayZone), hostname, strings.Join(scaleway.ClusterTags(name), ","))}
 		doc.Steps[2].Actions = []string{"wait for the public IPv4; render the node's config at once (phase 4's work, the join token included)",
 			fmt.Sprintf("set the server's user data: the pivot to Talos %s plus a metal-iso volume holding the machine config (%d bytes; secret)", cfg.Get(config.TalosVersion), len(userData)),
 			fmt.Sprintf("install OS %s once the server is delivered; the pivot writes Talos and the config volume", orUnset(cfg.Get(config.ScalewayOSID))),
@@ -262,7 +332,34 @@ func buildPlan(cfg *config.Config) (*planDoc, *machineconfig.Result, []byte, err
 		doc.Steps[5].Actions = append([]string{"no apply: the node booted with its config"}, doc.Steps[5].Actions[2:]...)
 		doc.Steps[5].Actions = append(doc.Steps[5].Actions, "overwrite the server's user data and wipe the config volume (partition "+pivot.ConfigPartition(cfg.Get(config.TalosInstallDisk))+", dropped)")
 	}
-	return doc, arts, userData, nil
+	if len(nodes) > 1 {
+		describeNodes(doc, cfg, nodes)
+	}
+	return doc, &rendering{nodes: nodes, talosconfig: talosconfig, userData: userData, userDataSecret: doc.UserDataSecret}, nil
+}
+
+// describeNodes says what a cluster of several nodes adds to each phase.
+func describeNodes(doc *planDoc, cfg *config.Config, nodes []*plannedNode) {
+	var names, cps []string
+	for _, n := range nodes {
+		names = append(names, fmt.Sprintf("%s (%s, %s)", n.Name, n.Role, n.ip))
+		if n.Role == provision.ControlPlane {
+			cps = append(cps, n.Name)
+		}
+	}
+	first := func(phase int, actions ...string) {
+		doc.Steps[phase].Actions = append(actions, doc.Steps[phase].Actions...)
+	}
+	doc.FirewallNode = nodes[0].Name
+	first(1, fmt.Sprintf("order all %d servers at once, each tagged role=<role> and node=<name> besides the cluster's tags: %s", len(nodes), strings.Join(names, ", ")))
+	first(2, "every server side by side; one list of the cluster's servers (by tag) per poll, not one request per server")
+	if cfg.IsSet(config.CloudflareDNSName) {
+		doc.Steps[3].Actions = []string{fmt.Sprintf("make %s hold exactly one A record per control plane (%s) in zone %s; undo puts the zone back exactly",
+			cfg.Get(config.CloudflareDNSName), strings.Join(cps, ", "), cfg.Get(config.CloudflareZoneID))}
+	}
+	first(4, "one secrets bundle for every node: control-plane and worker configs, each with its hostname; certSANs cover the endpoint and every control-plane IP; the talosconfig lists every control plane")
+	first(5, "every node side by side; etcd is bootstrapped once, on "+cps[0]+", the other control planes join; workers wait for kubelet and apid only")
+	first(6, "every control plane lists every control plane as an etcd member; every node is registered and Ready in Kubernetes; lockdown on every node, verified closed on every node")
 }
 
 // installUserData is the user data that carries the config with the install.
@@ -366,20 +463,35 @@ func waitText(cfg *config.Config, timeout, interval string) string {
 	return fmt.Sprintf("timeout %s, checked every %s", cfg.Get(timeout), cfg.Get(interval))
 }
 
-func renderArtifacts(dir string, userData []byte, userDataSecret bool, arts *machineconfig.Result) ([]renderedFile, error) {
+// renderArtifacts writes what the nodes would receive. A single node's
+// configs keep their historical names (controlplane.yaml); with several,
+// each node's are named after it: DIR/<node>.yaml, DIR/<node>-lockdown.yaml
+// (and DIR/<node>-user-data.yaml when the user data carries the config).
+func renderArtifacts(dir string, rend *rendering) ([]renderedFile, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", dir, err)
 	}
-	files := []struct {
+	type file struct {
 		name   string
 		data   []byte
 		secret bool
-	}{
-		{"user-data.yaml", userData, userDataSecret}, // secret when it carries the config
-		{"controlplane.yaml", arts.ControlPlane, true},
-		{"controlplane-lockdown.yaml", arts.Lockdown, true},
-		{"talosconfig", arts.Talosconfig, true},
 	}
+	var files []file
+	single := len(rend.nodes) == 1
+	if single || !rend.userDataSecret {
+		files = append(files, file{"user-data.yaml", rend.userData, rend.userDataSecret}) // secret when it carries the config
+	}
+	for _, n := range rend.nodes {
+		base := n.Name
+		if single {
+			base = "controlplane"
+		}
+		files = append(files, file{base + ".yaml", n.config, true}, file{base + "-lockdown.yaml", n.lockdown, true})
+		if !single && rend.userDataSecret {
+			files = append(files, file{n.Name + "-user-data.yaml", n.userData, true})
+		}
+	}
+	files = append(files, file{"talosconfig", rend.talosconfig, true})
 	var out []renderedFile
 	for _, f := range files {
 		mode := os.FileMode(0o644)
@@ -407,6 +519,9 @@ func printPlan(w io.Writer, d *planDoc) {
 	if _, ok := d.Waits["Proxmox VE first boot"]; ok {
 		title = "Firewall (Proxmox host):"
 	}
+	if d.FirewallNode != "" {
+		title = fmt.Sprintf("Firewall (Talos ingress of %s; every node's own with --render):", d.FirewallNode)
+	}
 	fmt.Fprintln(w, "\n"+title)
 	for _, f := range d.Firewall {
 		fmt.Fprintf(w, "  - %s\n", f)
@@ -418,7 +533,7 @@ func printPlan(w io.Writer, d *planDoc) {
 		}
 	}
 	fmt.Fprintln(w, "\nPlaceholders (documentation addresses, replaced by real values at provision time):")
-	for _, k := range []string{"server IP", "operator IP", "Teleport proxy", "Teleport join token", "root password hash"} {
+	for _, k := range []string{"server IP", "node IPs", "operator IP", "Teleport proxy", "Teleport join token", "root password hash"} {
 		if v, ok := d.Placeholders[k]; ok {
 			fmt.Fprintf(w, "  - %s: %s\n", k, v)
 		}

@@ -72,6 +72,22 @@ func planNodes(cluster string, controlPlanes, workers int) []*Node {
 	return nodes
 }
 
+// PlannedNode is one node as provision will name it, for plan.
+type PlannedNode struct {
+	Name string
+	Role Role
+}
+
+// PlannedNodes names the nodes of a cluster of controlPlanes and workers
+// exactly as provision does.
+func PlannedNodes(cluster string, controlPlanes, workers int) []PlannedNode {
+	var out []PlannedNode
+	for _, n := range planNodes(cluster, max(controlPlanes, 1), workers) {
+		out = append(out, PlannedNode{Name: n.Name, Role: n.Role})
+	}
+	return out
+}
+
 // controlPlanes are the nodes that run etcd and the API server.
 func (p *Provisioner) controlPlanes() []*Node {
 	var out []*Node
