@@ -79,7 +79,7 @@ const (
 
 // FaultPoints lists every fault point of the emulated node, for help texts.
 func FaultPoints() []string {
-	return []string{FaultMaintenance, FaultApply, FaultReboot, FaultBootstrap, FaultServices, FaultLockdown, FaultKubeconfig, FaultEtcdSnapshot}
+	return []string{FaultMaintenance, FaultApply, FaultReboot, FaultBootstrap, FaultServices, FaultLockdown, FaultKubeconfig, FaultEtcdSnapshot, FaultUpgrade}
 }
 
 // Mode is the lifecycle stage of an emulated node.
@@ -240,6 +240,9 @@ type Node struct {
 	kube        *kubeemulator.Server
 	kubeCAs     *x509.CertPool
 	kubeStarted bool
+	// See emulator_upgrade.go.
+	version   string // the Talos version Version reports
+	upgrading bool   // an upgrade was acknowledged and has not rebooted yet
 }
 
 // NewNode starts an emulated node on 127.0.0.1. It is "booting" until
@@ -270,6 +273,7 @@ func NewNode(opts NodeOptions) (*Node, error) {
 		subs:      map[int]chan *machine.Event{},
 		kubeConns: map[net.Conn]struct{}{},
 		services:  map[string]*serviceState{},
+		version:   EmulatedTalosVersion,
 	}
 	loopback := netip.MustParseAddr("127.0.0.1")
 	var err error

@@ -16,7 +16,8 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/emulator"
 )
 
-// EmulatedTalosVersion is what the emulated node reports from Version.
+// EmulatedTalosVersion is what a fresh emulated node reports from Version
+// (an upgrade changes it).
 const EmulatedTalosVersion = "v1.12.4"
 
 // machineServer serves the Machine API for one boot stage of a node.
@@ -79,8 +80,11 @@ func (s *machineServer) Version(ctx context.Context, _ *emptypb.Empty) (*machine
 		// client waits for.
 		return nil, status.Error(codes.Unimplemented, "API is not implemented in maintenance mode")
 	}
+	s.n.mu.Lock()
+	tag := s.n.version
+	s.n.mu.Unlock()
 	return &machine.VersionResponse{Messages: []*machine.Version{{
-		Version:  &machine.VersionInfo{Tag: EmulatedTalosVersion, Os: "Talos", Arch: "amd64"},
+		Version:  &machine.VersionInfo{Tag: tag, Os: "Talos", Arch: "amd64"},
 		Platform: &machine.PlatformInfo{Name: "metal", Mode: "metal"},
 	}}}, nil
 }
@@ -193,6 +197,7 @@ func (s *machineServer) applyConfigured(ctx context.Context, req *machine.ApplyC
 	default:
 		// The firewall takes effect at once; established connections
 		// survive (conntrack), new ones are judged by the new rules.
+		s.n.restartKubeletIfChangedLocked(s.n.cfgBytes, req.Data)
 		s.n.cfgBytes, s.n.fw = append([]byte(nil), req.Data...), FirewallFromConfig(cfg)
 		after = s.n.hooksCall(req.Data)
 	}

@@ -1,0 +1,117 @@
+package talos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/siderolabs/talos/pkg/machinery/client"
+
+	"github.com/rawkode/rawkode-cloud/internal/wait"
+)
+
+// ReadConfig reads the machine config in effect on a configured node
+// (apid's Read of /system/state/config.yaml, which os:admin may do). Day-two
+// changes start from it, so that a re-apply changes only what it means to
+// and never reverts an earlier upgrade. The bytes hold the node's secrets.
+func (c *Client) ReadConfig(ctx context.Context, ip string, talosconfig []byte) ([]byte, error) {
+	m, err := parseTalosconfig(talosconfig, ip)
+	if err != nil {
+		return nil, err
+	}
+	var out []byte
+	err = c.policy().Do(ctx, func(ctx context.Context) error {
+		actx, cancel := c.attempt(ctx)
+		defer cancel()
+		cl, err := c.secureClient(actx, ip, m)
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		r, err := cl.Read(actx, ConfigPath)
+		if err != nil {
+			return grpcErr(fmt.Sprintf("read the machine config of %s", ip), err)
+		}
+		defer r.Close()
+		b, err := io.ReadAll(r)
+		if err != nil {
+			return grpcErr(fmt.Sprintf("read the machine config of %s", ip), err)
+		}
+		if len(b) == 0 {
+			return errors.New("read the machine config of " + ip + ": empty")
+		}
+		out = b
+		return nil
+	})
+	return out, err
+}
+
+// Upgrade asks the node to upgrade to the installer image, keeping its data
+// (preserve). The answer is only an acknowledgement: WaitUpgraded watches
+// the node go down and come back with the new version.
+func (c *Client) Upgrade(ctx context.Context, ip string, talosconfig []byte, image string) error {
+	m, err := parseTalosconfig(talosconfig, ip)
+	if err != nil {
+		return err
+	}
+	return c.policy().Do(ctx, func(ctx context.Context) error {
+		actx, cancel := c.attempt(ctx)
+		defer cancel()
+		cl, err := c.secureClient(actx, ip, m)
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		_, err = cl.UpgradeWithOptions(actx, client.WithUpgradeImage(image), client.WithUpgradePreserve(true))
+		if err != nil {
+			return grpcErr(fmt.Sprintf("upgrade %s to %s", ip, image), err)
+		}
+		return nil
+	})
+}
+
+// WaitUpgraded waits until the node answers with Talos version and every
+// service in want is Running and healthy. Progress states name what is
+// still missing.
+func (c *Client) WaitUpgraded(ctx context.Context, ip string, talosconfig []byte, version string, want []string, opts wait.Options) error {
+	what := fmt.Sprintf("Talos %s with healthy services on %s", version, ip)
+	return wait.Until(ctx, what, opts, func(ctx context.Context) (bool, string, error) {
+		info, err := c.Inspect(ctx, ip, talosconfig)
+		if err != nil {
+			// Down to reboot, or on its way back: not yet.
+			return false, "unreachable (rebooting)", nil
+		}
+		if info.Version != version {
+			return false, "still Talos " + info.Version, nil
+		}
+		if bad := UnhealthyServices(info, want); len(bad) > 0 {
+			return false, "Talos " + version + ", waiting for " + strings.Join(bad, ", "), nil
+		}
+		return true, "Talos " + version + ", services healthy", nil
+	})
+}
+
+// UnhealthyServices lists the services of want that are not Running and
+// healthy, as "<id> <state>".
+func UnhealthyServices(info NodeInfo, want []string) []string {
+	var bad []string
+	seen := map[string]bool{}
+	for _, s := range info.Services {
+		if !slices.Contains(want, s.ID) {
+			continue
+		}
+		seen[s.ID] = true
+		if s.State != "Running" || !s.Healthy {
+			bad = append(bad, s.ID+" "+strings.ToLower(s.State))
+		}
+	}
+	for _, id := range want {
+		if !seen[id] {
+			bad = append(bad, id+" missing")
+		}
+	}
+	return bad
+}
