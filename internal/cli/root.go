@@ -193,7 +193,7 @@ See 'rawkode-cloud config show' and the README's configuration reference.
 		return fail.UsageError(flagError(cmd, err))
 	})
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.AddCommand(a.provisionCmd(), a.destroyCmd(), a.planCmd(), a.listCmd(), a.statusCmd(), a.etcdCmd(), a.rebuildCmd(), a.platformCmd(), a.configCmd(), a.sandboxCmd(), a.versionCmd(), a.completionCmd())
+	root.AddCommand(a.provisionCmd(), a.destroyCmd(), a.planCmd(), a.listCmd(), a.statusCmd(), a.upgradeCmd(), a.accessCmd(), a.etcdCmd(), a.rebuildCmd(), a.platformCmd(), a.configCmd(), a.sandboxCmd(), a.versionCmd(), a.completionCmd())
 	addSettingsFlags(root)
 	return root
 }

@@ -17,6 +17,8 @@ const (
 	CmdPlatform   = "platform"
 	CmdEtcd       = "etcd"
 	CmdRebuild    = "rebuild"
+	CmdAccess     = "access"
+	CmdUpgrade    = "upgrade"
 )
 
 var (
@@ -27,6 +29,9 @@ var (
 	forServers = []string{CmdProvision, CmdPlan, CmdDestroy, CmdRebuild}
 	// forBuild: what the cluster and its platform are built from.
 	forBuild = []string{CmdProvision, CmdPlan, CmdPlatform}
+	// forUpgrade: how long to wait for a node's services (upgrade waits
+	// for them after each node).
+	forUpgrade = []string{CmdProvision, CmdPlan, CmdRebuild, CmdUpgrade}
 	// forBackups: where etcd snapshots go.
 	forBackups = []string{CmdEtcd, CmdRebuild}
 )

@@ -252,7 +252,7 @@ var Schema = []Setting{
 	{Name: InfisicalSecretPath, Section: "Infisical", Help: "Infisical folder the settings are read from", Default: "/", Check: checkSecretPath},
 	{Name: InfisicalProjectSlug, Section: "Infisical", Help: "Slug of the Infisical project (the External Secrets Operator addresses projects by slug); needed by platform scaffold with platform-secret-store infisical", Check: checkSlug, Commands: []string{CmdPlatform}},
 
-	{Name: OperatorIP, Section: "Network", Help: "Public IPv4 of this machine, allowed through the temporary firewall (detected when empty)", Infisical: "", Check: checkOperatorIP, Commands: forProvision},
+	{Name: OperatorIP, Section: "Network", Help: "Public IPv4 of this machine, allowed through the temporary firewall and break-glass openings (detected when empty)", Infisical: "", Check: checkOperatorIP, Commands: append([]string{CmdAccess}, forProvision...)},
 
 	{Name: ServerTimeout, Section: "Waits", Help: "How long to wait for the server to be delivered and its OS installed", Default: "45m", Type: Duration, Check: checkPositiveDuration, Commands: forServers},
 	{Name: ServerPollInterval, Section: "Waits", Help: "How often to ask Scaleway about the server", Default: "30s", Type: Duration, Check: checkPositiveDuration, Commands: forServers},
@@ -260,8 +260,8 @@ var Schema = []Setting{
 	{Name: TalosMaintenanceInterval, Section: "Waits", Help: "How often to probe the node for maintenance mode once its install completed (a TLS dial, no API cost)", Default: "1s", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},
 	{Name: TalosMTLSTimeout, Section: "Waits", Help: "How long to wait for the node to answer over mTLS after applying its config", Default: "10m", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},
 	{Name: TalosMTLSInterval, Section: "Waits", Help: "How often to probe the node over mTLS while it reboots into its configuration", Default: "1s", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},
-	{Name: ServicesTimeout, Section: "Waits", Help: "How long to wait for etcd, kubelet, apid and trustd to be healthy", Default: "10m", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},
-	{Name: ServicesInterval, Section: "Waits", Help: "How often to list the node's services when its event stream is unavailable", Default: "5s", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},
+	{Name: ServicesTimeout, Section: "Waits", Help: "How long to wait for etcd, kubelet, apid and trustd to be healthy (upgrade: for each node to come back upgraded and the cluster healthy)", Default: "10m", Type: Duration, Check: checkPositiveDuration, Commands: forUpgrade},
+	{Name: ServicesInterval, Section: "Waits", Help: "How often to list the node's services when its event stream is unavailable (upgrade: how often to check a node and the cluster)", Default: "5s", Type: Duration, Check: checkPositiveDuration, Commands: forUpgrade},
 	{Name: ProxmoxHostTimeout, Section: "Waits", Help: "Proxmox topology: how long the host's first boot (Debian into Proxmox VE: kernel, reboot, packages) may take after the OS install", Default: "30m", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},
 	{Name: ProxmoxHostInterval, Section: "Waits", Help: "Proxmox topology: how often to try the host's API login during its first boot", Default: "10s", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},
 	{Name: TeleportAgentTimeout, Section: "Waits", Help: "How long to wait for the cluster's kube agent to register with Teleport", Default: "10m", Type: Duration, Check: checkPositiveDuration, Commands: forProvision},

@@ -2,11 +2,8 @@ package ops
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/rawkode/rawkode-cloud/internal/config"
@@ -64,15 +61,6 @@ func (e *Env) controlPlane(ctx context.Context, cluster string) (scaleway.Server
 		return scaleway.Server{}, nil, fmt.Errorf("no talosconfig stored at %s: the cluster's Talos API cannot be used", provision.SecretsPath(cluster))
 	}
 	return *cp, []byte(tc), nil
-}
-
-// lockedDown explains a refused Talos API instead of a bare "connection
-// refused".
-func lockedDown(ip string, err error) error {
-	if errors.Is(err, syscall.ECONNREFUSED) || strings.Contains(err.Error(), "connection refused") {
-		return fmt.Errorf("the Talos API of %s is closed from here (the cluster is locked down, and the route to it through Teleport is not built yet): %w", ip, err)
-	}
-	return err
 }
 
 // TakeSnapshot streams a snapshot from a control-plane node through Talos's

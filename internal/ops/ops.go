@@ -25,6 +25,10 @@ type Talos interface {
 	EtcdSnapshot(ctx context.Context, ip string, talosconfig []byte) ([]byte, error)
 	EtcdRecover(ctx context.Context, ip string, talosconfig, snapshot []byte) error
 	BootstrapRecover(ctx context.Context, ip string, talosconfig []byte, opts wait.Options) error
+	ReadConfig(ctx context.Context, ip string, talosconfig []byte) ([]byte, error)
+	ApplySecure(ctx context.Context, ip string, talosconfig, cfg []byte) (bool, error)
+	Upgrade(ctx context.Context, ip string, talosconfig []byte, image string) error
+	WaitUpgraded(ctx context.Context, ip string, talosconfig []byte, version string, want []string, opts wait.Options) error
 }
 
 // Backups is the object storage etcd snapshots go to.
@@ -52,6 +56,8 @@ type Env struct {
 	Talos    Talos
 	// Backups is nil when no snapshot bucket is configured.
 	Backups Backups
+	// IP finds this machine's public address (break-glass openings admit it).
+	IP provision.IPDetector
 }
 
 // Open fills the settings from Infisical and builds the clients.
@@ -104,6 +110,7 @@ func Open(ctx context.Context, f provision.Factory, cfg *config.Config, addSecre
 		return nil, errors.New("the Talos client cannot inspect nodes")
 	}
 	e.Talos = t
+	e.IP = f.IPDetector(cfg)
 	return e, nil
 }
 

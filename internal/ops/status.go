@@ -97,11 +97,32 @@ func Status(ctx context.Context, e *Env, cluster string, now time.Time) (Report,
 		add(portsCheck(info, open))
 		add(e.nodeCheck(ctx, srv.IPv4, talosconfig, open[machineconfig.TalosAPIPort]))
 	}
+	add(accessCheck(cluster, servers, now))
 	add(e.teleportCheck(ctx, cluster))
 	add(e.dnsCheck(ctx, servers))
 	add(secretsCheck)
 	rep.State = overall(rep.Checks, len(servers))
 	return rep, nil
+}
+
+// accessCheck reports the break-glass opening recorded on the servers.
+func accessCheck(cluster string, servers []scaleway.Server, now time.Time) Check {
+	c := Check{Component: "access", State: OK, Detail: "no break-glass opening recorded"}
+	var until time.Time
+	for _, srv := range servers {
+		if u, ok := accessUntil(srv.Tags); ok && u.After(until) {
+			until = u
+		}
+	}
+	switch {
+	case until.IsZero():
+	case until.After(now):
+		c.Detail = "break-glass opening recorded until " + until.UTC().Format(time.RFC3339) + " ('rawkode-cloud access close --cluster-name " + cluster + "' closes it early)"
+	default:
+		c.State = Degraded
+		c.Detail = "a break-glass opening recorded until " + until.UTC().Format(time.RFC3339) + " was never closed (its process ended without closing it): 'rawkode-cloud access close --cluster-name " + cluster + "' closes it"
+	}
+	return c
 }
 
 func serverInfo(srv scaleway.Server, now time.Time) ServerInfo {

@@ -779,6 +779,7 @@ var FaultPoints = []FaultPoint{
 	{Point: "imagefactory.schematics", What: "creating or reading an Image Factory schematic (talos-config-delivery install)"},
 	{Point: "talos.lockdown", What: "re-applying the config without the operator rules"},
 	{Point: "talos.etcd-snapshot", What: "Talos's EtcdSnapshot (etcd snapshot)"},
+	{Point: "talos.upgrade", What: "Talos's Upgrade (upgrade; never: acknowledged, but the node never reboots into the new version)"},
 	{Point: "s3.put-object", What: "uploading an etcd snapshot to object storage"},
 	{Point: "s3.get-object", What: "downloading an etcd snapshot"},
 	{Point: "s3.list-objects", What: "listing etcd snapshots (finding the latest)"},

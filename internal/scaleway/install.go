@@ -74,3 +74,18 @@ func (c *Client) InstallServer(ctx context.Context, id string, spec InstallSpec)
 	}
 	return nil
 }
+
+// SetTags replaces a server's tags (PATCH; idempotent, retried like a GET).
+// Day-two state that must outlive this process — a break-glass opening's
+// end — is kept on the server this way, where any later run finds it.
+func (c *Client) SetTags(ctx context.Context, id string, tags []string) error {
+	t := append([]string{}, tags...)
+	err := c.do(ctx, func(ctx context.Context, ra *retryAfter) error {
+		_, err := c.bm.UpdateServer(&baremetal.UpdateServerRequest{Zone: c.zone, ServerID: id, Tags: &t}, scw.WithContext(ctx))
+		return classify(err, ra)
+	})
+	if err != nil {
+		return fmt.Errorf("set the tags of server %s: %w", id, err)
+	}
+	return nil
+}

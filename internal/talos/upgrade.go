@@ -78,19 +78,24 @@ func (c *Client) Upgrade(ctx context.Context, ip string, talosconfig []byte, ima
 // still missing.
 func (c *Client) WaitUpgraded(ctx context.Context, ip string, talosconfig []byte, version string, want []string, opts wait.Options) error {
 	what := fmt.Sprintf("Talos %s with healthy services on %s", version, ip)
+	last := ""
 	return wait.Until(ctx, what, opts, func(ctx context.Context) (bool, string, error) {
 		info, err := c.Inspect(ctx, ip, talosconfig)
-		if err != nil {
+		switch {
+		case err != nil && ctx.Err() != nil:
+			// Cut short by the deadline: that says nothing about the node.
+			return false, last, nil
+		case err != nil:
 			// Down to reboot, or on its way back: not yet.
-			return false, "unreachable (rebooting)", nil
+			last = "unreachable (rebooting)"
+		case info.Version != version:
+			last = "still Talos " + info.Version
+		case len(UnhealthyServices(info, want)) > 0:
+			last = "Talos " + version + ", waiting for " + strings.Join(UnhealthyServices(info, want), ", ")
+		default:
+			return true, "Talos " + version + ", services healthy", nil
 		}
-		if info.Version != version {
-			return false, "still Talos " + info.Version, nil
-		}
-		if bad := UnhealthyServices(info, want); len(bad) > 0 {
-			return false, "Talos " + version + ", waiting for " + strings.Join(bad, ", "), nil
-		}
-		return true, "Talos " + version + ", services healthy", nil
+		return false, last, nil
 	})
 }
 
