@@ -495,9 +495,17 @@ func (c *Client) ProbePorts(ctx context.Context, ip string, ports []int) (map[in
 			defer cancel()
 			addr := net.JoinHostPort(ip, strconv.Itoa(port))
 			var err error
-			if port == ApidPort || port == KubeAPIPort {
+			switch port {
+			case ApidPort:
 				err = c.handshake(actx, addr, insecureTLS())
-			} else {
+			case KubeAPIPort:
+				// kube-apiserver speaks HTTP/2 and HTTP/1.1; offering only
+				// h2 makes a server that does not pick it abort the
+				// handshake, and an open port would pass for closed.
+				cfg := insecureTLS()
+				cfg.NextProtos = []string{"h2", "http/1.1"}
+				err = c.handshake(actx, addr, cfg)
+			default:
 				var conn net.Conn
 				if conn, err = c.dial(actx, addr); err == nil {
 					conn.Close()

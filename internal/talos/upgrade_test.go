@@ -2,7 +2,11 @@ package talos
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
 	"errors"
+	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -111,5 +115,39 @@ func TestUpgradeRefusesAnUnhealthyEtcd(t *testing.T) {
 	}
 	if err := c.Upgrade(ctx, ip, fx.talosconfig, "installer:latest"); err == nil {
 		t.Fatal("Upgrade to an image without a version tag was accepted")
+	}
+}
+
+// An API server that speaks only HTTP/1.1 and wants a client certificate
+// (the sandbox's Kubernetes API) is open: the probe must not mistake an
+// ALPN mismatch for a closed port, or a lockdown check would prove nothing.
+func TestProbeSeesAnHTTP1KubeAPIOpen(t *testing.T) {
+	t.Parallel()
+	cert, err := leafCert(time.Now(), "kube-apiserver", []netip.Addr{testPublicIP}, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"},
+		ClientAuth: tls.RequireAnyClientCert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _ = c.(*tls.Conn).Handshake(); c.Close() }()
+		}
+	}()
+	c := New(Options{AttemptTimeout: 2 * time.Second, Dialer: func(ctx context.Context, addr string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", ln.Addr().String())
+	}})
+	open, err := c.ProbePorts(testCtx(t, 5*time.Second), testPublicIP.String(), []int{KubeAPIPort})
+	if err != nil || !open[KubeAPIPort] {
+		t.Fatalf("ProbePorts = %v, %v; want 6443 open", open, err)
 	}
 }
