@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rawkode/rawkode-cloud/internal/golden"
 )
 
 // isolated runs the binary with HOME, TMPDIR and the working directory each
@@ -165,4 +168,49 @@ func TestNoFileWrittenUnlessAsked(t *testing.T) {
 			t.Errorf("%d files in %s, %d listed", len(entries), dir, len(doc.Rendered))
 		}
 	})
+}
+
+// plan --topology proxmox --render writes the host's user data and every
+// file the VMs boot with; those holding key material (machine configs, the
+// GitHub connector with its client secret) are 0600 and marked secret.
+func TestPlanRendersTheProxmoxTopology(t *testing.T) {
+	t.Parallel()
+	iso := newIsolated(t)
+	dir := filepath.Join(iso.cwd, "proxmox")
+	code, out, stderr := iso.run(t, "plan", "--topology", "proxmox", "--cluster-name", "demo", "--domain", "example.com",
+		"--github-org", "example-org", "--github-team", "platform-admins", "--github-client-id", "Iv1.0123",
+		"--github-client-secret", "plan-github-client-secret-0000", "--render", dir, "--output", "json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	var doc struct {
+		Rendered []struct {
+			Path   string `json:"path"`
+			Mode   string `json:"mode"`
+			Secret bool   `json:"secret"`
+		} `json:"rendered"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("plan output is not JSON: %v\n%s", err, out)
+	}
+	var listing strings.Builder
+	for _, f := range doc.Rendered {
+		st, err := os.Stat(f.Path)
+		if err != nil {
+			t.Errorf("rendered file %s: %v", f.Path, err)
+			continue
+		}
+		if want := map[bool]os.FileMode{true: 0o600, false: 0o644}[f.Secret]; st.Mode().Perm() != want {
+			t.Errorf("%s: mode %o, want %o", f.Path, st.Mode().Perm(), want)
+		}
+		data, _ := os.ReadFile(f.Path)
+		if !f.Secret && strings.Contains(string(data), "plan-github-client-secret") {
+			t.Errorf("%s holds the GitHub client secret but is not marked secret", f.Path)
+		}
+		fmt.Fprintf(&listing, "%s %s secret=%v\n", filepath.Base(f.Path), f.Mode, f.Secret)
+	}
+	if strings.Contains(out, "plan-github-client-secret") {
+		t.Error("plan's output shows the GitHub client secret")
+	}
+	golden.Compare(t, "testdata/plan-proxmox-render.txt", []byte(listing.String()))
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/pivot"
 	"github.com/rawkode/rawkode-cloud/internal/platform"
 	"github.com/rawkode/rawkode-cloud/internal/provision"
+	"github.com/rawkode/rawkode-cloud/internal/proxmoxvms"
 	"github.com/rawkode/rawkode-cloud/internal/scaleway"
 	"github.com/rawkode/rawkode-cloud/internal/secretfile"
 )
@@ -441,6 +442,21 @@ func (a *app) runProxmoxPlan(cfg *config.Config, o *planOptions) error {
 			return err
 		}
 		doc.Rendered = []renderedFile{{Path: path, Mode: "0644"}}
+		vmFiles, err := proxmoxVMFiles(cfg)
+		if err != nil {
+			return err
+		}
+		for _, f := range vmFiles {
+			mode := os.FileMode(0o644)
+			if f.Secret {
+				mode = 0o600
+			}
+			path := filepath.Join(o.render, f.Name)
+			if err := secretfile.Write(path, f.Data, mode); err != nil {
+				return err
+			}
+			doc.Rendered = append(doc.Rendered, renderedFile{Path: path, Mode: fmt.Sprintf("%04o", mode), Secret: f.Secret})
+		}
 	}
 	out := a.redactor.Writer(a.env.Out)
 	if cfg.Get(config.Output) == "json" {
@@ -560,4 +576,54 @@ func printPlan(w io.Writer, d *planDoc) {
 			fmt.Fprintf(w, "  - %s (mode %s)%s\n", f.Path, f.Mode, note)
 		}
 	}
+}
+
+// proxmoxVMFiles renders the VMs' files as provision would make them, with
+// a Talos PKI made for this plan only and placeholders for what only a run
+// knows (the operator's IP when not set, the join token).
+func proxmoxVMFiles(cfg *config.Config) ([]proxmoxvms.File, error) {
+	bundle, err := machineconfig.NewSecrets(cfg.Get(config.TalosVersion))
+	if err != nil {
+		return nil, fmt.Errorf("generate Talos secrets: %w", err)
+	}
+	l := provision.ProxmoxLayout()
+	var ips []string
+	for _, a := range l.Nodes {
+		ips = append(ips, a.String())
+	}
+	var deployKey *platform.DeployKey
+	if strings.HasPrefix(cfg.Get(config.FluxGitURL), "ssh://") {
+		if raw := cfg.Get(config.FluxDeployKey); raw != "" {
+			deployKey, err = platform.ParseDeployKey([]byte(raw))
+		} else {
+			deployKey, err = platform.GenerateDeployKey("flux@" + cfg.Get(config.ClusterName) + " (plan placeholder)")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("flux deploy key: %w", err)
+		}
+	}
+	pin, err := provision.PlatformInput(cfg, ips, deployKey)
+	if err != nil {
+		return nil, err
+	}
+	layer, err := provision.RenderPlatformLayer(context.Background(), pin)
+	if err != nil {
+		return nil, fmt.Errorf("render the platform layer: %w", err)
+	}
+	opIP := placeholderOperatorIP
+	if v := cfg.Get(config.OperatorIP); v != "" {
+		opIP = v
+	}
+	proxy := cfg.Get(config.TeleportProxy)
+	if proxy == "" {
+		proxy = placeholderProxy
+	}
+	base := machineconfig.Input{
+		ClusterName: cfg.Get(config.ClusterName), KubernetesVersion: cfg.Get(config.KubernetesVersion),
+		TalosVersion: cfg.Get(config.TalosVersion), OperatorIP: netip.MustParseAddr(opIP),
+		TeleportProxy: proxy, TeleportJoinToken: placeholderToken, TeleportAgentVersion: cfg.Get(config.TeleportAgentVersion),
+		InfisicalClientID: cfg.Get(config.InfisicalClientID), InfisicalClientSecret: cfg.Get(config.InfisicalClientSecret),
+		Secrets: bundle, Platform: layer,
+	}
+	return proxmoxvms.Render(provision.VMInput(cfg, base))
 }

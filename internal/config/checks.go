@@ -404,3 +404,13 @@ func checkDeployKey(v string) error {
 	}
 	return nil
 }
+
+// GitHub organisation names: letters, digits and single hyphens, at most 39.
+var reGitHubOrg = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9]|-[A-Za-z0-9]){0,38}$`)
+
+func checkGitHubOrg(v string) error {
+	if !reGitHubOrg.MatchString(v) {
+		return errors.New("must be a GitHub organisation name: letters, digits and single hyphens, at most 39 characters")
+	}
+	return nil
+}

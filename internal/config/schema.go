@@ -125,6 +125,12 @@ const (
 	TeleportTokenTTL     = "teleport-token-ttl"
 	TeleportAgentVersion = "teleport-agent-version"
 
+	// GitHub SSO of the proxmox topology's own Teleport.
+	GitHubOrg          = "github-org"
+	GitHubTeam         = "github-team"
+	GitHubClientID     = "github-client-id"
+	GitHubClientSecret = "github-client-secret"
+
 	CloudflareAPIToken = "cloudflare-api-token"
 	CloudflareZoneID   = "cloudflare-zone-id"
 	CloudflareDNSName  = "cloudflare-dns-name"
@@ -239,6 +245,11 @@ var Schema = []Setting{
 	{Name: TeleportTokenTTL, Section: "Teleport", Help: "Lifetime of the join token minted for the cluster's kube agent", Default: "30m", Type: Duration, Infisical: "TELEPORT_TOKEN_TTL", Check: checkPositiveDuration, Commands: forProvision},
 
 	{Name: TeleportAgentVersion, Section: "Teleport", Help: "Version of the Teleport kube agent image run in the cluster; empty means the Teleport cluster's own version, read when phase 0 checks the connection", Infisical: "TELEPORT_AGENT_VERSION", Check: checkImageTag, Commands: forProvision},
+
+	{Name: GitHubOrg, Section: "Teleport", Help: "Proxmox topology: GitHub organisation whose team may log in to the topology's own Teleport (GitHub SSO)", Infisical: "GITHUB_ORG", Check: checkGitHubOrg, Commands: forProvision},
+	{Name: GitHubTeam, Section: "Teleport", Help: "Proxmox topology: slug of the GitHub team mapped to the infra-admin role (exact: Teleport compares slugs, a wildcard matches nobody)", Infisical: "GITHUB_TEAM", Check: checkToken, Commands: forProvision},
+	{Name: GitHubClientID, Section: "Teleport", Help: "Proxmox topology: client ID of the GitHub OAuth app (callback https://teleport.<domain>/v1/webapi/github/callback)", Infisical: "GITHUB_CLIENT_ID", Check: checkToken, Commands: forProvision},
+	{Name: GitHubClientSecret, Section: "Teleport", Help: "Proxmox topology: client secret of the GitHub OAuth app; sent only to Teleport's API, never in a VM's user data", Secret: true, Infisical: "GITHUB_CLIENT_SECRET", Check: checkToken, Commands: forProvision},
 
 	{Name: CloudflareAPIToken, Section: "Cloudflare", Help: "Cloudflare API token with DNS edit rights on the zone", Secret: true, Infisical: "CLOUDFLARE_API_TOKEN", Check: checkToken},
 	{Name: CloudflareZoneID, Section: "Cloudflare", Help: "Cloudflare zone ID (32 hex characters)", Infisical: "CLOUDFLARE_ZONE_ID", Check: checkCloudflareZone},

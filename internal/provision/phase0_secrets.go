@@ -16,6 +16,7 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/pivot"
 	"github.com/rawkode/rawkode-cloud/internal/retry"
 	"github.com/rawkode/rawkode-cloud/internal/teleport"
+	"github.com/rawkode/rawkode-cloud/internal/teleportvm"
 )
 
 // Required are the settings provisioning cannot start without.
@@ -56,6 +57,9 @@ func extraChecks(cfg *config.Config) config.Problems {
 	if cfg.Get(config.Topology) == config.TopologyProxmox && !cfg.IsSet(config.Domain) {
 		probs = append(probs, config.Problem{Setting: config.Domain, Source: config.Unset,
 			Message: "the proxmox topology names its host (and later its public services) under this domain"})
+	}
+	if cfg.Get(config.Topology) == config.TopologyProxmox {
+		probs = append(probs, githubProblems(cfg)...)
 	}
 	if cfg.Get(config.Topology) == config.TopologyProxmox && cfg.Get(config.TalosConfigDelivery) == config.DeliveryInstall {
 		probs = append(probs, cfg.ProblemFor(config.TalosConfigDelivery, "applies to the metal topology only: the proxmox topology's server runs Proxmox VE, and its Talos VMs read their config from a NoCloud volume at first boot, so there is no maintenance mode to close"))
@@ -317,4 +321,23 @@ func phase0Error(errs []error) error {
 		return fail.Unavailable(joined)
 	}
 	return fail.UsageError(joined)
+}
+
+// githubProblems checks the proxmox topology's GitHub SSO settings: its
+// Teleport has no other way for people to log in, and a team mapping that
+// matches nobody would only show once someone tries.
+func githubProblems(cfg *config.Config) config.Problems {
+	var probs config.Problems
+	for _, name := range []string{config.GitHubOrg, config.GitHubTeam, config.GitHubClientID, config.GitHubClientSecret} {
+		if !cfg.IsSet(name) {
+			probs = append(probs, config.Problem{Setting: name, Source: config.Unset,
+				Message: "the proxmox topology's Teleport logs people in with GitHub SSO (an OAuth app whose callback is https://teleport.<domain>/v1/webapi/github/callback)"})
+		}
+	}
+	if cfg.IsSet(config.GitHubTeam) && cfg.WellFormed(config.GitHubTeam) {
+		if err := teleportvm.CheckGitHubTeam(cfg.Get(config.GitHubTeam)); err != nil {
+			probs = append(probs, cfg.ProblemFor(config.GitHubTeam, err.Error()))
+		}
+	}
+	return probs
 }

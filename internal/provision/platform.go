@@ -94,6 +94,12 @@ func PlatformInput(cfg *config.Config, nodeIPs []string, key *platform.DeployKey
 			return in, fmt.Errorf("load-balancer-pool: %w", err)
 		}
 
+		if len(pool) == 0 && cfg.Get(config.Topology) == config.TopologyProxmox {
+			// The VMs' gateway VIP on the internal network, where the
+			// HAProxy VM sends *.apps.<domain>.
+			vip := ProxmoxLayout().GatewayVIP
+			pool = append(pool, netip.PrefixFrom(vip, vip.BitLen()))
+		}
 		if len(pool) == 0 {
 			// On Elastic Metal the only address is the server's own: the
 			// gateway answers there (Cilium handles a service on the node

@@ -207,3 +207,24 @@ func Render(in Input) ([]File, error) {
 	}
 	return files, nil
 }
+
+// TalosConfig adds the VM's own documents (network, VIP, hostname,
+// internal firewall rules) to a config the cluster's generator made for vm:
+// what the VM boots with (initial) and what lockdown applies later.
+func TalosConfig(in Input, vm VM, cfg []byte) ([]byte, error) {
+	vms, err := Plan(in.Cluster, in.Layout)
+	if err != nil {
+		return nil, err
+	}
+	i := 0
+	for _, v := range vms {
+		if v.Role != RoleTalos {
+			continue
+		}
+		if v.Name == vm.Name {
+			return talosvm.Config(cfg, in.talos(vms), i)
+		}
+		i++
+	}
+	return nil, fmt.Errorf("%s is not a Talos VM of cluster %s", vm.Name, in.Cluster)
+}

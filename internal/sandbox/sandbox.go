@@ -53,6 +53,10 @@ const (
 	DefaultClusterName    = "sandbox"
 	DefaultDNSZone        = "sandbox.example.com"
 	EtcdBackupBucket      = "sandbox-etcd-snapshots"
+	GitHubOrg             = "sandbox-org"
+	GitHubTeam            = "infra"
+	GitHubClientID        = "sandbox-github-client-id"
+	GitHubClientSecret    = "sandbox-github-client-secret-0000000000"
 )
 
 // Options configure a sandbox.
@@ -471,6 +475,17 @@ func (s *Sandbox) Apply(cfg *config.Config) {
 	set(config.EtcdBackupBucket, EtcdBackupBucket)
 	set(config.EtcdBackupEndpoint, s.S3.URL())
 	set(config.EtcdBackupRegion, "fr-par")
+	// The proxmox topology's GitHub SSO: the OAuth app's credentials are
+	// the sandbox's own; the organisation and team are honoured, so their
+	// validation can be tried here.
+	if !cfg.IsSet(config.GitHubOrg) {
+		set(config.GitHubOrg, GitHubOrg)
+	}
+	if !cfg.IsSet(config.GitHubTeam) {
+		set(config.GitHubTeam, GitHubTeam)
+	}
+	set(config.GitHubClientID, GitHubClientID)
+	set(config.GitHubClientSecret, GitHubClientSecret)
 	set(config.OperatorIP, "")
 	set(config.SecretsOut, "") // credentials go to the emulated Infisical: nothing on disk
 	scaleWaits(cfg, s.speed, set)
@@ -487,6 +502,7 @@ func Replaces() []string {
 		config.TeleportIdentityFile, config.CloudflareAPIToken, config.CloudflareZoneID, config.CloudflareDNSName,
 		config.InfisicalURL, config.InfisicalClientID, config.InfisicalClientSecret, config.InfisicalProjectID,
 		config.InfisicalEnvironment, config.InfisicalSecretPath, config.OperatorIP, config.SecretsOut,
+		config.GitHubClientID, config.GitHubClientSecret,
 	}
 }
 
