@@ -68,6 +68,14 @@ func TestUpgradeThroughTheBinary(t *testing.T) {
 	if got, detail := check(rep, "talos"); got != "ok" || !strings.Contains(detail, "up-cp-1") || !strings.Contains(detail, "up-cp-2") || !strings.Contains(detail, "up-cp-3") {
 		t.Errorf("talos after upgrade: %s (%s), want every control plane an etcd member", got, detail)
 	}
+	// The Kubernetes API answers this machine here, so node readiness was
+	// part of every gate, and status reads it.
+	if !strings.Contains(up.err, "every node registered and Ready is part of the health gate") {
+		t.Errorf("the gate did not read node readiness:\n%s", up.err)
+	}
+	if got, detail := check(rep, "kubernetes"); got != "ok" || !strings.Contains(detail, "3 node(s) registered and Ready") {
+		t.Errorf("kubernetes after upgrade: %s (%s)", got, detail)
+	}
 	again := w.must(0, "upgrade", "--cluster-name", "up", "--talos-version", "v1.12.5")
 	if strings.Count(again.out, "skipped") != 3 {
 		t.Errorf("the same upgrade again did not skip every node:\n%s", again.out)
@@ -94,8 +102,12 @@ func TestUpgradeThroughTheBinary(t *testing.T) {
 	// healthy and closed, and upgrade cannot reach it.
 	w.must(0, "sandbox", "fault")
 	w.must(0, "provision", "--resume", "--cluster-name", "up", "--control-planes", "3", "--output", "json")
-	if rep := w.status(0, "up"); rep["state"] != "ok" {
+	rep = w.status(0, "up")
+	if rep["state"] != "ok" {
 		t.Fatalf("status after resume: %v", rep)
+	}
+	if got, _ := check(rep, "kubernetes"); got != "unknown" {
+		t.Errorf("kubernetes on a locked-down cluster: %s, want unknown (reached through Teleport)", got)
 	}
 	for _, args := range [][]string{
 		{"upgrade", "--cluster-name", "up", "--talos-version", "v1.12.7"},

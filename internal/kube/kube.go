@@ -388,3 +388,14 @@ func (c *Client) WaitReady(ctx context.Context, exp Expect, interval time.Durati
 		}
 	}
 }
+
+// NodesReady reads every registered node's Ready condition; want is how
+// many nodes must have registered. Day-two gates use it between steps.
+func (c *Client) NodesReady(ctx context.Context, want int) (Report, error) {
+	nodes, err := c.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+
+	return nodeItems(nodes.Items, want), nil
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/config"
 	"github.com/rawkode/rawkode-cloud/internal/fail"
 	"github.com/rawkode/rawkode-cloud/internal/infisical"
+	"github.com/rawkode/rawkode-cloud/internal/kube"
 	"github.com/rawkode/rawkode-cloud/internal/provision"
 	"github.com/rawkode/rawkode-cloud/internal/retry"
 	"github.com/rawkode/rawkode-cloud/internal/s3"
@@ -58,6 +59,14 @@ type Env struct {
 	Backups Backups
 	// IP finds this machine's public address (break-glass openings admit it).
 	IP provision.IPDetector
+	// Kube reads the cluster's Kubernetes API at a node's address, with
+	// the stored admin kubeconfig.
+	Kube func(kubeconfig []byte, nodeIP string) (KubeNodes, error)
+}
+
+// KubeNodes is what the day-two operations ask of the Kubernetes API.
+type KubeNodes interface {
+	NodesReady(ctx context.Context, want int) (kube.Report, error)
 }
 
 // Open fills the settings from Infisical and builds the clients.
@@ -111,6 +120,7 @@ func Open(ctx context.Context, f provision.Factory, cfg *config.Config, addSecre
 	}
 	e.Talos = t
 	e.IP = f.IPDetector(cfg)
+	e.Kube = func(kubeconfig []byte, nodeIP string) (KubeNodes, error) { return f.Kube(kubeconfig, nodeIP) }
 	return e, nil
 }
 

@@ -71,7 +71,7 @@ func Status(ctx context.Context, e *Env, cluster string, now time.Time) (Report,
 	rep := Report{Cluster: cluster, Servers: []ServerInfo{}}
 	add := func(c Check) { rep.Checks = append(rep.Checks, c) }
 
-	talosconfig, secretsCheck, err := e.secretsCheck(ctx, cluster)
+	talosconfig, kubeconfig, secretsCheck, err := e.secretsCheck(ctx, cluster)
 	if err != nil {
 		return rep, err
 	}
@@ -97,6 +97,7 @@ func Status(ctx context.Context, e *Env, cluster string, now time.Time) (Report,
 		add(portsCheck(info, open))
 		add(e.nodeCheck(ctx, srv.IPv4, talosconfig, open[machineconfig.TalosAPIPort]))
 	}
+	add(e.kubernetesCheck(ctx, servers, kubeconfig))
 	add(accessCheck(cluster, servers, now))
 	add(e.teleportCheck(ctx, cluster))
 	add(e.dnsCheck(ctx, servers))
@@ -265,26 +266,29 @@ func (e *Env) dnsCheck(ctx context.Context, servers []scaleway.Server) Check {
 	return c
 }
 
-func (e *Env) secretsCheck(ctx context.Context, cluster string) (string, Check, error) {
+func (e *Env) secretsCheck(ctx context.Context, cluster string) (string, string, Check, error) {
 	c := Check{Component: "secrets", Subject: provision.SecretsPath(cluster)}
 	if e.Store == nil {
 		c.State, c.Detail = Unknown, "Infisical is not configured: the credentials are wherever --secrets-out put them"
-		return "", c, nil
+		return "", "", c, nil
 	}
 	var have, missing []string
-	var talosconfig string
+	var talosconfig, kubeconfig string
 	for _, n := range []string{provision.SecretTalosBundle, provision.SecretTalosconfig, provision.SecretKubeconfig} {
 		v, err := e.secret(ctx, cluster, n)
 		if err != nil {
-			return "", c, fmt.Errorf("read %s at %s: %w", n, provision.SecretsPath(cluster), err)
+			return "", "", c, fmt.Errorf("read %s at %s: %w", n, provision.SecretsPath(cluster), err)
 		}
 		if v == "" {
 			missing = append(missing, n)
 			continue
 		}
 		have = append(have, n)
-		if n == provision.SecretTalosconfig {
+		switch n {
+		case provision.SecretTalosconfig:
 			talosconfig = v
+		case provision.SecretKubeconfig:
+			kubeconfig = v
 		}
 	}
 	switch {
@@ -295,7 +299,30 @@ func (e *Env) secretsCheck(ctx context.Context, cluster string) (string, Check, 
 	default:
 		c.State, c.Detail = Degraded, "stored: "+strings.Join(have, ", ")+"; missing: "+strings.Join(missing, ", ")
 	}
-	return talosconfig, c, nil
+	return talosconfig, kubeconfig, c, nil
+}
+
+// kubernetesCheck reads the nodes' Ready condition where a control plane's
+// Kubernetes API answers this machine (a cluster a run left open, or during
+// an opening); a locked-down cluster's is reached only through Teleport,
+// and its Teleport registration stands in for it.
+func (e *Env) kubernetesCheck(ctx context.Context, servers []scaleway.Server, kubeconfig string) Check {
+	c := Check{Component: "kubernetes", State: Unknown, Detail: "not observed: 6443 is closed from here (locked down); Kubernetes is reached through Teleport"}
+	var nodes []node
+	for _, s := range servers {
+		if s.IPv4 != "" && s.Status != "deleting" {
+			nodes = append(nodes, node{Server: s, role: roleOf(s.Tags)})
+		}
+	}
+	if len(nodes) == 0 || kubeconfig == "" || !e.kubeReachable(ctx, nodes, []byte(kubeconfig)) {
+		return c
+	}
+	if err := e.kubeGate(ctx, nodes, []byte(kubeconfig)); err != nil {
+		c.State, c.Detail = Degraded, err.Error()
+		return c
+	}
+	c.State, c.Detail = OK, fmt.Sprintf("%d node(s) registered and Ready", len(nodes))
+	return c
 }
 
 // overall is down without a server, degraded when anything is not ok.

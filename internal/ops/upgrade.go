@@ -10,6 +10,7 @@ import (
 
 	"github.com/rawkode/rawkode-cloud/internal/fail"
 	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
+	"github.com/rawkode/rawkode-cloud/internal/provision"
 	"github.com/rawkode/rawkode-cloud/internal/talos"
 	"github.com/rawkode/rawkode-cloud/internal/wait"
 )
@@ -163,6 +164,16 @@ func Upgrade(ctx context.Context, e *Env, cluster string, o UpgradeOptions) (Upg
 		return res, nil
 	}
 
+	kcs, err := e.secret(ctx, cluster, provision.SecretKubeconfig)
+	if err != nil {
+		return res, err
+	}
+	kc := []byte(kcs)
+	if e.kubeReachable(ctx, nodes, kc) {
+		say("the Kubernetes API answers from here: every node registered and Ready is part of the health gate")
+	} else {
+		say("the Kubernetes API does not answer from here (it is reached through Teleport): node readiness is not part of the health gate")
+	}
 	command := "rawkode-cloud upgrade --cluster-name " + cluster
 	if o.TalosVersion != "" {
 		command += " --talos-version " + o.TalosVersion
@@ -182,7 +193,7 @@ func Upgrade(ctx context.Context, e *Env, cluster string, o UpgradeOptions) (Upg
 			done++
 			continue
 		}
-		if err := e.healthGate(ctx, nodes, tc); err != nil {
+		if err := e.healthGate(ctx, nodes, tc, kc); err != nil {
 			st.State = "stopped"
 			return res, stop(n, "before", err)
 		}
@@ -190,7 +201,7 @@ func Upgrade(ctx context.Context, e *Env, cluster string, o UpgradeOptions) (Upg
 		sctx, cancel := context.WithTimeout(ctx, o.StepTimeout)
 		err := e.upgradeStep(sctx, n, tc, *st, states[n.Name], o.Wait)
 		if err == nil {
-			err = e.waitHealthy(sctx, nodes, tc, o.Wait)
+			err = e.waitHealthy(sctx, nodes, tc, kc, o.Wait)
 			if err != nil {
 				cancel()
 				st.State = "stopped"
@@ -281,11 +292,71 @@ func (e *Env) upgradeStep(ctx context.Context, n node, tc []byte, st UpgradeStep
 }
 
 // healthGate checks the whole cluster once: every node's services Running
-// and healthy, and every control plane's etcd listing every control plane
-// (a member that is down shows as its etcd service unhealthy on its node).
-// Kubernetes node readiness is not read: the Kubernetes API of a cluster is
-// reached through Teleport, which this tool does not route yet.
-func (e *Env) healthGate(ctx context.Context, nodes []node, tc []byte) error {
+// and healthy, every control plane's etcd listing every control plane (a
+// member that is down shows as its etcd service unhealthy on its node),
+// and — where the Kubernetes API answers this machine — every node
+// registered and Ready.
+func (e *Env) healthGate(ctx context.Context, nodes []node, tc []byte, kc []byte) error {
+	if err := e.talosGate(ctx, nodes, tc); err != nil {
+		return err
+	}
+	return e.kubeGate(ctx, nodes, kc)
+}
+
+// kubeGate reads the nodes' Ready condition through the first control
+// plane whose 6443 answers; with none (a locked-down API, reached only
+// through Teleport) or no stored kubeconfig it checks nothing.
+func (e *Env) kubeGate(ctx context.Context, nodes []node, kc []byte) error {
+	if len(kc) == 0 || e.Kube == nil {
+		return nil
+	}
+	for _, n := range nodes {
+		if !n.controlPlane() {
+			continue
+		}
+		open, err := e.Talos.ProbePorts(ctx, n.IPv4, []int{machineconfig.KubernetesAPIPort})
+		if err != nil {
+			return err
+		}
+		if !open[machineconfig.KubernetesAPIPort] {
+			continue
+		}
+		cl, err := e.Kube(kc, n.IPv4)
+		if err != nil {
+			return fmt.Errorf("Kubernetes API: %w", err)
+		}
+		rep, err := cl.NodesReady(ctx, len(nodes))
+		if err != nil {
+			return fmt.Errorf("Kubernetes API through %s: %w", n.Name, err)
+		}
+		if bad := rep.Failing(); len(bad) > 0 {
+			var s []string
+			for _, b := range bad {
+				s = append(s, b.Name+": "+b.Detail)
+			}
+			return fmt.Errorf("Kubernetes: %s", strings.Join(s, "; "))
+		}
+		return nil
+	}
+	return nil
+}
+
+func (e *Env) kubeReachable(ctx context.Context, nodes []node, kc []byte) bool {
+	if len(kc) == 0 || e.Kube == nil {
+		return false
+	}
+	for _, n := range nodes {
+		if !n.controlPlane() {
+			continue
+		}
+		if open, err := e.Talos.ProbePorts(ctx, n.IPv4, []int{machineconfig.KubernetesAPIPort}); err == nil && open[machineconfig.KubernetesAPIPort] {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Env) talosGate(ctx context.Context, nodes []node, tc []byte) error {
 	cps := 0
 	for _, n := range nodes {
 		if n.controlPlane() {
@@ -315,10 +386,10 @@ func (e *Env) healthGate(ctx context.Context, nodes []node, tc []byte) error {
 
 // waitHealthy waits until the health gate passes (a rebooted member takes
 // a moment to be seen by the others).
-func (e *Env) waitHealthy(ctx context.Context, nodes []node, tc []byte, opts wait.Options) error {
+func (e *Env) waitHealthy(ctx context.Context, nodes []node, tc, kc []byte, opts wait.Options) error {
 	var last error
 	err := wait.Until(ctx, "cluster health", opts, func(ctx context.Context) (bool, string, error) {
-		last = e.healthGate(ctx, nodes, tc)
+		last = e.healthGate(ctx, nodes, tc, kc)
 		if last != nil {
 			return false, last.Error(), nil
 		}

@@ -630,6 +630,7 @@ func (n *Node) beginRebootLocked(cfg config.Provider, raw []byte) func() {
 	n.mode = ModeRebooting
 	n.etcdReady = false
 	n.services = map[string]*serviceState{}
+	n.kubeletLocked(false)
 	n.eventLocked(EventApplied)
 	kube := n.takeKubeConnsLocked()
 	delay := n.opts.RebootDelay

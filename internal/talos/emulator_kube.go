@@ -203,3 +203,14 @@ func (c *notifyConn) Close() error {
 	defer c.closed()
 	return c.Conn.Close()
 }
+
+// kubeletLocked tells the cluster's API that this node's kubelet stopped or
+// runs again, once it has registered: the Node's Ready condition follows
+// its kubelet (a reboot for an upgrade takes it NotReady, and back).
+// Lock order: n.mu, then the API server's own.
+func (n *Node) kubeletLocked(running bool) {
+	if n.kube == nil || !n.kubeStarted {
+		return
+	}
+	n.kube.SetKubeletRunning(n.kubeNodeName(), running)
+}

@@ -74,6 +74,9 @@ func (n *Node) setServiceLocked(id string, action machine.ServiceStateEvent_Acti
 		s.healthKnown, s.healthy, s.healthMsg, s.lastChange = h.known, h.healthy, h.msg, now
 	}
 	s.events = append(s.events, &machine.ServiceEvent{Msg: msg, State: s.state, Ts: timestamppb.New(now)})
+	if id == ServiceKubelet {
+		n.kubeletLocked(action == machine.ServiceStateEvent_RUNNING && s.healthy)
+	}
 	n.publishLocked(&machine.ServiceStateEvent{Service: id, Action: action, Message: msg, Health: s.health()})
 }
 

@@ -318,3 +318,40 @@ func TestCNINever(t *testing.T) {
 		t.Error("node Ready or CoreDNS running although the CNI never works")
 	}
 }
+
+// A node whose kubelet stops (a reboot) is NotReady with the lifecycle
+// controller's wording, and Ready again once the kubelet runs: its pod
+// network was configured before.
+func TestKubeletStopsAndStarts(t *testing.T) {
+	t.Parallel()
+
+	srv := newCluster(t, nil, nil)
+	cfg := kubeemulator.InProcessConfig(srv)
+	objects, err := kubeemulator.ManifestObjects(renderPlatform(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := kubeemulator.ApplyUntilDone(ctx, cfg, objects, kubeemulator.TalosBackoff.Scaled(100), nil); err != nil {
+		t.Fatal(err)
+	}
+	ready := func() bool {
+		inv := srv.Inventory()
+		return len(inv.Nodes) == 1 && inv.Nodes[0].Ready
+	}
+	for deadline := time.Now().Add(10 * time.Second); !ready(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the node never became Ready")
+		}
+	}
+	srv.SetKubeletRunning("node-1", false)
+	if ready() {
+		t.Fatal("a node whose kubelet stopped is still Ready")
+	}
+	srv.SetKubeletRunning("node-1", true)
+	if !ready() {
+		t.Fatal("the node is not Ready again once its kubelet runs")
+	}
+	srv.SetKubeletRunning("unknown", false) // not registered: ignored
+}

@@ -29,7 +29,7 @@ func (s *Server) Inventory() Inventory {
 	inv := Inventory{Nodes: []NodeInventory{}, Objects: []string{}}
 
 	for _, name := range s.nodeNamesLocked() {
-		inv.Nodes = append(inv.Nodes, NodeInventory{Name: name, Ready: s.cluster.networkReady[name]})
+		inv.Nodes = append(inv.Nodes, NodeInventory{Name: name, Ready: s.nodeReadyLocked(name)})
 	}
 
 	for gr, objects := range s.store {
