@@ -46,15 +46,17 @@ func (a *app) statusCmd() *cobra.Command {
 		Use:   "status",
 		Short: "Say how a cluster is doing, from outside and without opening it",
 		Long: `Report a cluster's servers, its Teleport registration, its DNS record, whether its API ports are
-closed from here, what the secret store holds for it, and each node's Talos version, services and
-etcd membership where the Talos API answers — each ok, degraded, down or unknown.
+closed from here, a recorded break-glass opening, what the secret store holds for it, each node's Talos
+version, services and etcd membership where the Talos API answers, and whether every node is Ready
+where the Kubernetes API answers — each ok, degraded, down or unknown.
 
 A locked-down cluster keeps the Talos and Kubernetes APIs closed to the internet, and status does not
 reopen them: from here it sees the servers, DNS, the ports (closed, as they must be) and the secret
 store, and through Teleport the kube agent's registration — the agent heartbeats from inside the
 cluster, so it proves the API server and the pod network work. The Talos API of a node is read only
-while it answers this machine (on a cluster a failed run left open); on a locked-down cluster nodes
-are "unknown", which does not make the cluster unhealthy.
+while it answers this machine (on a cluster a failed run left open, or during an 'access open'); on a
+locked-down cluster nodes and Kubernetes are "unknown", which does not make the cluster unhealthy. An
+opening still recorded after its end (its process died) is "degraded": 'access close' closes it.
 
 Exit code 0 when healthy, 1 when degraded or down.`,
 		Example: `  rawkode-cloud status --cluster-name demo

@@ -28,8 +28,9 @@ stays) with the new tag through Talos's Upgrade API; it reboots and must come ba
 and healthy services. Kubernetes: the kubelet, API server, controller manager, scheduler and kube-proxy
 images in each node's running config are moved to the new tag and the config re-applied without a
 reboot — what talosctl upgrade-k8s changes in machine config (it also rolls the manifests it manages
-and checks for deprecated APIs; this does not). Kubernetes node readiness is not part of the gate: the
-Kubernetes API is reached through Teleport, which this tool does not route.
+and checks for deprecated APIs; this does not). Where the Kubernetes API answers this machine, every
+node registered and Ready is part of the gate too; a locked-down cluster's is reached only through
+Teleport, and the gate says it leaves it out.
 
 The Talos API must answer this machine. A locked-down cluster's does not, and upgrade stops before
 changing anything, naming the route that is missing; it opens nothing itself. It works on a cluster a
