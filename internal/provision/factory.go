@@ -50,6 +50,10 @@ type Factory struct {
 	// the API is https://IP:8006, trusted only with the certificate the CLI
 	// made for the host.
 	ProxmoxEndpoint func(ip string) (url string, client *http.Client, ok bool)
+	// TeleportAddr, when set, says where a Teleport proxy address is
+	// reached (the sandbox: the proxmox topology's own Teleport VM is its
+	// Teleport emulator). Unset, the address is dialled as it is.
+	TeleportAddr func(addr string) string
 	// CallBudget bounds a call and its retries when nothing else does (the
 	// call is not part of a wait, nor of cleanup, which have deadlines of
 	// their own); zero means DefaultCallBudget.
@@ -155,6 +159,12 @@ func (f Factory) Talos(*config.Config) Talos {
 
 // ImageFactory builds the Talos Image Factory client.
 func (f Factory) ImageFactory(cfg *config.Config) (ImageFactory, error) {
+	return imagefactory.New(imagefactory.Options{URL: cfg.Get(config.ImageFactoryURL), HTTPClient: f.meteredClient("imagefactory", f.HTTPClient), Retry: f.policy("imagefactory")})
+}
+
+// imageFactoryClient is the Image Factory client itself (the proxmox
+// topology checks images and builds URLs with it).
+func (f Factory) imageFactoryClient(cfg *config.Config) (*imagefactory.Client, error) {
 	return imagefactory.New(imagefactory.Options{URL: cfg.Get(config.ImageFactoryURL), HTTPClient: f.meteredClient("imagefactory", f.HTTPClient), Retry: f.policy("imagefactory")})
 }
 

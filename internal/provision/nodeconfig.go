@@ -17,6 +17,9 @@ import (
 // plus the cluster's talosconfig. This is the one place where what a node
 // receives is decided.
 func (p *Provisioner) renderConfigs(ctx context.Context, r *pipeline.Run, bundle *secrets.Bundle) error {
+	if p.host != nil {
+		return p.host.vmConfigs(bundle)
+	}
 	all, err := addresses(ctx, p.nodes)
 	if err != nil {
 		return err

@@ -162,7 +162,7 @@ func (p *Provisioner) resolveSecrets(ctx context.Context, r *pipeline.Run) error
 		return fail.UsageError(err)
 	}
 	// Infisical may have filled the node counts.
-	p.nodes = planNodes(p.clusterName(), p.cfg.Int(config.ControlPlanes), p.cfg.Int(config.Workers))
+	p.nodes = p.planNodes()
 	if len(p.controlPlanes()) > 1 && !p.cfg.IsSet(config.CloudflareDNSName) {
 		r.Warn("without Cloudflare the cluster endpoint is the first control plane's address: clients outside the cluster lose the API with that node (KubePrism keeps in-cluster clients going)", nil)
 	}
@@ -215,9 +215,7 @@ func (p *Provisioner) resolveSecrets(ctx context.Context, r *pipeline.Run) error
 
 	// The Talos PKI needs nothing from the machines: generate it while the
 	// hardware is delivered instead of on the critical path in phase 4.
-	if p.host == nil {
-		p.ahead(r, p.bundle)
-	}
+	p.ahead(r, p.bundle)
 	return nil
 }
 

@@ -18,6 +18,11 @@ func (p *Provisioner) updateDNS(ctx context.Context, r *pipeline.Run) error {
 		r.Skip("Cloudflare is not configured")
 		return nil
 	}
+	if p.host != nil {
+		// The Kubernetes API's endpoint is the VIP on the internal network.
+		r.Skip("the proxmox topology's API endpoint is its VIP " + ProxmoxLayout().APIVIP.String() + " on the internal network")
+		return nil
+	}
 	_, err := p.dnsRecords.Get(ctx, r)
 	return err
 }

@@ -29,8 +29,13 @@ func (p *Provisioner) bootstrap(ctx context.Context, r *pipeline.Run) error {
 	if err := eachNode(p.nodes, func(n *Node) error { return p.waitServices(ctx, r, n) }); err != nil {
 		return err
 	}
-	if installDelivery(p.cfg) {
+	if installDelivery(p.cfg) && p.host == nil {
 		if err := eachNode(p.nodes, func(n *Node) error { return p.removeDeliveryTraces(ctx, r, n) }); err != nil {
+			return err
+		}
+	}
+	if p.host != nil {
+		if err := p.host.removeTalosSeeds(ctx, r); err != nil {
 			return err
 		}
 	}
@@ -52,7 +57,7 @@ func (p *Provisioner) applyConfig(ctx context.Context, r *pipeline.Run, n *Node)
 		r.Info("machine config re-applied over mTLS (resumed run)", map[string]any{"ip": ip})
 		return nil
 	}
-	if installDelivery(p.cfg) {
+	if installDelivery(p.cfg) || p.host != nil {
 		// It booted with its config and answered over mTLS in phase 2.
 		return nil
 	}

@@ -62,6 +62,12 @@ func (p *Provisioner) verifyAndLockDown(ctx context.Context, r *pipeline.Run) er
 	if err := eachNode(p.nodes, func(n *Node) error { return p.lockDown(ctx, r, n) }); err != nil {
 		return err
 	}
+	if p.host != nil {
+		p.host.dropProvisioner(ctx, r)
+		if err := p.host.LockDown(ctx, r); err != nil {
+			return err
+		}
+	}
 	_, _ = tokenGone.Get(ctx, r)
 	return nil
 }

@@ -38,6 +38,7 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 	"github.com/rawkode/rawkode-cloud/internal/platform"
+	"github.com/rawkode/rawkode-cloud/internal/proxmoxvms"
 	"github.com/rawkode/rawkode-cloud/internal/redact"
 	"github.com/rawkode/rawkode-cloud/internal/teleport"
 )
@@ -142,7 +143,7 @@ func New(opts Options) *Provisioner {
 	}
 	p := &Provisioner{opts: opts, cfg: opts.Config, runID: randomHex(8)}
 	// Phase 0 plans again once Infisical filled in the settings.
-	p.nodes = planNodes(p.clusterName(), max(p.cfg.Int(config.ControlPlanes), 1), p.cfg.Int(config.Workers))
+	p.nodes = p.planNodes()
 	if p.cfg.Get(config.Topology) == config.TopologyProxmox {
 		p.host = newProxmoxHost(p, nil)
 	}
@@ -153,13 +154,16 @@ func New(opts Options) *Provisioner {
 // Phases is the whole order of provisioning, readable in one place.
 func (p *Provisioner) Phases() []pipeline.Phase {
 	if p.host != nil {
-		// The proxmox topology, so far: its host, ready for the VMs that
-		// will carry the nodes (the shared Talos phases follow with them).
+		// The proxmox topology: its host and the VMs on it stand in for
+		// phase 2; the Talos phases are the shared ones.
 		return []pipeline.Phase{
-			pipeline.PhaseFunc("Resolve secrets", p.resolveSecrets),      // phase0_secrets.go
-			pipeline.PhaseFunc("Order server", p.orderServers),           // phase1_order.go
-			pipeline.PhaseFunc("Prepare Proxmox VE host", p.prepareHost), // proxmox.go (Reach)
-			pipeline.PhaseFunc("Verify and lock down", p.lockDownHost),   // proxmox.go
+			pipeline.PhaseFunc("Resolve secrets", p.resolveSecrets),              // phase0_secrets.go
+			pipeline.PhaseFunc("Order server", p.orderServers),                   // phase1_order.go
+			pipeline.PhaseFunc("Prepare Proxmox VE host and VMs", p.prepareHost), // proxmox.go, proxmox_vms.go
+			pipeline.PhaseFunc("Update DNS", p.updateDNS),                        // phase3_dns.go
+			pipeline.PhaseFunc("Generate config", p.generateConfig),              // phase4_config.go
+			pipeline.PhaseFunc("Bootstrap cluster", p.bootstrap),                 // phase5_bootstrap.go
+			pipeline.PhaseFunc("Verify and lock down", p.verifyAndLockDown),      // phase6_verify.go
 		}
 	}
 	return []pipeline.Phase{
@@ -181,6 +185,18 @@ func (p *Provisioner) Close() {
 	if p.tp != nil {
 		_ = p.tp.Close()
 	}
+	if p.host != nil && p.host.vmTeleport != nil {
+		_ = p.host.vmTeleport.Close()
+	}
+}
+
+// planNodes names the cluster's nodes as the settings say; the proxmox
+// topology always runs its VM plan's three control planes.
+func (p *Provisioner) planNodes() []*Node {
+	if p.cfg.Get(config.Topology) == config.TopologyProxmox {
+		return planNodes(p.clusterName(), proxmoxvms.ControlPlanes, 0)
+	}
+	return planNodes(p.clusterName(), max(p.cfg.Int(config.ControlPlanes), 1), p.cfg.Int(config.Workers))
 }
 
 // clusterName is used in names, tags and paths.
@@ -224,11 +240,14 @@ func (p *Provisioner) Summary() map[string]any {
 	}
 	s["locked_down"] = locked
 	if p.host != nil {
-		s["locked_down"] = p.host.lockedDown
+		s["locked_down"] = locked && p.host.lockedDown
+		s["ip"] = p.host.server.IPv4
+		vms := make([]string, 0, len(p.host.vms))
+		for _, vm := range p.host.vms {
+			vms = append(vms, fmt.Sprintf("%s %d %s", vm.Name, vm.VMID, vm.Address.Addr()))
+		}
 		s["proxmox"] = map[string]any{"node": p.host.node, "version": p.host.version, "bridge": ProxmoxBridge + " " + p.host.cidr.String(),
-			"api_token": ProxmoxUser + "!" + ProxmoxTokenID}
-		delete(s, "connect")
-		delete(s, "teleport_cluster")
+			"api_token": ProxmoxUser + "!" + ProxmoxTokenID, "vms": vms}
 	}
 	return s
 }

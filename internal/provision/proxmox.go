@@ -17,7 +17,9 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 	"github.com/rawkode/rawkode-cloud/internal/proxmox"
 	"github.com/rawkode/rawkode-cloud/internal/proxmoxhost"
+	"github.com/rawkode/rawkode-cloud/internal/proxmoxvms"
 	"github.com/rawkode/rawkode-cloud/internal/scaleway"
+	"github.com/rawkode/rawkode-cloud/internal/teleport"
 	"github.com/rawkode/rawkode-cloud/internal/wait"
 )
 
@@ -72,6 +74,12 @@ type proxmoxHost struct {
 	api          ProxmoxAPI
 	version      string
 	lockedDown   bool
+
+	// The VMs (proxmox_vms.go).
+	vmInput    proxmoxvms.Input
+	build      proxmoxvms.Build
+	vms        []proxmoxvms.VM
+	vmTeleport *teleport.Client
 }
 
 func newProxmoxHost(p *Provisioner, m *metal) *proxmoxHost {
@@ -183,7 +191,15 @@ func (h *proxmoxHost) Reach(ctx context.Context, r *pipeline.Run, nodes []*Node)
 	if err := h.storage(ctx, r); err != nil {
 		return err
 	}
-	return h.rotateRoot(ctx, r, root)
+	if err := h.rotateRoot(ctx, r, root); err != nil {
+		return err
+	}
+	// From here on the Talos VMs are reached through the host's
+	// operator-only forwards.
+	f := &h.p.opts.Factory
+	f.TalosDialer = forwardDialer(h.server.IPv4, OperatorForwards(ProxmoxLayout()), f.TalosDialer)
+	h.p.talos = f.Talos(h.cfg)
+	return h.createVMs(ctx, r, nodes)
 }
 
 func (h *proxmoxHost) waitInstalled(ctx context.Context, r *pipeline.Run, nodes []*Node) error {
@@ -198,8 +214,11 @@ func (h *proxmoxHost) waitInstalled(ctx context.Context, r *pipeline.Run, nodes 
 	}
 	w.Done()
 	h.server.IPv4 = srv.IPv4
-	for _, n := range nodes {
-		n.Address.Keep(srv.IPv4)
+	// The nodes are VMs on the internal network: their addresses are the
+	// plan's, and nothing of theirs is installed until the host is.
+	l := ProxmoxLayout()
+	for i, n := range nodes {
+		n.Address.Keep(l.Nodes[i].String())
 		n.Installed.Keep(struct{}{})
 	}
 	r.Info("Debian installed; it now turns itself into Proxmox VE", map[string]any{"server_id": id, "ip": srv.IPv4})
@@ -385,12 +404,8 @@ func (h *proxmoxHost) LockDown(ctx context.Context, r *pipeline.Run) error {
 // lockdownProbe is how long a closed port may take to prove it is closed.
 const lockdownProbe = 5 * time.Second
 
-// lockDownHost is the proxmox topology's phase 6 until its VMs exist.
-func (p *Provisioner) lockDownHost(ctx context.Context, r *pipeline.Run) error {
-	return p.host.LockDown(ctx, r)
-}
-
-// prepareHost is the proxmox topology's phase 2: the host, set up.
+// prepareHost is the proxmox topology's phase 2: the host set up, the VMs
+// on it created, and the Talos nodes answering over mTLS.
 func (p *Provisioner) prepareHost(ctx context.Context, r *pipeline.Run) error {
 	return p.topo.Reach(ctx, r, p.nodes)
 }

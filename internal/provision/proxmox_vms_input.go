@@ -28,6 +28,14 @@ func ProxmoxLayout() proxmoxvms.Layout {
 // machine-config input (base); the VM's own part is MachineInput's. Each
 // VM's configs are generated once, however often they are asked for.
 func VMInput(cfg *config.Config, base machineconfig.Input) proxmoxvms.Input {
+	in, _ := vmInput(cfg, base)
+	return in
+}
+
+// vmInput is VMInput, also returning where the cluster's talosconfig is
+// kept once the first Talos VM's configs were generated.
+func vmInput(cfg *config.Config, base machineconfig.Input) (proxmoxvms.Input, *[]byte) {
+	var talosconfig []byte
 	l := ProxmoxLayout()
 	in := proxmoxvms.Input{
 		Cluster: cfg.Get(config.ClusterName),
@@ -57,7 +65,8 @@ func VMInput(cfg *config.Config, base machineconfig.Input) proxmoxvms.Input {
 			return nil, nil, fmt.Errorf("generate the Talos config of %s: %w", vm.Name, err)
 		}
 		made[vm.Name] = [2][]byte{res.ControlPlane, res.Lockdown}
+		talosconfig = res.Talosconfig
 		return res.ControlPlane, res.Lockdown, nil
 	}
-	return in
+	return in, &talosconfig
 }

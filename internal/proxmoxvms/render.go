@@ -63,6 +63,9 @@ func (in Input) teleport() teleportvm.Config {
 	return c
 }
 
+// TeleportConfig is the Teleport VM's configuration as the VM gets it.
+func (in Input) TeleportConfig() teleportvm.Config { return in.teleport() }
+
 func (in Input) haproxy() haproxy.Config {
 	return haproxy.Config{
 		Domain:       in.Domain,

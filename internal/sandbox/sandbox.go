@@ -139,9 +139,12 @@ type Sandbox struct {
 	nodeCounters []*emulator.Counters
 	ips          map[string]string           // server ID → public IP
 	hosts        map[string]*pveemu.Emulator // Proxmox VE hosts by public IP
-	closed       bool
-	timers       []*time.Timer
-	rewrite      func([]byte) []byte
+	// vmNodes are the Talos VMs' nodes by host IP and VM ID (their key in
+	// nodes is their internal address).
+	vmNodes map[string]map[int]string
+	closed  bool
+	timers  []*time.Timer
+	rewrite func([]byte) []byte
 	// kubes are the clusters' Kubernetes APIs, by cluster name; nodeCluster
 	// says which cluster a node (by IP) serves.
 	kubes       map[string]*kubeemulator.Server
@@ -169,7 +172,7 @@ func Start(opts Options) (*Sandbox, error) {
 	}
 	s := &Sandbox{speed: speed, profile: prof, faults: emulator.NewFaults(), nodes: map[string]*talos.Node{}, ips: map[string]string{},
 		kubes: map[string]*kubeemulator.Server{}, nodeCluster: map[string]string{},
-		hosts:    map[string]*pveemu.Emulator{},
+		hosts: map[string]*pveemu.Emulator{}, vmNodes: map[string]map[int]string{},
 		pollOnly: opts.PollOnly}
 	for p, f := range opts.Faults {
 		s.faults.Set(p, f)
@@ -290,7 +293,8 @@ func (s *Sandbox) bootHost(srv scaleway.Server, rootHash string) {
 	e, err := pveemu.New(pveemu.Options{Node: srv.Name, Version: SandboxPVEVersion, RootPasswordHash: rootHash, PublicCIDR: srv.IPv4 + "/24",
 		Operator: OperatorIP, Faults: s.faults,
 		Delays: pveemu.Delays{NetworkApply: sc(d.NetworkApply), Download: sc(d.Download), VMCreate: sc(d.VMCreate),
-			VMStart: sc(d.VMStart), VMStop: sc(d.VMStop)}})
+			VMStart: sc(d.VMStart), VMStop: sc(d.VMStop)},
+		OnPower: func(g pveemu.Guest, on bool) { s.vmPower(srv.IPv4, g, on) }})
 	if err != nil {
 		return
 	}
@@ -369,20 +373,37 @@ func (s *Sandbox) after(d time.Duration, fn func()) {
 }
 
 // removeNode takes the node and its agent away with the deleted server.
+// A Proxmox host takes its VMs' nodes along.
 func (s *Sandbox) removeNode(id string) {
-	s.agentMu.Lock()
-	defer s.agentMu.Unlock()
 	s.mu.Lock()
-	n := s.nodes[s.ips[id]]
-	h := s.hosts[s.ips[id]]
-	delete(s.nodes, s.ips[id])
-	delete(s.hosts, s.ips[id])
+	ip := s.ips[id]
+	h := s.hosts[ip]
+	delete(s.hosts, ip)
 	delete(s.ips, id)
+	keys := []string{ip}
+	for _, k := range s.vmNodes[ip] {
+		keys = append(keys, k)
+	}
+	delete(s.vmNodes, ip)
 	s.mu.Unlock()
-	s.dropKube(n, s.nodeClusterOf(n))
 	if h != nil {
 		h.Close()
 	}
+	for _, k := range keys {
+		s.dropNode(k)
+	}
+}
+
+// dropNode takes the node at key (its public or, for a VM, internal
+// address) and its agent away.
+func (s *Sandbox) dropNode(key string) {
+	s.agentMu.Lock()
+	defer s.agentMu.Unlock()
+	s.mu.Lock()
+	n := s.nodes[key]
+	delete(s.nodes, key)
+	s.mu.Unlock()
+	s.dropKube(n, s.nodeClusterOf(n))
 	if n != nil {
 		for _, cfg := range n.AppliedConfigs() {
 			if _, cluster, err := machineconfig.TeleportJoin(cfg); err == nil {
@@ -421,6 +442,9 @@ func (s *Sandbox) dial(ctx context.Context, addr string) (net.Conn, error) {
 	if n := s.Node(host); n != nil {
 		return n.Dialer()(ctx, addr)
 	}
+	if c, ok, err := s.forwarded(ctx, addr); ok {
+		return c, err
+	}
 	return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
 }
 
@@ -433,6 +457,8 @@ func (s *Sandbox) Factory() provision.Factory {
 		IPAllowNonPublic:  true,
 		TalosDialer:       s.dial,
 		ProxmoxEndpoint:   s.proxmoxEndpoint,
+		// The proxmox topology's own Teleport VM is this Teleport.
+		TeleportAddr: func(string) string { return s.Teleport.Addr() },
 	})
 }
 
@@ -726,9 +752,7 @@ func (s *Sandbox) proxmoxInventory() ProxmoxInventory {
 		for _, t := range snap.Tokens {
 			inv.APITokens = append(inv.APITokens, map[string]any{"id": t})
 		}
-		for _, v := range snap.VMs {
-			inv.VMs = append(inv.VMs, map[string]any{"vmid": v.VMID, "name": v.Name, "tags": strings.Join(v.Tags, ";"), "running": v.Running})
-		}
+		inv.VMs = append(inv.VMs, proxmoxVMs(snap)...)
 	}
 	return inv
 }

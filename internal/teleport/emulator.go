@@ -263,6 +263,17 @@ func (e *Emulator) IdentityFile() ([]byte, error) {
 	return id, nil
 }
 
+// IdentityFor issues user an identity valid for ttl, as `tctl auth sign
+// --user USER --ttl TTL` on the auth server would (the Teleport VM's first
+// boot does this for its provisioner user).
+func (e *Emulator) IdentityFor(user string, ttl time.Duration) ([]byte, error) {
+	id, err := e.ca.identity(user, time.Now(), ttl)
+	if err != nil {
+		return nil, fmt.Errorf("teleport emulator: issue identity: %w", err)
+	}
+	return id, nil
+}
+
 // Close stops serving, releasing hanging calls and open watches.
 func (e *Emulator) Close() {
 	e.closeOne.Do(func() {

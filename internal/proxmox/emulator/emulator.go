@@ -100,6 +100,19 @@ type Options struct {
 	Faults *emulator.Faults
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// OnPower is told when a VM starts or stops (its start or stop task
+	// settled): the sandbox boots what the VM's disk and cidata volume
+	// hold. Called on a goroutine of its own, never under the node's lock.
+	OnPower func(vm Guest, running bool)
+}
+
+// Guest is a VM as OnPower sees it: its config and the bytes of its
+// cidata volume (ide2), what a guest finds at first boot.
+type Guest struct {
+	VMID   int
+	Name   string
+	Config map[string]string
+	CIData []byte
 }
 
 // Emulator is a running Proxmox VE API. Safe for concurrent use.

@@ -204,7 +204,10 @@ func init() {
 		start := q.flag("start", false)
 		return e.startTask(q, strconv.Itoa(id), e.opts.Delays.VMCreate, func() (string, []string) {
 			v.lock = ""
-			v.running = v.running || start
+			if start && !v.running {
+				v.running = true
+				e.powered(v, true)
+			}
 			return "OK", nil
 		}), nil
 	}
@@ -302,7 +305,11 @@ func init() {
 				return nil, errf(http.StatusInternalServerError, "VM %d already running", v.vmid)
 			}
 			return e.startTask(q, strconv.Itoa(v.vmid), timeDur(delay(e)), func() (string, []string) {
+				changed := v.running != on
 				v.running = on
+				if changed {
+					e.powered(v, on)
+				}
 				return "OK", nil
 			}), nil
 		}
@@ -342,3 +349,22 @@ func vmIDs(st *state) []int {
 }
 
 func timeDur(n int64) time.Duration { return time.Duration(n) }
+
+// powered tells OnPower about a VM that started or stopped, with a copy of
+// what it boots from. Called with the node's lock held.
+func (e *Emulator) powered(v *vm, on bool) {
+	if e.opts.OnPower == nil {
+		return
+	}
+	g := Guest{VMID: v.vmid, Name: v.config["name"], Config: map[string]string{}}
+	for k, val := range v.config {
+		g.Config[k] = val
+	}
+	if volid, _, _ := strings.Cut(v.config["ide2"], ","); volid != "" && volid != "none" {
+		store, _, _ := strings.Cut(volid, ":")
+		if s := e.st.storages[store]; s != nil && s.volumes[volid] != nil {
+			g.CIData = append([]byte(nil), s.volumes[volid].data...)
+		}
+	}
+	go e.opts.OnPower(g, on)
+}

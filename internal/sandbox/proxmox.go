@@ -1,0 +1,194 @@
+package sandbox
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rawkode/rawkode-cloud/internal/cidata"
+	kubeemulator "github.com/rawkode/rawkode-cloud/internal/kube/emulator"
+	"github.com/rawkode/rawkode-cloud/internal/provision"
+	pveemu "github.com/rawkode/rawkode-cloud/internal/proxmox/emulator"
+	"github.com/rawkode/rawkode-cloud/internal/proxmoxvms"
+	"github.com/rawkode/rawkode-cloud/internal/talos"
+	"github.com/rawkode/rawkode-cloud/internal/teleportvm"
+)
+
+// The proxmox topology's VMs in the sandbox: when the emulated Proxmox VE
+// starts a VM, the sandbox plays its first boot from what the VM really
+// boots with. The Teleport VM installs Teleport and leaves its
+// provisioner's one-hour identity in tmpfs (the sandbox's Teleport emulator
+// stands in for the VM's Teleport); a Talos VM reads its machine config from
+// the user-data of its own cidata ISO and comes up configured as an
+// emulated Talos node at its internal address. The HAProxy VM only boots.
+//
+// The CLI reaches the Talos VMs the way it does on a real host: through the
+// host's operator-only port forwards (provision.OperatorForwards), which
+// dial routes from the host's public address to the node.
+
+// Realistic first-boot durations of the VMs (before the speed applies).
+const (
+	teleportFirstBoot = 2 * time.Minute  // apt install teleport, start, tctl
+	talosVMBoot       = 45 * time.Second // the nocloud image boots, reads cidata
+)
+
+// vmPower follows a VM of the host at hostIP starting or stopping.
+func (s *Sandbox) vmPower(hostIP string, g pveemu.Guest, on bool) {
+	if !on {
+		s.stopVM(hostIP, g.VMID)
+		return
+	}
+	tags := strings.FieldsFunc(g.Config["tags"], func(r rune) bool { return r == ';' || r == ',' })
+	cluster := ""
+	for _, t := range tags {
+		if c, ok := strings.CutPrefix(t, "cluster-"); ok {
+			cluster = c
+		}
+	}
+	switch {
+	case hasTag(tags, proxmoxvms.RoleTeleport):
+		s.after(s.Scaled(teleportFirstBoot), func() { s.bootTeleportVM(hostIP, g.VMID) })
+	case hasTag(tags, proxmoxvms.RoleTalos):
+		s.bootTalosVM(hostIP, cluster, g)
+	}
+}
+
+func hasTag(tags []string, want string) bool {
+	for _, t := range tags {
+		if t == want {
+			return true
+		}
+	}
+	return false
+}
+
+// bootTeleportVM is the Teleport VM's first boot as far as the CLI sees
+// it: the provisioner user exists and its identity waits in tmpfs.
+func (s *Sandbox) bootTeleportVM(hostIP string, vmid int) {
+	h := s.Host(hostIP)
+	if h == nil {
+		return
+	}
+	id, err := s.Teleport.IdentityFor(teleportvm.ProvisionerUser, teleportvm.IdentityTTL)
+	if err != nil {
+		return
+	}
+	s.Teleport.SeedUser(teleportvm.ProvisionerUser)
+	h.WriteGuestFile(vmid, teleportvm.IdentityPath, id)
+	s.tl.add("proxmox: teleport VM first boot done", hostIP, time.Now())
+}
+
+// bootTalosVM starts the emulated Talos node of a Talos VM, configured from
+// its cidata ISO; without a readable config it boots into maintenance mode.
+func (s *Sandbox) bootTalosVM(hostIP, cluster string, g pveemu.Guest) {
+	var cfg []byte
+	if label, files, err := cidata.Read(g.CIData); err == nil && strings.EqualFold(label, cidata.LabelCloudInit) {
+		cfg, _ = cidata.Lookup(files, "user-data")
+	}
+	vms, err := proxmoxvms.Plan(cluster, provision.ProxmoxLayout())
+	if err != nil {
+		return
+	}
+	var ip netip.Addr
+	for _, vm := range vms {
+		if vm.VMID == g.VMID {
+			ip = vm.Address.Addr()
+		}
+	}
+	if !ip.IsValid() {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	services := map[string]time.Duration{}
+	for k, v := range s.profile.Services {
+		services[k] = s.Scaled(v)
+	}
+	key := ip.String()
+	node, err := talos.NewNode(talos.NodeOptions{
+		PublicIP: ip, OperatorIP: OperatorIP, InstallConfig: cfg,
+		BootDelay: s.Scaled(talosVMBoot), RebootDelay: s.Scaled(s.profile.Reboot),
+		EtcdReadyDelay: s.Scaled(s.profile.EtcdReady), ServiceDelays: services,
+		MaintenanceLinger: s.Scaled(s.profile.MaintenanceLinger),
+		Faults:            s.faults.ForNode(g.Name), NoEvents: s.pollOnly,
+		OnEvent:       func(name string, at time.Time) { s.tl.add("talos: "+name, key, at) },
+		Peers:         s.Nodes,
+		RewriteConfig: s.rewrite,
+		Kube:          func(cluster string) *kubeemulator.Server { return s.kubeFor(cluster, key) },
+		FetchManifest: fetchManifest,
+		ApplyBackoff:  kubeemulator.TalosBackoff.Scaled(s.speed),
+	})
+	if err != nil {
+		return
+	}
+	s.nodeCounters = append(s.nodeCounters, node.Counters())
+	node.OnConfigured(func(cfg []byte) { s.startAgent(key, node, cfg) })
+	s.nodes[key] = node
+	if s.vmNodes[hostIP] == nil {
+		s.vmNodes[hostIP] = map[int]string{}
+	}
+	s.vmNodes[hostIP][g.VMID] = key
+}
+
+// stopVM takes a stopped VM's node (and its kube agent) away.
+func (s *Sandbox) stopVM(hostIP string, vmid int) {
+	s.mu.Lock()
+	key, ok := s.vmNodes[hostIP][vmid]
+	delete(s.vmNodes[hostIP], vmid)
+	s.mu.Unlock()
+	if ok {
+		s.dropNode(key)
+	}
+}
+
+// forwarded dials through a host's operator-only forwards: the only way
+// from here to a Talos VM. Nil when addr is not such a forward.
+func (s *Sandbox) forwarded(ctx context.Context, addr string) (net.Conn, bool, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || s.Host(ap.Addr().String()) == nil {
+		return nil, false, nil
+	}
+	for _, f := range provision.OperatorForwards(provision.ProxmoxLayout()) {
+		if f.Port != int(ap.Port()) {
+			continue
+		}
+		n := s.Node(f.To.Addr().String())
+		if n == nil {
+			return nil, true, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+		}
+		c, err := n.Dialer()(ctx, f.To.String())
+		return c, true, err
+	}
+	return nil, false, nil
+}
+
+// proxmoxVMs lists a host's VMs as the inventory shows them.
+func proxmoxVMs(snap pveemu.Snapshot) []map[string]any {
+	var out []map[string]any
+	for _, v := range snap.VMs {
+		ip := ""
+		for _, t := range v.Tags {
+			if c, ok := strings.CutPrefix(t, "cluster-"); ok {
+				if vms, err := proxmoxvms.Plan(c, provision.ProxmoxLayout()); err == nil {
+					for _, vm := range vms {
+						if vm.VMID == v.VMID {
+							ip = vm.Address.Addr().String()
+						}
+					}
+				}
+			}
+		}
+		status := "stopped"
+		if v.Running {
+			status = "running"
+		}
+		out = append(out, map[string]any{"name": v.Name, "vmid": v.VMID, "ip": ip, "status": status, "tags": v.Tags})
+	}
+	return out
+}
