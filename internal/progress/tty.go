@@ -289,23 +289,37 @@ func Block(e pipeline.Event) string {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	blockFields(&b, "  ", e.Fields)
+	return b.String()
+}
+
+// blockFields writes fields sorted by key at one indentation; a map of
+// lists (one emulator's several kinds of resource) becomes a sub-block.
+func blockFields(b *strings.Builder, indent string, fields map[string]any) {
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
 	for _, k := range keys {
-		switch v := e.Fields[k].(type) {
+		switch v := fields[k].(type) {
 		case []map[string]any:
-			fmt.Fprintf(&b, "  %s (%d)\n", k, len(v))
+			fmt.Fprintf(b, "%s%s (%d)\n", indent, k, len(v))
 			for _, item := range v {
-				fmt.Fprintf(&b, "    - %s\n", itemLine(item))
+				fmt.Fprintf(b, "%s  - %s\n", indent, itemLine(item))
 			}
 		case []string:
-			fmt.Fprintf(&b, "  %s (%d)\n", k, len(v))
+			fmt.Fprintf(b, "%s%s (%d)\n", indent, k, len(v))
 			for _, item := range v {
-				fmt.Fprintf(&b, "    - %s\n", item)
+				fmt.Fprintf(b, "%s  - %s\n", indent, item)
 			}
+		case map[string]any:
+			fmt.Fprintf(b, "%s%s\n", indent, k)
+			blockFields(b, indent+"  ", v)
 		default:
-			fmt.Fprintf(&b, "  %-22s %s\n", k+":", FormatValue(k, v))
+			fmt.Fprintf(b, "%s%-22s %s\n", indent, k+":", FormatValue(k, v))
 		}
 	}
-	return b.String()
 }
 
 // itemLine renders one entry of a list in a block. An entry with a title

@@ -542,6 +542,9 @@ var scaledWait = map[string]bool{
 	config.ProxmoxHostTimeout: true, config.ProxmoxHostInterval: true,
 }
 
+// timeoutFloor is the least real time a default deadline gets in a sandbox.
+const timeoutFloor = 5 * time.Second
+
 // scaleWaits divides every wait by speed; set records the new value.
 func scaleWaits(cfg *config.Config, speed float64, set func(name, v string)) {
 	scaled := func(d time.Duration) time.Duration { return time.Duration(float64(d) / speed) }
@@ -550,7 +553,16 @@ func scaleWaits(cfg *config.Config, speed float64, set func(name, v string)) {
 			continue
 		}
 		if d := cfg.Duration(name); d > 0 { // a malformed value stays, for validation to name its source
-			set(name, scaled(d).String())
+			v := scaled(d)
+			if strings.HasSuffix(name, "-timeout") && cfg.Value(name).Source == config.FromDefault {
+				// A default deadline keeps a floor in real time: the
+				// emulators' TLS handshakes and timers do not speed up,
+				// and on a busy machine 1.5 s is not enough to tell a
+				// node that never comes from one that is late. A
+				// deadline the user gave is scaled exactly.
+				v = max(v, timeoutFloor)
+			}
+			set(name, v.String())
 		}
 	}
 	// Cleanup keeps a floor: a 429's Retry-After is whole seconds whatever
@@ -714,10 +726,20 @@ func InventoryEventOf(inv Inventory) pipeline.Event {
 	}
 	return pipeline.Event{Type: pipeline.EventInventory, Time: time.Now(), Phase: "sandbox", Message: msg, Fields: map[string]any{
 		"servers": inv.Servers, "dns_records": inv.DNSRecords, "tokens": inv.Tokens,
-		"kube_servers": inv.KubeServers, "secrets": inv.Secrets, "kubernetes": inv.Kubernetes,
+		"kube_servers": inv.KubeServers, "secrets": inv.Secrets, "kubernetes": kubernetesFields(inv.Kubernetes),
 		"proxmox": map[string]any{"hosts": inv.Proxmox.Hosts, "bridges": inv.Proxmox.Bridges,
 			"firewall_rules": inv.Proxmox.FirewallRules, "api_tokens": inv.Proxmox.APITokens, "vms": inv.Proxmox.VMs},
 	}}
+}
+
+// kubernetesFields is the cluster's inventory as event fields: the same
+// JSON as kubeemulator.Inventory, and a readable block for people.
+func kubernetesFields(k kubeemulator.Inventory) map[string]any {
+	nodes := make([]map[string]any, 0, len(k.Nodes))
+	for _, n := range k.Nodes {
+		nodes = append(nodes, map[string]any{"name": n.Name, "ready": n.Ready})
+	}
+	return map[string]any{"nodes": nodes, "objects": append([]string{}, k.Objects...)}
 }
 
 // proxmoxInventory lists every emulated host's state.

@@ -302,12 +302,32 @@ func (c *Client) ApplyInsecure(ctx context.Context, ip string, cfg []byte) error
 		if err == nil {
 			return nil
 		}
+		if ambiguous && c.wantsClientCert(actx, ip) {
+			// An earlier attempt's answer was lost, and the node has
+			// rebooted into a config since: ours, unless WaitMTLS
+			// finds otherwise. (The retried apply itself may only see a
+			// broken pipe: the refusal arrives while the config is
+			// still being written.)
+			return nil
+		}
 		if code := status.Code(err); code == codes.Unavailable || code == codes.DeadlineExceeded {
 			ambiguous = true
 		}
 		return grpcErr(fmt.Sprintf("apply configuration to %s (maintenance mode)", ip), err)
 	})
 	return err
+}
+
+// wantsClientCert says whether the node at ip now refuses a connection
+// without a client certificate: it left maintenance mode for a config.
+func (c *Client) wantsClientCert(ctx context.Context, ip string) bool {
+	cl, err := c.insecureClient(ctx, ip)
+	if err != nil {
+		return false
+	}
+	defer cl.Close()
+	_, err = cl.Version(ctx)
+	return err != nil && requiresClientCert(err)
 }
 
 // StateStillMaintenance is what WaitMTLS reports while the node still
