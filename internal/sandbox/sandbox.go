@@ -542,8 +542,9 @@ var scaledWait = map[string]bool{
 	config.ProxmoxHostTimeout: true, config.ProxmoxHostInterval: true,
 }
 
-// timeoutFloor is the least real time a default deadline gets in a sandbox.
-const timeoutFloor = 5 * time.Second
+// timeoutSlack is the real time a default deadline gets on top of its
+// scaled value in a sandbox.
+const timeoutSlack = 5 * time.Second
 
 // scaleWaits divides every wait by speed; set records the new value.
 func scaleWaits(cfg *config.Config, speed float64, set func(name, v string)) {
@@ -555,12 +556,14 @@ func scaleWaits(cfg *config.Config, speed float64, set func(name, v string)) {
 		if d := cfg.Duration(name); d > 0 { // a malformed value stays, for validation to name its source
 			v := scaled(d)
 			if strings.HasSuffix(name, "-timeout") && cfg.Value(name).Source == config.FromDefault {
-				// A default deadline keeps a floor in real time: the
-				// emulators' TLS handshakes and timers do not speed up,
-				// and on a busy machine 1.5 s is not enough to tell a
-				// node that never comes from one that is late. A
-				// deadline the user gave is scaled exactly.
-				v = max(v, timeoutFloor)
+				// A default deadline gets slack in real time: the
+				// emulators' TLS handshakes, key generation and HTTP
+				// round trips do not speed up with the clock, and on a
+				// busy machine a 45-minute delivery budget scaled to
+				// 6.75 s leaves too little to tell a late server from
+				// one that never comes. A deadline the user gave is
+				// scaled exactly.
+				v += timeoutSlack
 			}
 			set(name, v.String())
 		}
