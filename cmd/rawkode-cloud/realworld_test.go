@@ -34,6 +34,17 @@ func TestRealWorldFaults(t *testing.T) {
 			stderr: []string{"Teleport verification failed", "firewall open"},
 		},
 		{
+			// The join token expires before the agent starts: renewed, the
+			// old one deleted, and none left once the agent joined.
+			name: "join token expires before the agent starts", faults: []string{"teleport.token=expire"}, exit: 0,
+			output: []string{"Teleport join token renewed: Teleport no longer has it"},
+			check: func(t *testing.T, inv map[string]any, _ string) {
+				if n := inv["tokens"]; n != 0 {
+					t.Errorf("join tokens left: %v", n)
+				}
+			},
+		},
+		{
 			name: "Teleport identity may not create tokens", faults: []string{"teleport.permissions=deny"}, exit: 2,
 			stderr: []string{`Teleport identity "rawkode-cloud"`, "create on token"},
 			check:  func(t *testing.T, inv map[string]any, _ string) { mustBeEmpty(t, inv) },

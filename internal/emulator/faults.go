@@ -226,6 +226,20 @@ func (f *Faults) Peek(point string, k Kind) bool {
 	return ft.Times == 0 || f.fired[key] < ft.Times
 }
 
+// Get returns the fault this view sees at point, if any.
+func (f *Faults) Get(point string) (Fault, bool) {
+	if f == nil {
+		return Fault{}, false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ft, ok := f.lookup(point)
+	if !ok {
+		return Fault{}, false
+	}
+	return *ft, true
+}
+
 // Fired reports how many times the fault at point has fired.
 func (f *Faults) Fired(point string) int {
 	f.mu.Lock()

@@ -420,6 +420,11 @@ func (r *Run) Undo(st UndoStep) {
 	r.emit(Event{Type: EventCreated, Fields: map[string]any{"resource": st.Resource}})
 }
 
+// Removed drops the pending undo of resource (UndoStep.Resource): the run
+// itself removed it on purpose (a replaced credential), so cleanup has
+// nothing to do for it and must not list it as left behind.
+func (r *Run) Removed(resource string) { r.undo.drop(resource) }
+
 // PendingUndo is how many undo steps are registered.
 func (r *Run) PendingUndo() int { return r.undo.len() }
 

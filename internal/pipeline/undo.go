@@ -45,6 +45,18 @@ func (s *undoStack) drain() []UndoStep {
 	return out
 }
 
+// drop removes the pending step for resource, if any.
+func (s *undoStack) drop(resource string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, st := range s.steps {
+		if st.Resource == resource {
+			s.steps = append(s.steps[:i], s.steps[i+1:]...)
+			return
+		}
+	}
+}
+
 func (s *undoStack) len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -57,6 +57,8 @@ type Teleport interface {
 	ServerVersion() string
 	CreateKubeToken(ctx context.Context, clusterName string, ttl time.Duration) (teleport.Token, error)
 	DeleteToken(ctx context.Context, name string) error
+	// TokenExpiry is when Teleport expires the token (ErrNotFound: gone).
+	TokenExpiry(ctx context.Context, name string) (time.Time, error)
 	ListKubeTokens(ctx context.Context, clusterName string) ([]teleport.Token, error)
 	WaitKubeServer(ctx context.Context, clusterName string, opts wait.Options) error
 	// WaitKubeAgent accepts only a kube server whose cluster carries labels.

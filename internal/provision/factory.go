@@ -58,6 +58,11 @@ type Factory struct {
 	// call is not part of a wait, nor of cleanup, which have deadlines of
 	// their own); zero means DefaultCallBudget.
 	CallBudget time.Duration
+	// TimeScale divides spans of the run's clock that are not waits (the
+	// join token's TTL): the sandbox runs that much faster than real time,
+	// so its tokens expire when the run, in its time, outlasts them. Zero
+	// means real time.
+	TimeScale float64
 }
 
 // DefaultCallBudget is how long one call outside any wait may keep retrying

@@ -20,6 +20,31 @@ func (p *Provisioner) renderConfigs(ctx context.Context, r *pipeline.Run, bundle
 	if p.host != nil {
 		return p.host.vmConfigs(bundle)
 	}
+	if err := p.renderNodeConfigs(ctx, bundle); err != nil {
+		return err
+	}
+	for _, n := range p.nodes {
+		fw, err := machineconfig.FirewallRules(n.config)
+		if err != nil {
+			return fmt.Errorf("read back firewall rules: %w", err)
+		}
+		for _, rule := range fw.Rules {
+			if rule.Operator() {
+				r.Info("temporary firewall opening", map[string]any{"rule": rule.String(), "node": n.Name})
+			}
+		}
+	}
+	return nil
+}
+
+// renderNodeConfigs renders every node's configs with the run's current
+// join token; a renewed token renders them again (token.go). The
+// talosconfig comes from the bundle alone, so it is kept from the first
+// rendering: later work reads it meanwhile.
+func (p *Provisioner) renderNodeConfigs(ctx context.Context, bundle *secrets.Bundle) error {
+	if p.host != nil {
+		return p.host.vmConfigs(bundle)
+	}
 	all, err := addresses(ctx, p.nodes)
 	if err != nil {
 		return err
@@ -34,15 +59,8 @@ func (p *Provisioner) renderConfigs(ctx context.Context, r *pipeline.Run, bundle
 			return fmt.Errorf("generate Talos machine config: %w", err)
 		}
 		n.config, n.lockdown = res.ControlPlane, res.Lockdown
-		p.talosconfig = res.Talosconfig // the same for every node
-		fw, err := machineconfig.FirewallRules(n.config)
-		if err != nil {
-			return fmt.Errorf("read back firewall rules: %w", err)
-		}
-		for _, rule := range fw.Rules {
-			if rule.Operator() {
-				r.Info("temporary firewall opening", map[string]any{"rule": rule.String(), "node": n.Name})
-			}
+		if p.talosconfig == nil {
+			p.talosconfig = res.Talosconfig // the same for every node
 		}
 	}
 	return nil
@@ -78,7 +96,7 @@ func (p *Provisioner) machineInput(n *Node, bundle *secrets.Bundle, controlPlane
 		InstallDisk:           p.cfg.Get(config.TalosInstallDisk),
 		OperatorIP:            p.operatorIP,
 		TeleportProxy:         p.cfg.Get(config.TeleportProxy),
-		TeleportJoinToken:     p.token.Name,
+		TeleportJoinToken:     p.currentToken().Name,
 		TeleportAgentVersion:  p.agentVersion,
 		TeleportAgentLabels:   p.agentLabels(),
 		InfisicalClientID:     p.cfg.Get(config.InfisicalClientID),

@@ -42,20 +42,11 @@ func (p *Provisioner) prepare(ctx context.Context, r *pipeline.Run) (struct{}, e
 	if p.opts.Resume != nil {
 		p.dropStaleTokens(ctx, r)
 	}
-	ttl := p.cfg.Duration(config.TeleportTokenTTL)
-	tok, err := p.tp.CreateKubeToken(ctx, p.clusterName(), ttl)
+	tok, err := p.mintToken(ctx, r) // token.go: also how it is renewed
 	if err != nil {
-		return struct{}{}, fmt.Errorf("create Teleport join token: %w", err)
+		return struct{}{}, err
 	}
-	p.token = tok
-	p.opts.Redactor.Add(tok.Name)
-	expires := tok.Expires.UTC().Format("15:04:05Z")
-	r.Undo(pipeline.UndoStep{
-		Resource: fmt.Sprintf("Teleport join token %s (expires %s)", teleport.Redact(tok.Name), expires),
-		Command:  fmt.Sprintf("tctl tokens rm <token %s> (it expires by itself at %s)", teleport.Redact(tok.Name), expires),
-		Do:       func(ctx context.Context) error { return p.tp.DeleteToken(ctx, tok.Name) },
-	})
-	r.Info("Teleport join token minted", map[string]any{"role": "Kube", "ttl": ttl.String(), "token": teleport.Redact(tok.Name)})
+	r.Info("Teleport join token minted", map[string]any{"role": "Kube", "ttl": p.tokenTTL().String(), "token": teleport.Redact(tok.Name)})
 
 	bundle, err := p.bundle.Get(ctx, r)
 	if err != nil {

@@ -20,6 +20,13 @@ var (
 // exactly once on the bootstrap node, wait for every node's services, then
 // keep the kubeconfig with the other credentials.
 func (p *Provisioner) bootstrap(ctx context.Context, r *pipeline.Run) error {
+	if !installDelivery(p.cfg) || p.opts.Resume != nil {
+		// The configs handed over now carry the join token: it must still
+		// cover the reboot, etcd and the agent's start (token.go).
+		if err := p.freshTokenBeforeHanding(ctx, r); err != nil {
+			return err
+		}
+	}
 	if err := eachNode(p.nodes, func(n *Node) error { return p.applyConfig(ctx, r, n) }); err != nil {
 		return err
 	}

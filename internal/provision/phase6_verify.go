@@ -31,18 +31,14 @@ func (p *Provisioner) verifyAndLockDown(ctx context.Context, r *pipeline.Run) er
 
 	// The agent has its own identity now; a join token left valid is only a
 	// liability. Deleting it does not hold up the lockdown.
-	tok := p.token
+	// Every token the run minted goes: a renewal interrupted by the agent
+	// joining may have left the one it replaced.
+	toks := p.mintedTokens()
 	tokenGone := &pipeline.Work[struct{}]{Name: "used join token deleted", Do: func(ctx context.Context, r *pipeline.Run) (struct{}, error) {
-		// Bounded tighter than other calls: the token expires by itself, so a
-		// slow Teleport must not hold up a cluster that is otherwise done.
-		budget := tokenDeleteBudget
-		if b := p.opts.Factory.CallBudget; b > 0 && b < budget {
-			budget = b
-		}
-		ctx, cancel := context.WithTimeout(ctx, budget)
-		defer cancel()
-		if err := p.tp.DeleteToken(ctx, tok.Name); err != nil {
-			r.Warn("could not delete the used join token; it expires by itself", map[string]any{"token": teleport.Redact(tok.Name), "expires": tok.Expires})
+		for _, tok := range toks {
+			if err := p.deleteToken(ctx, tok.Name); err != nil { // bounded: token.go
+				r.Warn("could not delete the used join token; it expires by itself", map[string]any{"token": teleport.Redact(tok.Name), "expires": tok.Expires})
+			}
 		}
 		return struct{}{}, nil
 	}}
@@ -124,7 +120,8 @@ func (p *Provisioner) debugHint() string {
 		fmt.Fprintf(&b, "  server:        %s (zone %s)\n", n.Machine.ID, n.Machine.Zone)
 		fmt.Fprintf(&b, "  IP:            %s (Talos API and Kubernetes API open to %s only)\n", n.IP(), p.operatorIP)
 	}
-	fmt.Fprintf(&b, "  join token:    %s… expires %s\n", teleport.Redact(p.token.Name), p.token.Expires.UTC().Format("2006-01-02 15:04:05Z"))
+	tok := p.currentToken()
+	fmt.Fprintf(&b, "  join token:    %s… expires %s\n", teleport.Redact(tok.Name), tok.Expires.UTC().Format("2006-01-02 15:04:05Z"))
 	fmt.Fprintf(&b, "  credentials:   %s\n", p.stored)
 	fmt.Fprintf(&b, "Check: talosctl -n %s logs kubelet; kubectl -n teleport logs statefulset/teleport-kube-agent;\n", p.bootstrapNode().IP())
 	fmt.Fprintf(&b, "       that the proxy %s is reachable from the node and the token has not expired.\n", p.cfg.Get(config.TeleportProxy))

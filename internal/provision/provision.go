@@ -89,7 +89,9 @@ type Provisioner struct {
 	// Filled as the phases go.
 	operatorIP   netip.Addr
 	agentVersion string // Teleport kube agent image tag
-	token        teleport.Token
+	tokMu        sync.Mutex
+	token        teleport.Token   // the one the nodes' configs carry (token.go)
+	minted       []teleport.Token // every token this run created, renewals included
 	talosconfig  []byte
 	stored       string // where talosconfig/kubeconfig were kept
 

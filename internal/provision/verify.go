@@ -56,7 +56,23 @@ func (p *Provisioner) verifyTeleport(ctx context.Context, r *pipeline.Run) error
 	// an earlier cluster's (kept until its heartbeat TTL runs out) or
 	// another agent's, and locking down on its word would lock the operator
 	// out of a cluster whose own agent never joined.
-	if err := p.tp.WaitKubeAgent(wctx, name, p.agentLabels(), w.Options()); err != nil {
+	// Meanwhile the join token is kept valid (token.go): an agent that
+	// has not joined yet needs one. A renewal that fails ends the wait.
+	kctx, stopKeeping := context.WithCancel(wctx)
+	kept := make(chan error, 1)
+	go func() {
+		err := p.keepTokenValid(kctx, ctx, r, p.cfg.Duration(config.TeleportAgentPollInterval))
+		if err != nil {
+			cancel()
+		}
+		kept <- err
+	}()
+	err := p.tp.WaitKubeAgent(wctx, name, p.agentLabels(), w.Options())
+	stopKeeping()
+	if kerr := <-kept; kerr != nil {
+		return fmt.Errorf("Teleport verification failed: %w", kerr)
+	}
+	if err != nil {
 		return fmt.Errorf("Teleport verification failed: %w", err)
 	}
 	w.Done()

@@ -138,6 +138,9 @@ var expected = map[string][5]int{
 //     DNS; phase 0's access check: exit 2;
 //   - teleport.kube-server=stale: another agent holds the cluster's name;
 //     phase 0 warns, phase 6 waits for this run's agent: success;
+//   - teleport.token=expire: the first join token expires before the agent
+//     starts; the run renews it (before handing it over, or while waiting
+//     for the agent) and succeeds, with no token left behind;
 //   - talos.maintenance=hijack: a stranger configures the node first; the
 //     run notices the node is not ours and undoes everything (with the
 //     config delivered at install the node never waits: see hijackScenarios).
@@ -147,6 +150,7 @@ var specialExpected = map[string]int{
 	"cloudflare.permissions=deny": usage,
 	"teleport.kube-server=stale":  ok,
 	"talos.maintenance=hijack":    failed,
+	"teleport.token=expire":       ok,
 }
 
 // combined are scenarios that need several faults at once.
@@ -187,6 +191,9 @@ const installDelivery = "--talos-config-delivery=install"
 // install, the node never enters maintenance mode at all.
 var hijackScenarios = []scenario{
 	{name: "install: talos.maintenance=hijack", faults: []string{"talos.maintenance=hijack"}, flags: []string{installDelivery}, want: ok},
+	// Delivered with the install, the expired token is on the node already:
+	// phase 6 renews it and hands it over by a no-reboot re-apply.
+	{name: "install: teleport.token=expire", faults: []string{"teleport.token=expire"}, flags: []string{installDelivery}, want: ok},
 }
 
 // proxmoxArgs run a scenario in the proxmox topology.
@@ -312,6 +319,8 @@ var smokeScenarios = map[string]bool{
 	"install: scaleway.install-server=error":   true,
 	"proxmox.network=never":                    true,
 	"proxmox.firewall=unavailable@2":           true,
+	"teleport.token=expire":                    true,
+	"install: teleport.token=expire":           true,
 }
 
 // outcome is what one scenario did.

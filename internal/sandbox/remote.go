@@ -131,5 +131,6 @@ func factoryFor(speed float64, f provision.Factory) provision.Factory {
 	// (whole seconds) to be honoured twice.
 	f.AttemptTimeout = max(scaled(30*time.Second), time.Second)
 	f.CallBudget = max(scaled(provision.DefaultCallBudget), 5*time.Second)
+	f.TimeScale = speed
 	return f
 }

@@ -128,7 +128,8 @@ type Sandbox struct {
 	pollOnly     bool
 	tl           timeline
 
-	agentMu sync.Mutex // orders agent joins against node removal
+	agentMu sync.Mutex             // orders agent joins against node removal
+	agents  map[string]*agentState // the kube agent of the node at an IP
 
 	mu         sync.Mutex
 	overridden []string
@@ -199,7 +200,10 @@ func Start(opts Options) (*Sandbox, error) {
 	})
 	var err error
 	s.Teleport, err = teleport.NewEmulator(teleport.EmulatorOptions{Faults: s.faults, JoinDelay: sc(prof.AgentHeartbeat),
-		NoWatch: opts.PollOnly, ServerTTL: sc(teleport.DefaultServerTTL),
+		// teleport.token=expire: the token is gone a minute after it was
+		// minted, long before its agent starts.
+		EarlyExpiry: sc(time.Minute),
+		NoWatch:     opts.PollOnly, ServerTTL: sc(teleport.DefaultServerTTL),
 		OnEvent: func(name, cluster string, at time.Time) { s.tl.add("teleport: "+name, cluster, at) }})
 	if err != nil {
 		s.Close()
@@ -331,23 +335,39 @@ func (s *Sandbox) proxmoxEndpoint(ip string) (string, *http.Client, bool) {
 	return h.URL(), h.HTTPClient(), true
 }
 
+// agentState is a node's kube agent: the join token its pod was started with.
+type agentState struct{ token string }
+
 // startAgent plays the Teleport kube agent the node runs from its inline
 // manifests: once the cluster is bootstrapped it joins with the token it was
-// given, under the cluster name it was given — nothing else.
+// given, under the cluster name it was given — nothing else. A config that
+// takes effect later with the same token (the lockdown) changes nothing; a
+// new token (a renewal, a resumed run) restarts the agent with that one.
 func (s *Sandbox) startAgent(ip string, node *talos.Node, cfg []byte) {
 	agent, err := machineconfig.TeleportAgentOf(cfg)
 	token, cluster := agent.Token, agent.Cluster
 	if err != nil || token == "" {
 		return
 	}
+	s.agentMu.Lock()
+	if st := s.agents[ip]; st != nil && st.token == token {
+		s.agentMu.Unlock()
+		return
+	}
+	st := &agentState{token: token}
+	if s.agents == nil {
+		s.agents = map[string]*agentState{}
+	}
+	s.agents[ip] = st
+	s.agentMu.Unlock()
 	var try func()
 	try = func() {
 		// Held across the check and the join so that a server deleted in
 		// between cannot leave a kube server registered behind it.
 		s.agentMu.Lock()
 		defer s.agentMu.Unlock()
-		if s.Node(ip) != node {
-			return // the server was deleted or the sandbox closed
+		if s.Node(ip) != node || s.agents[ip] != st {
+			return // the server was deleted, the sandbox closed, or the agent got another token
 		}
 		if !s.agentPodRuns(cluster) {
 			// Its pod needs the API server (etcd) and the pod network.
@@ -356,7 +376,8 @@ func (s *Sandbox) startAgent(ip string, node *talos.Node, cfg []byte) {
 		}
 		if err := s.Teleport.JoinWithLabels(token, cluster, agent.Labels); err != nil {
 			// A real agent keeps trying to join (its pod restarts), so a
-			// transient refusal delays the registration, it does not stop it.
+			// transient refusal delays the registration, it does not stop it;
+			// an expired token is refused on every try until a new one comes.
 			s.after(s.Scaled(s.profile.AgentHeartbeat)+time.Millisecond, try)
 		}
 	}
@@ -402,6 +423,7 @@ func (s *Sandbox) dropNode(key string) {
 	s.mu.Lock()
 	n := s.nodes[key]
 	delete(s.nodes, key)
+	delete(s.agents, key)
 	s.mu.Unlock()
 	s.dropKube(n, s.nodeClusterOf(n))
 	if n != nil {
@@ -829,6 +851,8 @@ var FaultPoints = []FaultPoint{
 	{Point: "teleport.agent", What: "the kube agent joining (never: it never registers)"},
 	{Point: "teleport.permissions", What: "the roles of the Teleport identity", OnlySpecial: true,
 		Special: map[emulator.Kind]string{emulator.Deny: "the identity may read but not create or delete join tokens"}},
+	{Point: "teleport.token", What: "the kube agent's join token", OnlySpecial: true,
+		Special: map[emulator.Kind]string{emulator.Expire: "the run's first join token (@N: the first N) expires a minute after it is minted, before its agent starts, as after a delivery slower than its TTL; the agent is refused until it gets a new one"}},
 	{Point: "teleport.kube-server", What: "kube servers registered under the cluster's name", OnlySpecial: true,
 		Special: map[emulator.Kind]string{emulator.Stale: "another agent (an earlier cluster's, or one elsewhere) is registered under the name and keeps heartbeating"}},
 	{Point: "talos.maintenance", What: "reaching maintenance mode (never: the pivot never finishes)",

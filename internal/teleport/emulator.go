@@ -45,7 +45,17 @@ const (
 	// create or delete tokens: GetCurrentUserRoles says so, and the token
 	// calls answer AccessDenied, as the auth service would.
 	FaultPermissions = "teleport.permissions"
+	// FaultToken's "expire" kind makes the run's first join token (the
+	// first N with @N) expire EmulatorOptions.EarlyExpiry after it was
+	// minted, before its agent starts: what a delivery slower than the
+	// TTL, or an auth service whose clock runs ahead, does to it. GetToken
+	// tells the expiry Teleport holds, and once it has passed the token is
+	// gone and a join with it is refused, as with any expired token.
+	FaultToken = "teleport.token"
 )
+
+// DefaultEarlyExpiry is how long a token hit by teleport.token=expire lives.
+const DefaultEarlyExpiry = time.Second
 
 // DefaultServerTTL is how long Teleport keeps a kube_server after its last
 // heartbeat (apidefaults.ServerAnnounceTTL in the api module: 10 minutes).
@@ -85,6 +95,9 @@ type EmulatorOptions struct {
 	// ServerTTL is how long a kube server stays listed after its agent
 	// left (stopped heartbeating); 0 removes it at once.
 	ServerTTL time.Duration
+	// EarlyExpiry is how long a token hit by FaultToken's "expire" lives;
+	// default DefaultEarlyExpiry.
+	EarlyExpiry time.Duration
 	// NoWatch makes WatchEvents answer Unimplemented, like an auth service
 	// that cannot watch, so clients must fall back to polling.
 	NoWatch bool
@@ -129,6 +142,20 @@ func (e *Emulator) roles() []types.Role {
 		return e.opts.Roles
 	}
 	return []types.Role{ProvisionerRole()}
+}
+
+// expiresEarly reports whether the token being minted is one that
+// FaultToken's "expire" hits: the first one, or the first N with @N (a
+// token renewed once delivery is over is not late, so it lives its TTL).
+func (e *Emulator) expiresEarly() bool {
+	if !e.faults.Peek(FaultToken, emulator.Expire) {
+		return false
+	}
+	if f, _ := e.faults.Get(FaultToken); f.Times == 0 && e.faults.Fired(FaultToken) > 0 {
+		return false
+	}
+	_, hit := e.faults.Check(FaultToken)
+	return hit
 }
 
 // authorize answers AccessDenied, as the auth service does, when the
@@ -192,6 +219,9 @@ func NewEmulator(opts EmulatorOptions) (*Emulator, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.EarlyExpiry <= 0 {
+		opts.EarlyExpiry = DefaultEarlyExpiry
 	}
 	e := &Emulator{
 		opts:     opts,

@@ -93,10 +93,17 @@ func (e *Emulator) storeToken(t *types.ProvisionTokenV2, upsert bool) (*emptypb.
 	if err := t.CheckAndSetDefaults(); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "invalid token: %v", err)
 	}
+	early := e.expiresEarly()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if old, ok := e.tokens[t.GetName()]; ok && !upsert && !expired(old, e.opts.Now()) {
+	now := e.opts.Now()
+	if old, ok := e.tokens[t.GetName()]; ok && !upsert && !expired(old, now) {
 		return nil, status.Errorf(codes.AlreadyExists, "token %s already exists", Redact(t.GetName()))
+	}
+	if early {
+		if at := now.Add(e.opts.EarlyExpiry); t.Expiry().IsZero() || at.Before(t.Expiry()) {
+			t.SetExpiry(at)
+		}
 	}
 	e.tokens[t.GetName()] = t
 	return &emptypb.Empty{}, nil
@@ -104,6 +111,9 @@ func (e *Emulator) storeToken(t *types.ProvisionTokenV2, upsert bool) (*emptypb.
 
 func (s *authServer) GetToken(ctx context.Context, req *types.ResourceRequest) (*types.ProvisionTokenV2, error) {
 	s.e.count(OpGetToken)
+	if err := s.e.authorize(types.KindToken, types.VerbRead); err != nil {
+		return nil, err
+	}
 	s.e.mu.Lock()
 	defer s.e.mu.Unlock()
 	t, ok := s.e.tokens[req.Name]
@@ -115,6 +125,11 @@ func (s *authServer) GetToken(ctx context.Context, req *types.ResourceRequest) (
 
 func (s *authServer) GetTokens(ctx context.Context, _ *emptypb.Empty) (*types.ProvisionTokenV2List, error) {
 	s.e.count(OpGetTokens)
+	for _, verb := range []string{types.VerbList, types.VerbRead} {
+		if err := s.e.authorize(types.KindToken, verb); err != nil {
+			return nil, err
+		}
+	}
 	s.e.mu.Lock()
 	defer s.e.mu.Unlock()
 	now := s.e.opts.Now()

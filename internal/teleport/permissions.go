@@ -27,11 +27,12 @@ func (p Permission) String() string { return strings.Join(p.Verbs, "+") + " " + 
 
 // Needed is what a run does with Teleport. The auth service checks these
 // resource rules (role allow/deny rules, resources × verbs) on every call:
-// CreateToken needs create on token, DeleteToken delete on token, and
+// CreateToken needs create on token, GetToken read, DeleteToken delete, and
 // listing or watching kube servers list and read on kube_server.
 var Needed = []Permission{
 	{types.KindToken, []string{types.VerbCreate}, "to mint the kube agent's join token"},
-	{types.KindToken, []string{types.VerbDelete}, "to remove the join token once used, or on cleanup"},
+	{types.KindToken, []string{types.VerbRead}, "to see that the join token is still valid while the kube agent has not joined"},
+	{types.KindToken, []string{types.VerbDelete}, "to remove the join token once used or renewed, or on cleanup"},
 	{types.KindKubeServer, []string{types.VerbList, types.VerbRead}, "to see the cluster's kube agent register before the lockdown"},
 }
 

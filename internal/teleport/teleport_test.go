@@ -552,3 +552,78 @@ func TestConfigPrintingRedacts(t *testing.T) {
 		}
 	}
 }
+
+// TokenExpiry tells what Teleport holds: the expiry by its clock, and
+// NotFound once its clock passed it, whatever this machine believes.
+func TestTokenExpiryFollowsTeleportsClock(t *testing.T) {
+	t.Parallel()
+	clk := &clock{}
+	e := newEmulator(t, EmulatorOptions{Now: clk.Now})
+	c := connect(t, e, Config{})
+	ctx := testCtx(t, 10*time.Second)
+	tok, err := c.CreateKubeToken(ctx, testCluster, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.TokenExpiry(ctx, tok.Name)
+	if err != nil || !got.Equal(tok.Expires) {
+		t.Fatalf("TokenExpiry = %v, %v; want %v", got, err, tok.Expires)
+	}
+	clk.Advance(2 * time.Minute) // Teleport's clock only
+	if _, err := c.TokenExpiry(ctx, tok.Name); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("TokenExpiry after its TTL = %v, want ErrNotFound", err)
+	}
+	if err := e.Join(tok.Name, testCluster); !errors.Is(err, ErrJoinRefused) {
+		t.Fatalf("Join with the expired token = %v, want refused", err)
+	}
+}
+
+// teleport.token=expire hits the first token only (the first N with @N):
+// it is gone before its agent starts; the token minted to replace it lives
+// its TTL.
+func TestExpireFaultHitsTheFirstToken(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		fault emulator.Fault
+		hit   []bool
+	}{
+		{emulator.Fault{Kind: emulator.Expire}, []bool{true, false, false}},
+		{emulator.Fault{Kind: emulator.Expire, Times: 2}, []bool{true, true, false}},
+	} {
+		t.Run(tc.fault.String(), func(t *testing.T) {
+			t.Parallel()
+			faults := emulator.NewFaults()
+			faults.Set(FaultToken, tc.fault)
+			e := newEmulator(t, EmulatorOptions{Faults: faults, EarlyExpiry: 50 * time.Millisecond})
+			c := connect(t, e, Config{})
+			ctx := testCtx(t, 10*time.Second)
+			var names []string
+			for range tc.hit {
+				names = append(names, mustToken(t, c, time.Hour))
+			}
+			for i, name := range names {
+				exp, err := c.TokenExpiry(ctx, name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if early := time.Until(exp) < time.Minute; early != tc.hit[i] {
+					t.Fatalf("token %d expires in %v; hit by the fault = %v, want %v", i+1, time.Until(exp), early, tc.hit[i])
+				}
+			}
+			// Once its shortened life is over, the hit token is gone and refused.
+			err := wait.Until(ctx, "first token gone", wait.Options{Interval: 10 * time.Millisecond}, func(ctx context.Context) (bool, string, error) {
+				_, err := c.TokenExpiry(ctx, names[0])
+				return errors.Is(err, ErrNotFound), "", nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Join(names[0], testCluster); !errors.Is(err, ErrJoinRefused) {
+				t.Fatalf("Join with the expired token = %v, want refused", err)
+			}
+			if err := e.Join(names[len(names)-1], testCluster); err != nil {
+				t.Fatalf("Join with the renewed token: %v", err)
+			}
+		})
+	}
+}

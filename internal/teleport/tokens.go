@@ -123,6 +123,28 @@ func (c *Client) DeleteToken(ctx context.Context, name string) error {
 	return nil
 }
 
+// TokenExpiry asks Teleport when the token expires. Teleport, not this
+// machine's clock, decides: its backend drops a token at its TTL (by the
+// auth service's clock) and anyone with the right may remove it (tctl
+// tokens rm). A token that is gone is ErrNotFound.
+func (c *Client) TokenExpiry(ctx context.Context, name string) (time.Time, error) {
+	var expires time.Time
+	err := c.scrubbedRetry(name).Do(ctx, func(ctx context.Context) error {
+		return c.attempt(ctx, func(ctx context.Context) error {
+			t, err := c.api.GetToken(ctx, name)
+			if err != nil {
+				return classify(err)
+			}
+			expires = t.Expiry()
+			return nil
+		})
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read join token %s: %w", Redact(name), scrub(err, name))
+	}
+	return expires, nil
+}
+
 // ListKubeTokens returns the unexpired Kube-role tokens labelled for
 // clusterName, sorted by expiry (for destroy).
 func (c *Client) ListKubeTokens(ctx context.Context, clusterName string) ([]Token, error) {
