@@ -177,7 +177,9 @@ func (p *Provisioner) keepTokenValid(ctx, runCtx context.Context, r *pipeline.Ru
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		why, err := p.tokenStale(ctx, ahead)
+		// Asked on the run's context: a question cut off when the agent
+		// joins would be a request sent that Teleport may never see.
+		why, err := p.tokenStale(runCtx, ahead)
 		switch {
 		case ctx.Err() != nil:
 			return nil
