@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -104,7 +105,12 @@ func New(kubeconfig []byte, opts ...Option) (*Client, error) {
 type Expect struct {
 	// Nodes is how many nodes must be registered (and Ready).
 	Nodes int
-	CNI   platform.CNI
+	// NodeNames, when set, are the nodes that must be registered and
+	// Ready, by name: a report then names the ones missing. With neither
+	// Nodes nor NodeNames, nodes are not looked at.
+	NodeNames []string
+	// CNI, when set, must run, and CoreDNS with it.
+	CNI platform.CNI
 	// Flux: a FluxInstance must be Ready.
 	Flux bool
 	// LoadBalancerPool and L2Policy, when set, must exist: Talos creates
@@ -146,12 +152,21 @@ func (r Report) Failing() []Item {
 func (c *Client) Check(ctx context.Context, exp Expect) (Report, error) {
 	var r Report
 
-	nodes, err := c.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("list nodes: %w", err)
+	if exp.Nodes > 0 || len(exp.NodeNames) > 0 {
+		nodes, err := c.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("list nodes: %w", err)
+		}
+
+		r = append(r, nodeItems(nodes.Items, exp.Nodes)...)
+		if len(exp.NodeNames) > 0 {
+			r = append(r, namedNodesItem(nodes.Items, exp.NodeNames))
+		}
 	}
 
-	r = append(r, nodeItems(nodes.Items, exp.Nodes)...)
+	if exp.CNI == "" {
+		return c.platformItems(ctx, exp, r)
+	}
 
 	cniName := FlannelDaemonSet
 	if exp.CNI == platform.CNICilium {
@@ -170,6 +185,17 @@ func (c *Client) Check(ctx context.Context, exp Expect) (Report, error) {
 	}
 
 	r = append(r, item)
+
+	return c.platformItems(ctx, exp, r)
+}
+
+// platformItems checks what the platform layer adds: the load balancer
+// objects and Flux.
+func (c *Client) platformItems(ctx context.Context, exp Expect, r Report) (Report, error) {
+	var (
+		item Item
+		err  error
+	)
 
 	for _, want := range []struct {
 		name string
@@ -199,6 +225,31 @@ func (c *Client) Check(ctx context.Context, exp Expect) (Report, error) {
 	}
 
 	return r, nil
+}
+
+// namedNodesItem says which of the named nodes have not registered: a
+// kubelet that never joined is a node the cluster silently lacks.
+func namedNodesItem(nodes []corev1.Node, names []string) Item {
+	registered := map[string]bool{}
+	for _, n := range nodes {
+		registered[n.Name] = true
+	}
+
+	var missing []string
+
+	for _, name := range names {
+		if !registered[name] {
+			missing = append(missing, name)
+		}
+	}
+
+	item := Item{Name: "nodes registered", OK: len(missing) == 0,
+		Detail: fmt.Sprintf("%d of %d nodes have registered", len(names)-len(missing), len(names))}
+	if len(missing) > 0 {
+		item.Detail += "; missing " + strings.Join(missing, ", ")
+	}
+
+	return item
 }
 
 func nodeItems(nodes []corev1.Node, want int) []Item {

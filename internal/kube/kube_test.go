@@ -154,3 +154,33 @@ func TestBadKubeconfigIsNotQuoted(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// Nodes expected by name: the report names the one that never registered,
+// and looks at nothing else when no CNI is asked for.
+func TestWaitReadyNamesMissingNodes(t *testing.T) {
+	t.Parallel()
+
+	c := startCluster(t, nil)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+
+	r, err := c.WaitReady(ctx, kube.Expect{NodeNames: []string{"node-1", "worker-7"}}, 10*time.Millisecond, nil)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want the deadline: %+v", err, r)
+	}
+
+	var names []string
+	for _, i := range r {
+		names = append(names, i.Name)
+	}
+
+	if got := strings.Join(names, ","); got != "node node-1,nodes registered" {
+		t.Errorf("items = %s", got)
+	}
+
+	// node-1 may or may not be Ready yet (the CNI takes a while).
+	if last := r[len(r)-1]; last.OK || last.Detail != "1 of 2 nodes have registered; missing worker-7" {
+		t.Errorf("nodes registered = %+v", last)
+	}
+}

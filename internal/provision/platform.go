@@ -176,10 +176,36 @@ func (p *Provisioner) renderPlatform(ctx context.Context, r *pipeline.Run) error
 	return nil
 }
 
-// verifyKubernetes waits, through the Kubernetes API the operator can still
-// reach, until every node is Ready, the CNI and CoreDNS run and, with Flux,
-// the FluxInstance is Ready. It reports item by item.
+// verifyNodes waits, through the Kubernetes API the operator can still
+// reach, until every node of the cluster, control planes and workers, has
+// registered under its name and is Ready: a kubelet that never joined leaves
+// a node that Talos calls healthy and the cluster does not have. The error
+// names the nodes missing.
+func (p *Provisioner) verifyNodes(ctx context.Context, r *pipeline.Run) error {
+	var names []string
+	for _, n := range p.nodes {
+		names = append(names, n.Name)
+	}
+
+	return p.waitKubernetes(ctx, r, "Kubernetes: every node registered and Ready ("+strings.Join(names, ", ")+")",
+		"Kubernetes node verification failed", kube.Expect{NodeNames: names})
+}
+
+// verifyKubernetes waits until the CNI and CoreDNS run and, with Flux, the
+// FluxInstance is Ready (and, with Cilium, its load-balancer objects exist).
 func (p *Provisioner) verifyKubernetes(ctx context.Context, r *pipeline.Run) error {
+	exp := kube.Expect{CNI: platform.CNI(p.cfg.Get(config.CNI)), Flux: fluxConfigured(p.cfg)}
+	if exp.CNI == platform.CNICilium {
+		exp.LoadBalancerPool, exp.L2Policy = platform.LoadBalancerNames(p.clusterName())
+	}
+
+	return p.waitKubernetes(ctx, r, "Kubernetes: the CNI and CoreDNS running"+map[bool]string{true: ", the FluxInstance Ready", false: ""}[exp.Flux],
+		"Kubernetes verification failed", exp)
+}
+
+// waitKubernetes waits until exp holds in the cluster's API, reporting item
+// by item.
+func (p *Provisioner) waitKubernetes(ctx context.Context, r *pipeline.Run, title, failure string, exp kube.Expect) error {
 	if _, err := p.kubeconfig.Get(ctx, r); err != nil {
 		return err
 	}
@@ -189,12 +215,7 @@ func (p *Provisioner) verifyKubernetes(ctx context.Context, r *pipeline.Run) err
 		return err
 	}
 
-	exp := kube.Expect{Nodes: len(p.nodes), CNI: platform.CNI(p.cfg.Get(config.CNI)), Flux: fluxConfigured(p.cfg)}
-	if exp.CNI == platform.CNICilium {
-		exp.LoadBalancerPool, exp.L2Policy = platform.LoadBalancerNames(p.clusterName())
-	}
-	w := r.Wait("Kubernetes: every node Ready, the CNI and CoreDNS running"+map[bool]string{true: ", the FluxInstance Ready", false: ""}[exp.Flux],
-		p.timeout(config.KubernetesTimeout), p.cfg.Duration(config.KubernetesPoll))
+	w := r.Wait(title, p.timeout(config.KubernetesTimeout), p.cfg.Duration(config.KubernetesPoll))
 	wctx, cancel := w.Context(ctx)
 	defer cancel()
 
@@ -210,10 +231,10 @@ func (p *Provisioner) verifyKubernetes(ctx context.Context, r *pipeline.Run) err
 		}
 
 		if len(failing) == 0 {
-			return fmt.Errorf("Kubernetes verification failed: %w", err)
+			return fmt.Errorf("%s: %w", failure, err)
 		}
 
-		return fmt.Errorf("Kubernetes verification failed: %s", strings.Join(failing, "; "))
+		return fmt.Errorf("%s: %s", failure, strings.Join(failing, "; "))
 	}
 
 	w.Done()

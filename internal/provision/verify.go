@@ -25,7 +25,8 @@ func (p *Provisioner) verifications() []verification {
 	return []verification{
 		{"Teleport lists the cluster's kube agent", p.verifyTeleport},
 		{"every control plane is an etcd member", p.verifyEtcd},
-		{"Kubernetes nodes, CNI, CoreDNS and Flux", p.verifyKubernetes},
+		{"every node registered and Ready in Kubernetes", p.verifyNodes},
+		{"Kubernetes CNI, CoreDNS and Flux", p.verifyKubernetes},
 	}
 }
 

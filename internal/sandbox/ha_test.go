@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rawkode/rawkode-cloud/internal/config"
 	"github.com/rawkode/rawkode-cloud/internal/emulator"
 	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
@@ -144,5 +145,43 @@ func TestFaultOnOneNode(t *testing.T) {
 	}
 	if inv := sb.Inventory(); !inv.Empty() {
 		t.Errorf("left behind: %+v", inv)
+	}
+}
+
+// TestWorkerKubeletNeverJoins: Talos calls the worker's kubelet healthy, but
+// its Node never appears in Kubernetes. The registration check catches it
+// before the lockdown, names the worker, and leaves every node running and
+// reachable for debugging (exit 3).
+func TestWorkerKubeletNeverJoins(t *testing.T) {
+	t.Parallel()
+	_, f, err := emulator.ParseFault("talos.kubelet=never@node=kj-worker-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := sandbox.Start(sandbox.Options{Speed: testSpeed, Faults: map[string]emulator.Fault{talos.FaultKubelet: f}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	r := provisionSandboxWith(t, sb, runOpts{cluster: "kj", controlPlanes: 1, workers: 1, patient: true,
+		set: map[string]string{config.KubernetesTimeout: "2m"}})
+	if r.code != 3 {
+		t.Fatalf("exit %d (%v), want 3\n%s", r.code, r.err, dump(r.events))
+	}
+	msg := r.err.Error()
+	if !strings.Contains(msg, "missing kj-worker-1") || strings.Contains(msg, "missing kj-cp-1") {
+		t.Errorf("error does not name exactly the worker that never registered: %v", msg)
+	}
+	if strings.Contains(msg, "Teleport") || strings.Contains(msg, "etcd") {
+		t.Errorf("other checks failed too: %v", msg)
+	}
+	inv := sb.Inventory()
+	if len(inv.Servers) != 2 {
+		t.Fatalf("servers left %d, want both kept for debugging", len(inv.Servers))
+	}
+	for _, srv := range inv.Servers {
+		if ip := srv["ip"].(string); !sb.Node(ip).Allowed(machineconfig.TalosAPIPort, sandbox.OperatorIP) {
+			t.Errorf("node %s was locked down although verification failed", ip)
+		}
 	}
 }

@@ -864,6 +864,7 @@ var FaultPoints = []FaultPoint{
 	{Point: "talos.reboot", What: "the reboot into the configuration (never: it never comes back)"},
 	{Point: "talos.bootstrap", What: "the etcd bootstrap"},
 	{Point: "talos.services", What: "service health (never: etcd never healthy)"},
+	{Point: "talos.kubelet", What: "the kubelet registering its Node (never: Talos calls the kubelet healthy, but the Node never appears in Kubernetes; other kinds do nothing)"},
 	{Point: "talos.kubeconfig", What: "downloading the admin kubeconfig"},
 	{Point: "imagefactory.schematics", What: "creating or reading an Image Factory schematic (talos-config-delivery install)"},
 	{Point: "talos.lockdown", What: "re-applying the config without the operator rules"},

@@ -34,6 +34,9 @@ const (
 	// TimelineKubernetesReady is derived: CoreDNS ready and every node that
 	// registered so far Ready, per cluster.
 	TimelineKubernetesReady = "kubernetes: ready"
+	// TimelineNodesReady is derived: the last node that registered so far
+	// Ready, per cluster.
+	TimelineNodesReady = "kubernetes: nodes ready"
 )
 
 // TimelineEvent is one emulated event.
@@ -127,9 +130,10 @@ func (s *Sandbox) Timeline() []TimelineEvent {
 }
 
 // kubernetesReady derives TimelineKubernetesReady per cluster: the later of
-// CoreDNS ready (it needs the CNI) and the last node Ready.
+// CoreDNS ready (it needs the CNI) and the last node Ready; and
+// TimelineNodesReady: the last node Ready.
 func kubernetesReady(events []TimelineEvent) []TimelineEvent {
-	last := map[string]time.Time{}
+	last, nodes := map[string]time.Time{}, map[string]time.Time{}
 	dns := map[string]bool{}
 	for _, e := range events {
 		name, ok := strings.CutPrefix(e.Name, "kubernetes: ")
@@ -140,11 +144,18 @@ func kubernetesReady(events []TimelineEvent) []TimelineEvent {
 		if coredns {
 			dns[e.Subject] = true
 		}
-		if (coredns || strings.HasPrefix(name, kubeemulator.EventNodeReady)) && e.At.After(last[e.Subject]) {
+		node := strings.HasPrefix(name, kubeemulator.EventNodeReady)
+		if (coredns || node) && e.At.After(last[e.Subject]) {
 			last[e.Subject] = e.At
+		}
+		if node && e.At.After(nodes[e.Subject]) {
+			nodes[e.Subject] = e.At
 		}
 	}
 	var out []TimelineEvent
+	for cluster, at := range nodes {
+		out = append(out, TimelineEvent{Name: TimelineNodesReady, Subject: cluster, At: at})
+	}
 	for cluster, at := range last {
 		if dns[cluster] {
 			out = append(out, TimelineEvent{Name: TimelineKubernetesReady, Subject: cluster, At: at})
@@ -177,7 +188,8 @@ var waitConditions = []struct{ prefix, event string }{
 	{"etcd, kubelet, apid, trustd healthy", TimelineServicesHealth},
 	{"kubelet, apid healthy", TimelineServicesHealth},
 	{"kube agent of ", TimelineRegistered},
-	{"Kubernetes: every node Ready", TimelineKubernetesReady},
+	{"Kubernetes: every node registered and Ready", TimelineNodesReady},
+	{"Kubernetes: the CNI and CoreDNS", TimelineKubernetesReady},
 }
 
 // ConditionTime says when the condition a wait (by its title) awaited

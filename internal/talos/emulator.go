@@ -63,6 +63,11 @@ const (
 //	                   connection is cut before the reply; hang: applied, the
 //	                   reply never comes; never: the reply says applied but
 //	                   nothing changes.
+//	talos.kubelet      The kubelet registering its Node with the API server.
+//	                   never: the kubelet runs and Talos calls it healthy, but
+//	                   its Node never appears in Kubernetes (as with a kubelet
+//	                   whose bootstrap credentials the API server refuses);
+//	                   other kinds do nothing.
 //	talos.kubeconfig   Kubeconfig (admin kubeconfig download).
 //	                   error: codes.Internal; unavailable: codes.Unavailable;
 //	                   ratelimit: codes.ResourceExhausted; hang: no answer
@@ -75,11 +80,12 @@ const (
 	FaultServices    = "talos.services"
 	FaultLockdown    = "talos.lockdown"
 	FaultKubeconfig  = "talos.kubeconfig"
+	FaultKubelet     = "talos.kubelet"
 )
 
 // FaultPoints lists every fault point of the emulated node, for help texts.
 func FaultPoints() []string {
-	return []string{FaultMaintenance, FaultApply, FaultReboot, FaultBootstrap, FaultServices, FaultLockdown, FaultKubeconfig, FaultEtcdSnapshot, FaultUpgrade}
+	return []string{FaultMaintenance, FaultApply, FaultReboot, FaultBootstrap, FaultServices, FaultKubelet, FaultLockdown, FaultKubeconfig, FaultEtcdSnapshot, FaultUpgrade}
 }
 
 // Mode is the lifecycle stage of an emulated node.
@@ -325,6 +331,14 @@ func (n *Node) Mode() Mode {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.mode
+}
+
+// Worker reports whether the node runs a worker's config (false before it
+// has one): it then runs kubelet and apid, no etcd and no trustd.
+func (n *Node) Worker() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.worker
 }
 
 // AppliedConfigs returns every config the node accepted, in order.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/siderolabs/talos/pkg/machinery/config"
 
+	"github.com/rawkode/rawkode-cloud/internal/emulator"
 	kubeemulator "github.com/rawkode/rawkode-cloud/internal/kube/emulator"
 )
 
@@ -115,9 +116,12 @@ func (n *Node) startKubeLocked(cfg config.Config) {
 	if backoff.Initial <= 0 {
 		backoff = kubeemulator.TalosBackoff
 	}
+	register := n.kubeletRegistersLocked()
 	go func() {
 		defer cancel()
-		_ = k.AddNode(name, true)
+		if register {
+			_ = k.AddNode(name, true)
+		}
 		for _, url := range extra {
 			if n.opts.FetchManifest == nil {
 				return // no network: Talos would keep retrying the download
@@ -136,10 +140,24 @@ func (n *Node) startKubeLocked(cfg config.Config) {
 	}()
 }
 
-// kubeNodeName is the Node a kubelet registers: Talos names an unnamed
-// node after its address.
+// kubeNodeName is the Node a kubelet registers: the node's hostname (Talos's
+// nodename controller takes it from the hostname), and for a node without
+// one, Talos's default name, made of its address.
 func (n *Node) kubeNodeName() string {
+	if n.hostname != "" {
+		return n.hostname
+	}
 	return "talos-" + strings.ReplaceAll(n.opts.PublicIP.String(), ".", "-")
+}
+
+// kubeletRegistersLocked says whether the kubelet's Node will ever appear
+// (a talos.kubelet=never fault says it will not).
+func (n *Node) kubeletRegistersLocked() bool {
+	if n.faults.Peek(FaultKubelet, emulator.Never) {
+		n.faults.Check(FaultKubelet)
+		return false
+	}
+	return true
 }
 
 // registerKubeletLocked registers a worker's kubelet, which reached a control
@@ -149,6 +167,9 @@ func (n *Node) registerKubeletLocked() {
 		return
 	}
 	n.kubeStarted = true
+	if !n.kubeletRegistersLocked() {
+		return
+	}
 	k, name := n.kube, n.kubeNodeName()
 	go func() { _ = k.AddNode(name, false) }()
 }
