@@ -73,6 +73,30 @@ func TestHighlyAvailableClusterEndToEnd(t *testing.T) {
 	if bootstraps != 1 {
 		t.Errorf("etcd bootstrapped %d times, want exactly once", bootstraps)
 	}
+	// --report's per-node waits: every wait maps to an event that happened,
+	// and every node, workers included (kubelet and apid only), has its
+	// own "services healthy".
+	tl := r.sb.Timeline()
+	for _, e := range r.events {
+		if e.Type != "wait" {
+			continue
+		}
+		what, _ := e.Fields["wait"].(string)
+		if _, ev, ok := sandbox.ConditionTime(tl, what); !ok {
+			t.Errorf("wait %q: condition %q not on the timeline", what, ev)
+		}
+	}
+	healthy := map[string]bool{}
+	for _, e := range tl {
+		if e.Name == sandbox.TimelineServicesHealth {
+			healthy[e.Subject] = true
+		}
+	}
+	for _, srv := range inv.Servers {
+		if ip := srv["ip"].(string); !healthy[ip] {
+			t.Errorf("node %s (%s) has no services-healthy event on the timeline", srv["name"], ip)
+		}
+	}
 
 	if _, err := destroy(t, r.sb, "ha", "", true); err != nil {
 		t.Fatalf("destroy: %v", err)

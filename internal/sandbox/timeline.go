@@ -110,7 +110,7 @@ func (s *Sandbox) Timeline() []TimelineEvent {
 	for node, svcs := range healthy {
 		var last time.Time
 		all := true
-		for name := range s.profile.Services {
+		for _, name := range s.awaitedServices(node) {
 			at, ok := svcs[name]
 			if !ok {
 				all = false
@@ -126,6 +126,20 @@ func (s *Sandbox) Timeline() []TimelineEvent {
 	}
 	out = append(out, kubernetesReady(out)...)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+	return out
+}
+
+// awaitedServices are the services the CLI waits for on the node at ip:
+// a worker runs only kubelet and apid (provision.WorkerServices), a control
+// plane every service of the profile.
+func (s *Sandbox) awaitedServices(ip string) []string {
+	if n := s.Node(ip); n != nil && n.Worker() {
+		return []string{talos.ServiceKubelet, talos.ServiceAPID}
+	}
+	out := make([]string, 0, len(s.profile.Services))
+	for name := range s.profile.Services {
+		out = append(out, name)
+	}
 	return out
 }
 
