@@ -101,7 +101,8 @@ func TestUpgradeThroughTheBinary(t *testing.T) {
 	// Teleport fixed: resume verifies and locks down; the cluster is
 	// healthy and closed, and upgrade cannot reach it.
 	w.must(0, "sandbox", "fault")
-	w.must(0, "provision", "--resume", "--cluster-name", "up", "--control-planes", "3", "--output", "json")
+	// No --control-planes: the shape comes from the servers' role tags.
+	w.must(0, "provision", "--resume", "--cluster-name", "up", "--output", "json")
 	rep = w.status(0, "up")
 	if rep["state"] != "ok" {
 		t.Fatalf("status after resume: %v", rep)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -74,6 +75,23 @@ func (a *app) resumeSource(ctx context.Context, f provision.Factory, cfg *config
 	src, err := ops.ResumeSource(ctx, e, cfg.Get(config.ClusterName))
 	if err != nil {
 		return nil, err
+	}
+	// The cluster's shape is what its servers say (their role tags); a
+	// number given explicitly must agree with it.
+	cps, workers := ops.Shape(src.Servers)
+	for _, c := range []struct {
+		name string
+		n    int
+	}{{config.ControlPlanes, cps}, {config.Workers, workers}} {
+		v := cfg.Value(c.name)
+		switch {
+		case v.Raw == strconv.Itoa(c.n):
+		case v.Source == config.FromDefault || v.Source == config.Unset || v.Raw == "":
+			cfg.Set(c.name, strconv.Itoa(c.n), config.FromDefault, "the cluster's servers")
+		default:
+			return nil, fail.UsageError(fmt.Errorf("cluster %s has %d %s by its servers' role tags, but %s is %s (%s): resume keeps the cluster's shape",
+				cfg.Get(config.ClusterName), c.n, c.name, c.name, v.Raw, describeSource(v)))
+		}
 	}
 	sink.Emit(pipeline.Event{Type: pipeline.EventInfo, Time: time.Now(), Phase: "resume",
 		Message: fmt.Sprintf("resuming cluster %s: %d server(s) found by their tags, secrets bundle from the secret store", cfg.Get(config.ClusterName), len(src.Servers))})

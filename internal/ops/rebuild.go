@@ -78,3 +78,16 @@ func ResumeSource(ctx context.Context, e *Env, cluster string) (*provision.Resum
 	}
 	return &provision.ResumeFrom{Bundle: []byte(bundle), Servers: live}, nil
 }
+
+// Shape counts a cluster's servers by their role tags: how many control
+// planes and workers a resumed run must expect.
+func Shape(servers []scaleway.Server) (controlPlanes, workers int) {
+	for _, s := range servers {
+		if roleOf(s.Tags) == "controlplane" {
+			controlPlanes++
+		} else {
+			workers++
+		}
+	}
+	return controlPlanes, workers
+}
