@@ -320,22 +320,43 @@ func (d *Destroyer) deleteServers(ctx context.Context, r *pipeline.Run) error {
 		r.Skip("no server to delete")
 		return nil
 	}
-	var errs []error
-	for _, s := range d.servers {
-		w := r.Wait("server "+s.ID+" to be deleted", d.cfg.Duration(config.ServerTimeout), d.cfg.Duration(config.ServerPollInterval))
-		wctx, cancel := w.Context(ctx)
-		err := d.scw.DeleteServer(wctx, s.ID, w.Options())
-		cancel()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("delete server %s: %w", s.ID, err))
-			d.left(fmt.Sprintf("Scaleway server %s (%s)", s.ID, s.Zone), fmt.Sprintf("rawkode-cloud destroy --server-id %s --scaleway-zone %s", s.ID, s.Zone))
-			continue
-		}
-		w.Done()
-		d.done("server " + s.ID)
+	// Side by side, each still waited on until Scaleway no longer knows it:
+	// a cluster's servers take as long to go as one does. Bounded, so that a
+	// large cluster does not meet the API's rate limit all at once.
+	errs := make([]error, len(d.servers))
+	sem := make(chan struct{}, maxParallelDeletes)
+	var wg sync.WaitGroup
+	for i, s := range d.servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+			case <-ctx.Done():
+				errs[i] = fmt.Errorf("delete server %s: %w", s.ID, ctx.Err())
+				d.left(fmt.Sprintf("Scaleway server %s (%s)", s.ID, s.Zone), fmt.Sprintf("rawkode-cloud destroy --server-id %s --scaleway-zone %s", s.ID, s.Zone))
+				return
+			}
+			w := r.Wait("server "+s.ID+" to be deleted", d.cfg.Duration(config.ServerTimeout), d.cfg.Duration(config.ServerPollInterval))
+			wctx, cancel := w.Context(ctx)
+			defer cancel()
+			if err := d.scw.DeleteServer(wctx, s.ID, w.Options()); err != nil {
+				errs[i] = fmt.Errorf("delete server %s: %w", s.ID, err)
+				d.left(fmt.Sprintf("Scaleway server %s (%s)", s.ID, s.Zone), fmt.Sprintf("rawkode-cloud destroy --server-id %s --scaleway-zone %s", s.ID, s.Zone))
+				return
+			}
+			w.Done()
+			d.done("server " + s.ID)
+		}()
 	}
+	wg.Wait()
 	return incomplete(errors.Join(errs...))
 }
+
+// maxParallelDeletes bounds the servers deleted at once: each polls until
+// its server is gone.
+const maxParallelDeletes = 8
 
 func (d *Destroyer) deleteDNS(ctx context.Context, r *pipeline.Run) error {
 	if d.dns == nil {

@@ -254,6 +254,13 @@ func TestInterruptInEachPhase(t *testing.T) {
 
 func destroy(t *testing.T, sb *sandbox.Sandbox, cluster, serverID string, deleteSecrets bool) (*provision.Destroyer, error) {
 	t.Helper()
+	d, _, err := destroyRecorded(t, sb, cluster, serverID, deleteSecrets)
+	return d, err
+}
+
+// destroyRecorded is destroy that also returns the run's events.
+func destroyRecorded(t *testing.T, sb *sandbox.Sandbox, cluster, serverID string, deleteSecrets bool) (*provision.Destroyer, []pipeline.Event, error) {
+	t.Helper()
 	cfg := config.New()
 	if cluster != "" {
 		cfg.Set(config.ClusterName, cluster, config.FromFlag, "--cluster-name")
@@ -263,8 +270,9 @@ func destroy(t *testing.T, sb *sandbox.Sandbox, cluster, serverID string, delete
 	defer d.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, err := (&pipeline.Runner{Phases: append(d.FindPhases(), d.Phases()...)}).Execute(ctx)
-	return d, err
+	rec := &pipeline.Recorder{}
+	_, err := (&pipeline.Runner{Phases: append(d.FindPhases(), d.Phases()...), Sink: rec}).Execute(ctx)
+	return d, rec.Events(), err
 }
 
 func TestDestroyByServerIDAndByClusterName(t *testing.T) {

@@ -98,8 +98,27 @@ func TestHighlyAvailableClusterEndToEnd(t *testing.T) {
 		}
 	}
 
-	if _, err := destroy(t, r.sb, "ha", "", true); err != nil {
+	_, events, err := destroyRecorded(t, r.sb, "ha", "", true)
+	if err != nil {
 		t.Fatalf("destroy: %v", err)
+	}
+	// The servers go side by side: their waits overlap.
+	deleting, most := map[string]bool{}, 0
+	for _, e := range events {
+		what, _ := e.Fields["wait"].(string)
+		if !strings.HasSuffix(what, " to be deleted") {
+			continue
+		}
+		switch e.Type {
+		case pipeline.EventWait:
+			deleting[what] = true
+		case pipeline.EventWaitDone:
+			delete(deleting, what)
+		}
+		most = max(most, len(deleting))
+	}
+	if most < 2 {
+		t.Errorf("destroy deleted the servers one after another (at most %d at once)", most)
 	}
 	if inv := r.sb.Inventory(); !inv.Empty() {
 		t.Errorf("destroy left %+v", inv)
