@@ -183,6 +183,27 @@ func (c *Client) secureClient(ctx context.Context, ip string, m *mtls) (*client.
 	return cl, nil
 }
 
+// secureCall runs fn against the node at ip over mTLS with the
+// talosconfig's identity, under the retry policy: each attempt gets its own
+// deadline and connection, and fn's transient errors are retried until ctx
+// ends.
+func (c *Client) secureCall(ctx context.Context, ip string, talosconfig []byte, fn func(ctx context.Context, cl *client.Client) error) error {
+	m, err := parseTalosconfig(talosconfig, ip)
+	if err != nil {
+		return err
+	}
+	return c.policy().Do(ctx, func(ctx context.Context) error {
+		actx, cancel := c.attempt(ctx)
+		defer cancel()
+		cl, err := c.secureClient(actx, ip, m)
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		return fn(actx, cl)
+	})
+}
+
 // handshake dials addr and completes a TLS handshake: the typed errors it
 // returns (refused, timeout, untrusted certificate) say more than gRPC's.
 func (c *Client) handshake(ctx context.Context, addr string, cfg *tls.Config) error {

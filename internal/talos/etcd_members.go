@@ -5,25 +5,15 @@ import (
 	"fmt"
 
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+	"github.com/siderolabs/talos/pkg/machinery/client"
 )
 
 // EtcdMembers lists the hostnames of the etcd members as the control plane
 // at ip sees them (talosctl etcd members). Transient failures are retried
 // until ctx ends.
 func (c *Client) EtcdMembers(ctx context.Context, ip string, talosconfig []byte) ([]string, error) {
-	m, err := parseTalosconfig(talosconfig, ip)
-	if err != nil {
-		return nil, err
-	}
 	var out []string
-	err = c.policy().Do(ctx, func(ctx context.Context) error {
-		actx, cancel := c.attempt(ctx)
-		defer cancel()
-		cl, err := c.secureClient(actx, ip, m)
-		if err != nil {
-			return err
-		}
-		defer cl.Close()
+	err := c.secureCall(ctx, ip, talosconfig, func(actx context.Context, cl *client.Client) error {
 		resp, err := cl.EtcdMemberList(actx, &machine.EtcdMemberListRequest{})
 		if err != nil {
 			return grpcErr(fmt.Sprintf("list etcd members on %s", ip), err)

@@ -9,6 +9,7 @@ import (
 	"net"
 
 	"github.com/siderolabs/talos/pkg/machinery/api/storage"
+	"github.com/siderolabs/talos/pkg/machinery/client"
 )
 
 // ErrForeignConfig means a node runs a configuration that is not ours: it
@@ -72,20 +73,9 @@ func (c *Client) foreign(ctx context.Context, ip string, roots *x509.CertPool) b
 // and drops its partition, once the node has stored its config on STATE
 // (it never reads the volume again). Wiping what is already gone succeeds.
 func (c *Client) WipeConfigVolume(ctx context.Context, ip string, talosconfig []byte, device string) error {
-	m, err := parseTalosconfig(talosconfig, ip)
-	if err != nil {
-		return err
-	}
 	what := fmt.Sprintf("wipe the config volume %s on %s", device, ip)
-	return c.policy().Do(ctx, func(ctx context.Context) error {
-		actx, cancel := c.attempt(ctx)
-		defer cancel()
-		cl, err := c.secureClient(actx, ip, m)
-		if err != nil {
-			return err
-		}
-		defer cl.Close()
-		err = cl.BlockDeviceWipe(actx, &storage.BlockDeviceWipeRequest{Devices: []*storage.BlockDeviceWipeDescriptor{{
+	return c.secureCall(ctx, ip, talosconfig, func(actx context.Context, cl *client.Client) error {
+		err := cl.BlockDeviceWipe(actx, &storage.BlockDeviceWipeRequest{Devices: []*storage.BlockDeviceWipeDescriptor{{
 			Device: device, Method: storage.BlockDeviceWipeDescriptor_FAST, DropPartition: true,
 		}}})
 		if err == nil {

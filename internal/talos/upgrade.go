@@ -18,19 +18,8 @@ import (
 // changes start from it, so that a re-apply changes only what it means to
 // and never reverts an earlier upgrade. The bytes hold the node's secrets.
 func (c *Client) ReadConfig(ctx context.Context, ip string, talosconfig []byte) ([]byte, error) {
-	m, err := parseTalosconfig(talosconfig, ip)
-	if err != nil {
-		return nil, err
-	}
 	var out []byte
-	err = c.policy().Do(ctx, func(ctx context.Context) error {
-		actx, cancel := c.attempt(ctx)
-		defer cancel()
-		cl, err := c.secureClient(actx, ip, m)
-		if err != nil {
-			return err
-		}
-		defer cl.Close()
+	err := c.secureCall(ctx, ip, talosconfig, func(actx context.Context, cl *client.Client) error {
 		r, err := cl.Read(actx, ConfigPath)
 		if err != nil {
 			return grpcErr(fmt.Sprintf("read the machine config of %s", ip), err)
@@ -53,19 +42,8 @@ func (c *Client) ReadConfig(ctx context.Context, ip string, talosconfig []byte) 
 // (preserve). The answer is only an acknowledgement: WaitUpgraded watches
 // the node go down and come back with the new version.
 func (c *Client) Upgrade(ctx context.Context, ip string, talosconfig []byte, image string) error {
-	m, err := parseTalosconfig(talosconfig, ip)
-	if err != nil {
-		return err
-	}
-	return c.policy().Do(ctx, func(ctx context.Context) error {
-		actx, cancel := c.attempt(ctx)
-		defer cancel()
-		cl, err := c.secureClient(actx, ip, m)
-		if err != nil {
-			return err
-		}
-		defer cl.Close()
-		_, err = cl.UpgradeWithOptions(actx, client.WithUpgradeImage(image), client.WithUpgradePreserve(true))
+	return c.secureCall(ctx, ip, talosconfig, func(actx context.Context, cl *client.Client) error {
+		_, err := cl.UpgradeWithOptions(actx, client.WithUpgradeImage(image), client.WithUpgradePreserve(true))
 		if err != nil {
 			return grpcErr(fmt.Sprintf("upgrade %s to %s", ip, image), err)
 		}
