@@ -55,6 +55,11 @@ func TestRealWorldFaults(t *testing.T) {
 			check:  func(t *testing.T, inv map[string]any, _ string) { mustBeEmpty(t, inv) },
 		},
 		{
+			name: "Infisical identity may not write", faults: []string{"infisical.permissions=deny"}, exit: 2,
+			stderr: []string{"may not create secrets in project", "/rawkode-cloud/sandbox", "403", "--secrets-out"},
+			check:  func(t *testing.T, inv map[string]any, _ string) { mustBeEmpty(t, inv) },
+		},
+		{
 			name: "phase-0 outage", faults: []string{"teleport.connect=unavailable"}, exit: 2,
 			stderr: []string{"service unavailable", "Nothing was created"},
 			check:  func(t *testing.T, inv map[string]any, _ string) { mustBeEmpty(t, inv) },

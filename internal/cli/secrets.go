@@ -22,9 +22,10 @@ func (l listerStore) List(ctx context.Context) (map[string]string, error) { retu
 func (l listerStore) Get(context.Context, string, string) (string, error) {
 	return "", infisical.ErrNotFound
 }
-func (l listerStore) Write(context.Context, string, map[string]string) error { return nil }
-func (l listerStore) Delete(context.Context, string, []string) error         { return nil }
-func (l listerStore) Close()                                                 {}
+func (l listerStore) Write(context.Context, string, map[string]string) error   { return nil }
+func (l listerStore) Delete(context.Context, string, []string) error           { return nil }
+func (l listerStore) CheckWrite(context.Context, string, string) (bool, error) { return false, nil }
+func (l listerStore) Close()                                                   {}
 
 // factory is the production adapter factory, with the test seam applied.
 func (a *app) factory() provision.Factory {

@@ -29,6 +29,11 @@ const (
 	FaultListSecrets   = "infisical.list-secrets"   // list and get secrets
 	FaultWriteSecrets  = "infisical.write-secrets"  // create and update secrets
 	FaultDeleteSecrets = "infisical.delete-secrets" // delete secrets
+	// FaultPermissions' "deny" kind gives the identity a project role that
+	// may read secrets but not create, edit or delete secrets or folders:
+	// those answer 403 PermissionDenied, as Infisical's error handler does
+	// for a CASL ForbiddenError (backend/src/server/plugins/error-handler.ts).
+	FaultPermissions = "infisical.permissions"
 )
 
 // tokenPrefix marks every access token the emulator issues, so tests can
@@ -289,6 +294,7 @@ func (e *Emulator) routes() http.Handler {
 	mux.HandleFunc("DELETE /api/v3/secrets/raw/{name}", e.authed(e.deleteSecret))
 	mux.HandleFunc("POST /api/v1/folders", e.authed(e.createFolder))
 	mux.HandleFunc("GET /api/v1/folders", e.authed(e.listFolders))
+	mux.HandleFunc("DELETE /api/v1/folders/{folder}", e.authed(e.deleteFolder))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := mux.Handler(r); pattern == "" {
 			// Fastify's shape for an unknown route.
@@ -338,6 +344,24 @@ func (e *Emulator) fault(w http.ResponseWriter, r *http.Request, point string) b
 		// Abort without an answer: returning normally would send an empty 200.
 		panic(http.ErrAbortHandler)
 	}
+	return true
+}
+
+// denied answers 403 when infisical.permissions=deny takes write access
+// away; true means the request has been answered.
+func (e *Emulator) denied(w http.ResponseWriter, action, subject string) bool {
+	if !e.faults.Peek(FaultPermissions, emulator.Deny) {
+		return false
+	}
+	e.mu.Lock()
+	e.reqSeq++
+	id := fmt.Sprintf("req-%06d", e.reqSeq)
+	e.mu.Unlock()
+	emulator.WriteJSON(w, http.StatusForbidden, map[string]any{
+		"reqId": id, "statusCode": http.StatusForbidden, "error": "PermissionDenied",
+		"message": fmt.Sprintf("You are not allowed to %s on %s", action, subject),
+		"details": []map[string]any{{"action": []string{"read"}, "inverted": false, "subject": subject}},
+	})
 	return true
 }
 
@@ -598,7 +622,7 @@ type writeRequest struct {
 
 func (e *Emulator) createSecret(w http.ResponseWriter, r *http.Request) {
 	e.counters.Inc("create-secret")
-	if e.fault(w, r, FaultWriteSecrets) {
+	if e.fault(w, r, FaultWriteSecrets) || e.denied(w, "create", "secrets") {
 		return
 	}
 	var req writeRequest
@@ -634,7 +658,7 @@ func (e *Emulator) createSecret(w http.ResponseWriter, r *http.Request) {
 
 func (e *Emulator) updateSecret(w http.ResponseWriter, r *http.Request) {
 	e.counters.Inc("update-secret")
-	if e.fault(w, r, FaultWriteSecrets) {
+	if e.fault(w, r, FaultWriteSecrets) || e.denied(w, "edit", "secrets") {
 		return
 	}
 	var req writeRequest
@@ -672,7 +696,7 @@ func (e *Emulator) updateSecret(w http.ResponseWriter, r *http.Request) {
 
 func (e *Emulator) deleteSecret(w http.ResponseWriter, r *http.Request) {
 	e.counters.Inc("delete-secret")
-	if e.fault(w, r, FaultDeleteSecrets) {
+	if e.fault(w, r, FaultDeleteSecrets) || e.denied(w, "delete", "secrets") {
 		return
 	}
 	var req writeRequest
@@ -710,6 +734,9 @@ func (e *Emulator) deleteSecret(w http.ResponseWriter, r *http.Request) {
 // createFolder is idempotent and creates missing parents, like Infisical's.
 func (e *Emulator) createFolder(w http.ResponseWriter, r *http.Request) {
 	e.counters.Inc("create-folder")
+	if e.denied(w, "create", "secret-folders") {
+		return
+	}
 	var req struct {
 		Project     string `json:"workspaceId"`
 		Environment string `json:"environment"`
@@ -738,6 +765,56 @@ func (e *Emulator) createFolder(w http.ResponseWriter, r *http.Request) {
 		emulator.WriteJSON(w, http.StatusOK, map[string]any{"folder": map[string]any{
 			"id": f.id, "name": f.name, "version": 1, "envId": st.id, "parentId": f.parentID,
 			"isReserved": false, "createdAt": f.created, "updatedAt": f.created,
+		}})
+	}
+}
+
+// deleteFolder answers DELETE /api/v1/folders/{id or name}: the folder at
+// path/name goes with everything under it, as Infisical deletes a folder.
+func (e *Emulator) deleteFolder(w http.ResponseWriter, r *http.Request) {
+	e.counters.Inc("delete-folder")
+	if e.denied(w, "delete", "secret-folders") {
+		return
+	}
+	var req struct {
+		Project     string `json:"workspaceId"`
+		Environment string `json:"environment"`
+		Path        string `json:"path"`
+	}
+	if err := decode(r, &req); err != nil || req.Project == "" {
+		e.validationError(w, "workspaceId")
+		return
+	}
+	e.mu.Lock()
+	envs, ok := e.projects[req.Project]
+	st := envs[req.Environment]
+	var gone *folder
+	name := r.PathValue("folder")
+	if st != nil {
+		parent := cleanPath(req.Path)
+		for fp, f := range st.folders {
+			if fp != "/" && path.Dir(fp) == parent && (f.name == name || f.id == name) {
+				gone = f
+				for sub := range st.folders {
+					if sub == fp || strings.HasPrefix(sub, fp+"/") {
+						delete(st.folders, sub)
+						delete(st.secrets, sub)
+					}
+				}
+				break
+			}
+		}
+	}
+	e.mu.Unlock()
+	switch {
+	case !ok:
+		e.projectNotFound(w, req.Project)
+	case gone == nil:
+		e.apiError(w, http.StatusNotFound, "NotFound", fmt.Sprintf("Folder with ID '%s' not found", name))
+	default:
+		emulator.WriteJSON(w, http.StatusOK, map[string]any{"folder": map[string]any{
+			"id": gone.id, "name": gone.name, "version": 1, "envId": st.id, "parentId": gone.parentID,
+			"isReserved": false, "createdAt": gone.created, "updatedAt": gone.created,
 		}})
 	}
 }

@@ -48,6 +48,10 @@ type SecretStore interface {
 	Get(ctx context.Context, path, name string) (string, error)
 	Write(ctx context.Context, path string, secrets map[string]string) error
 	Delete(ctx context.Context, path string, names []string) error
+	// CheckWrite proves the identity may create and delete secrets under
+	// path by writing the secret probe and deleting it; mayExist says the
+	// probe may be left (see infisical.Client.CheckWrite).
+	CheckWrite(ctx context.Context, path, probe string) (mayExist bool, err error)
 	Close()
 }
 

@@ -23,6 +23,8 @@ func (s *partialStore) Get(context.Context, string, string) (string, error) {
 	return "", errors.New("not used")
 }
 
+func (s *partialStore) CheckWrite(context.Context, string, string) (bool, error) { return false, nil }
+
 func (s *partialStore) Write(_ context.Context, path string, secrets map[string]string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

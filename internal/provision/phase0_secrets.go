@@ -11,6 +11,7 @@ import (
 
 	"github.com/rawkode/rawkode-cloud/internal/config"
 	"github.com/rawkode/rawkode-cloud/internal/fail"
+	"github.com/rawkode/rawkode-cloud/internal/infisical"
 	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 	"github.com/rawkode/rawkode-cloud/internal/pivot"
@@ -195,7 +196,7 @@ func (p *Provisioner) resolveSecrets(ctx context.Context, r *pipeline.Run) error
 	// The remote checks are independent: run them side by side (nothing
 	// spends money yet, and every second here delays the order) and report
 	// every failure at once.
-	checks := []func(context.Context, *pipeline.Run) error{p.checkTopology, p.checkTeleport, p.checkCloudflare, p.checkOperatorIP}
+	checks := []func(context.Context, *pipeline.Run) error{p.checkTopology, p.checkTeleport, p.checkCloudflare, p.checkOperatorIP, p.checkSecretStore}
 	errs := make([]error, len(checks))
 	var wg sync.WaitGroup
 	for i, check := range checks {
@@ -287,6 +288,37 @@ func (p *Provisioner) checkCloudflare(ctx context.Context, r *pipeline.Run) erro
 	if !proven {
 		r.Warn("Cloudflare does not list the token's permissions in the zone: DNS edit could not be proven before ordering", map[string]any{"zone": zone})
 	}
+	return nil
+}
+
+// checkSecretStore proves that Infisical will take the cluster's
+// credentials: an identity that may read the settings but not write under
+// the cluster's path would otherwise fail in phase 4, after the servers are
+// billed. The probe it writes is removed at once (infisical.CheckWrite).
+func (p *Provisioner) checkSecretStore(ctx context.Context, r *pipeline.Run) error {
+	if p.store == nil {
+		return nil // credentials go to --secrets-out
+	}
+	path := p.secretsPath()
+	probe := infisical.ProbeName()
+	mayExist, err := p.store.CheckWrite(ctx, path, probe)
+	if mayExist {
+		// Its delete failed or the create's answer was lost: cleanup owes
+		// its removal, as for anything the run created.
+		r.Undo(pipeline.UndoStep{
+			Resource: fmt.Sprintf("Infisical secrets %s in %s (phase 0's write check)", probe, path),
+			Command:  fmt.Sprintf("infisical secrets delete %s --path %s --env %s", probe, path, p.cfg.Get(config.InfisicalEnvironment)),
+			Do:       func(ctx context.Context) error { return p.store.Delete(ctx, path, []string{probe}) },
+		})
+	}
+	if err != nil {
+		if errors.Is(err, infisical.ErrNoWrite) {
+			return fmt.Errorf("%w; give the identity (infisical-client-id) a project role that may create, edit and delete secrets and create folders under %s in environment %s (Infisical: Project Settings → Access Control → Roles), or keep the credentials in files with --secrets-out",
+				err, path, p.cfg.Get(config.InfisicalEnvironment))
+		}
+		return err
+	}
+	r.Info("Infisical accepts the cluster's credentials", map[string]any{"path": path})
 	return nil
 }
 

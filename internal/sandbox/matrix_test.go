@@ -72,7 +72,10 @@ const (
 //     the emulator, states a server never leaves: exit 1; its hang keeps the
 //     server "ordered", where Scaleway refuses DELETE: listed, exit 4;
 //   - a lockdown "hang" applies the config, then stalls: the probe proves the
-//     ports closed, so the run succeeds.
+//     ports closed, so the run succeeds;
+//   - Infisical writes and deletes are first used by phase 0's write check
+//     (a secret written and deleted at once): a write that fails there is
+//     exit 2; a delete that fails leaves that secret, listed: exit 4.
 var expected = map[string][5]int{
 	"scaleway.list-ssh-keys":   {usage, ok, ok, usage, skip},
 	"scaleway.get-catalogue":   {usage, ok, ok, usage, skip},
@@ -89,8 +92,8 @@ var expected = map[string][5]int{
 	"cloudflare.delete-record": {ok, ok, ok, ok, skip},
 	"infisical.login":          {usage, ok, ok, usage, skip},
 	"infisical.list-secrets":   {usage, ok, ok, usage, skip},
-	"infisical.write-secrets":  {failed, ok, ok, failed, skip},
-	"infisical.delete-secrets": {ok, ok, ok, ok, skip},
+	"infisical.write-secrets":  {usage, ok, ok, usage, skip},
+	"infisical.delete-secrets": {leftover, ok, ok, leftover, skip},
 	"ipdetect":                 {usage, ok, ok, usage, skip},
 	"teleport.connect":         {usage, ok, ok, usage, skip},
 	"teleport.create-token":    {failed, ok, ok, failed, skip},
@@ -139,6 +142,8 @@ var expected = map[string][5]int{
 //     phase 0 finds it in the identity's roles: exit 2, nothing ordered;
 //   - cloudflare.permissions=deny: the token may read the zone, not edit
 //     DNS; phase 0's access check: exit 2;
+//   - infisical.permissions=deny: the identity may read the settings, not
+//     write the cluster's credentials; phase 0's write check: exit 2;
 //   - teleport.kube-server=stale: another agent holds the cluster's name;
 //     phase 0 warns, phase 6 waits for this run's agent: success;
 //   - teleport.token=expire: the first join token expires before the agent
@@ -154,6 +159,7 @@ var specialExpected = map[string]int{
 	"teleport.kube-server=stale":  ok,
 	"talos.maintenance=hijack":    failed,
 	"teleport.token=expire":       ok,
+	"infisical.permissions=deny":  usage,
 }
 
 // combined are scenarios that need several faults at once.
@@ -216,6 +222,15 @@ var cleanupPoints = map[string]string{
 	"teleport.delete-token":    "Teleport join token",
 }
 
+// leftoverOf is the resource a run that exits 4 with a fault at point
+// must list.
+func leftoverOf(point string) string {
+	if point == "infisical.delete-secrets" {
+		return "Infisical secrets RAWKODE_CLOUD_WRITE_CHECK_"
+	}
+	return "Scaleway server"
+}
+
 type scenario struct {
 	name   string
 	faults []string
@@ -259,7 +274,7 @@ func matrixScenarios() []scenario {
 			sc := scenario{name: fp.Point + "=" + kind, faults: []string{fp.Point + "=" + kind}, want: want[i],
 				proxmox: strings.HasPrefix(fp.Point, "proxmox.")}
 			if want[i] == leftover {
-				sc.leftover = "Scaleway server"
+				sc.leftover = leftoverOf(fp.Point)
 			}
 			out = append(out, sc)
 		}
@@ -283,7 +298,7 @@ func matrixScenarios() []scenario {
 			}
 			sc := scenario{name: "install: " + fp.Point + "=" + kind, faults: []string{fp.Point + "=" + kind}, want: want[i], flags: []string{installDelivery}}
 			if want[i] == leftover {
-				sc.leftover = "Scaleway server"
+				sc.leftover = leftoverOf(fp.Point)
 			}
 			out = append(out, sc)
 		}
@@ -323,6 +338,7 @@ var smokeScenarios = map[string]bool{
 	"proxmox.network=never":                    true,
 	"proxmox.firewall=unavailable@2":           true,
 	"teleport.token=expire":                    true,
+	"infisical.permissions=deny":               true,
 	"install: teleport.token=expire":           true,
 }
 

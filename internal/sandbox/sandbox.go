@@ -843,6 +843,8 @@ var FaultPoints = []FaultPoint{
 	{Point: "infisical.list-secrets", What: "reading settings"},
 	{Point: "infisical.write-secrets", What: "storing the cluster's credentials"},
 	{Point: "infisical.delete-secrets", What: "removing stored credentials on undo"},
+	{Point: "infisical.permissions", What: "what the machine identity may do in the project", OnlySpecial: true,
+		Special: map[emulator.Kind]string{emulator.Deny: "the identity may read settings but not create, edit or delete secrets or folders: writes answer 403 PermissionDenied"}},
 	{Point: "ipdetect", What: "public-IP detection"},
 	{Point: "teleport.connect", What: "connecting to Teleport (Ping)"},
 	{Point: "teleport.create-token", What: "minting the join token"},
