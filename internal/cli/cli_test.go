@@ -37,9 +37,16 @@ type lister struct {
 	seen   string // infisical-url of the config it was called with
 	values map[string]string
 	err    error
+	// silent makes it an Infisical that accepts the request and never
+	// answers: List returns only when its context ends.
+	silent bool
 }
 
-func (l *lister) list(_ context.Context, cfg *config.Config) (map[string]string, error) {
+func (l *lister) list(ctx context.Context, cfg *config.Config) (map[string]string, error) {
+	if l.silent {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.calls++

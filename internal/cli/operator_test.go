@@ -443,3 +443,23 @@ func TestConfigShowWithInfisicalDown(t *testing.T) {
 		t.Errorf("no reason shown:\n%s", r.out)
 	}
 }
+
+// provision's phase-0 checks are bounded like config show's: a service that
+// accepts connections and never answers costs seconds, and the message
+// names it.
+func TestProvisionPhase0SilentServiceIsBounded(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	r := run(t, invocation{env: infisicalEnv, secrets: &lister{silent: true}, args: []string{"provision", "--cluster-name", "silent"}})
+	if took := time.Since(start); took > 40*time.Second {
+		t.Errorf("took %s: phase 0 must give up on a silent service within seconds", took.Round(time.Second))
+	}
+	if r.code != 2 {
+		t.Fatalf("exit %d, want 2\n%s\n%s", r.code, r.out, r.err)
+	}
+	for _, want := range []string{"Infisical https://infisical.example.com did not answer within 15s", "service unavailable", "Nothing was created"} {
+		if !strings.Contains(r.err, want) {
+			t.Errorf("stderr does not say %q:\n%s", want, r.err)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
 
@@ -149,7 +150,13 @@ func FillFromInfisical(ctx context.Context, f Factory, cfg *config.Config, addSe
 // before phase 1 spends money. Any failure is a configuration error (exit 2).
 func (p *Provisioner) resolveSecrets(ctx context.Context, r *pipeline.Run) error {
 	f := p.opts.Factory
-	store, filled, err := FillFromInfisical(ctx, f, p.cfg, p.opts.Redactor.Add)
+	var store SecretStore
+	var filled []string
+	err := p.bounded(ctx, "Infisical "+orDefault(p.cfg.Get(config.InfisicalURL), "(Infisical Cloud)"), func(ctx context.Context) error {
+		var err error
+		store, filled, err = FillFromInfisical(ctx, f, p.cfg, p.opts.Redactor.Add)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -196,14 +203,23 @@ func (p *Provisioner) resolveSecrets(ctx context.Context, r *pipeline.Run) error
 	// The remote checks are independent: run them side by side (nothing
 	// spends money yet, and every second here delays the order) and report
 	// every failure at once.
-	checks := []func(context.Context, *pipeline.Run) error{p.checkTopology, p.checkTeleport, p.checkCloudflare, p.checkOperatorIP, p.checkSecretStore}
+	checks := []struct {
+		service string
+		run     func(context.Context, *pipeline.Run) error
+	}{
+		{"Scaleway (offer, OS, SSH keys, existing servers)", p.checkTopology},
+		{"Teleport " + p.cfg.Get(config.TeleportProxy), p.checkTeleport},
+		{"Cloudflare", p.checkCloudflare},
+		{"public-IP detection", p.checkOperatorIP},
+		{"Infisical (write check)", p.checkSecretStore},
+	}
 	errs := make([]error, len(checks))
 	var wg sync.WaitGroup
 	for i, check := range checks {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = check(ctx, r)
+			errs[i] = p.bounded(ctx, check.service, func(ctx context.Context) error { return check.run(ctx, r) })
 		}()
 	}
 	wg.Wait()
@@ -218,6 +234,38 @@ func (p *Provisioner) resolveSecrets(ctx context.Context, r *pipeline.Run) error
 	// hardware is delivered instead of on the critical path in phase 4.
 	p.ahead(r, p.bundle)
 	return nil
+}
+
+// phase0CheckBudget bounds each of phase 0's network checks, retries
+// included: they are reads and one probe write, which answer in well under
+// a second when the service is up. A service that accepts connections and
+// never answers costs seconds here, not the minutes of a call budget, and
+// nothing has been ordered yet.
+const phase0CheckBudget = 15 * time.Second
+
+// bounded runs one phase-0 check within phase0CheckBudget (or the
+// factory's smaller call budget, as in the sandbox) and, when it runs out,
+// says which service did not answer; that is an outage (exit 2, "service
+// unavailable"), not a configuration error.
+func (p *Provisioner) bounded(ctx context.Context, service string, check func(context.Context) error) error {
+	budget := phase0CheckBudget
+	if b := p.opts.Factory.CallBudget; b > 0 && b < budget {
+		budget = b
+	}
+	cctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	err := check(cctx)
+	if err != nil && ctx.Err() == nil && errors.Is(cctx.Err(), context.DeadlineExceeded) {
+		return retry.Transient(fmt.Errorf("%s did not answer within %s: %w", service, budget, err), 0)
+	}
+	return err
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
 }
 
 // generateSecrets creates the Talos PKI: seconds of CPU.
