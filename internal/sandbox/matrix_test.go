@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -239,8 +240,40 @@ type scenario struct {
 	proxmox bool
 	// leftover names the resource a failed cleanup must list (exit 4).
 	leftover string
-	// flags are extra provision flags (e.g. installDelivery).
+	// flags are extra provision flags (e.g. installDelivery, haFlags).
 	flags []string
+	// controlPlanes and workers size the cluster the flags ask for (zero:
+	// one node).
+	controlPlanes, workers int
+}
+
+// servers is how many servers the scenario's cluster has.
+func (sc scenario) servers() int { return max(sc.controlPlanes, 1) + sc.workers }
+
+// haFlags build three control planes: every fault point again, hitting
+// every node, plus the per-node faults below.
+var haFlags = []string{"--control-planes", "3"}
+
+// expectedHA is where three control planes differ from one node. Nowhere so
+// far: a fault on every node fails (or is retried away) as it does on one,
+// and @N counts are shared by the nodes, so transient faults are still
+// retried away. Rows whose every outcome is a success are not run again
+// with three control planes: they are points a provisioning never fails on.
+var expectedHA = map[string][5]int{}
+
+// haNodeScenarios hit one node of a cluster of three control planes (and a
+// worker where it matters): one failing node fails the run and everything
+// of every node is undone; a verification failure on one node keeps them
+// all (exit 3).
+var haNodeScenarios = []scenario{
+	{name: "ha: talos.apply=error@node=sandbox-cp-2", faults: []string{"talos.apply=error@node=sandbox-cp-2"}, want: failed},
+	{name: "ha: talos.reboot=never@node=sandbox-cp-3", faults: []string{"talos.reboot=never@node=sandbox-cp-3"}, want: failed},
+	{name: "ha: talos.services=never@node=sandbox-cp-2", faults: []string{"talos.services=never@node=sandbox-cp-2"}, want: failed},
+	{name: "ha: talos.maintenance=never@node=sandbox-cp-3", faults: []string{"talos.maintenance=never@node=sandbox-cp-3"}, want: failed},
+	{name: "ha: scaleway.install=error@node=sandbox-cp-2", faults: []string{"scaleway.install=error@node=sandbox-cp-2"}, want: failed},
+	{name: "ha: talos.lockdown=error@node=sandbox-cp-3", faults: []string{"talos.lockdown=error@node=sandbox-cp-3"}, want: failed},
+	{name: "ha: scaleway.install=error@node=sandbox-worker-1", faults: []string{"scaleway.install=error@node=sandbox-worker-1"}, want: failed, workers: 1},
+	{name: "ha: talos.kubelet=never@node=sandbox-worker-1", faults: []string{"talos.kubelet=never@node=sandbox-worker-1"}, want: leftRun, workers: 1},
 }
 
 func matrixScenarios() []scenario {
@@ -304,6 +337,36 @@ func matrixScenarios() []scenario {
 		}
 	}
 	out = append(out, hijackScenarios...)
+	// The same points again with three control planes.
+	for _, fp := range sandbox.FaultPoints {
+		if fp.OnlySpecial || strings.HasPrefix(fp.Point, "proxmox.") {
+			continue
+		}
+		want, known := expectedHA[fp.Point]
+		if !known {
+			if want, known = expected[fp.Point]; !known {
+				continue // reported above
+			}
+		}
+		if !slices.ContainsFunc(want[:], func(code int) bool { return code != ok && code != skip }) {
+			continue
+		}
+		for i, kind := range matrixKinds {
+			if want[i] == skip {
+				continue
+			}
+			sc := scenario{name: "ha: " + fp.Point + "=" + kind, faults: []string{fp.Point + "=" + kind}, want: want[i], flags: haFlags, controlPlanes: 3}
+			if want[i] == leftover {
+				sc.leftover = "Scaleway server"
+			}
+			out = append(out, sc)
+		}
+	}
+	for _, sc := range haNodeScenarios {
+		sc.controlPlanes = 3
+		sc.flags = append(append([]string(nil), haFlags...), "--workers", fmt.Sprint(sc.workers))
+		out = append(out, sc)
+	}
 	points := make([]string, 0, len(cleanupPoints))
 	for p := range cleanupPoints {
 		points = append(points, p)
@@ -321,25 +384,27 @@ func matrixScenarios() []scenario {
 // smokeScenarios are the ones `go test ./...` always runs: one of each
 // outcome, cleanup faults included.
 var smokeScenarios = map[string]bool{
-	"talos.maintenance=linger":                 true,
-	"teleport.permissions=deny":                true,
-	"cloudflare.permissions=deny":              true,
-	"stale kube server + agent never joins":    true,
-	"scaleway.create-server=unavailable@2":     true,
-	"cloudflare.upsert-record=hang":            true,
-	"infisical.login=error":                    true,
-	"teleport.agent=unavailable@2":             true,
-	"teleport.list-kube=error":                 true,
-	"cleanup: scaleway.delete-server=error":    true,
-	"cleanup: cloudflare.delete-record=hang@1": true,
-	"talos.maintenance=hijack":                 true,
-	"install: talos.maintenance=hijack":        true,
-	"install: scaleway.install-server=error":   true,
-	"proxmox.network=never":                    true,
-	"proxmox.firewall=unavailable@2":           true,
-	"teleport.token=expire":                    true,
-	"infisical.permissions=deny":               true,
-	"install: teleport.token=expire":           true,
+	"talos.maintenance=linger":                      true,
+	"teleport.permissions=deny":                     true,
+	"cloudflare.permissions=deny":                   true,
+	"stale kube server + agent never joins":         true,
+	"scaleway.create-server=unavailable@2":          true,
+	"cloudflare.upsert-record=hang":                 true,
+	"infisical.login=error":                         true,
+	"teleport.agent=unavailable@2":                  true,
+	"teleport.list-kube=error":                      true,
+	"cleanup: scaleway.delete-server=error":         true,
+	"cleanup: cloudflare.delete-record=hang@1":      true,
+	"talos.maintenance=hijack":                      true,
+	"install: talos.maintenance=hijack":             true,
+	"install: scaleway.install-server=error":        true,
+	"proxmox.network=never":                         true,
+	"proxmox.firewall=unavailable@2":                true,
+	"teleport.token=expire":                         true,
+	"infisical.permissions=deny":                    true,
+	"install: teleport.token=expire":                true,
+	"ha: talos.apply=error@node=sandbox-cp-2":       true,
+	"ha: talos.kubelet=never@node=sandbox-worker-1": true,
 }
 
 // outcome is what one scenario did.
@@ -536,7 +601,7 @@ func (o *outcome) judge() {
 			o.judgeProxmoxHost()
 			break
 		}
-		if len(inv.Servers) != 1 || len(inv.DNSRecords) != 1 || len(inv.KubeServers) != 1 || len(inv.Secrets) != 3 {
+		if len(inv.Servers) != o.sc.servers() || len(inv.DNSRecords) != max(o.sc.controlPlanes, 1) || len(inv.KubeServers) != 1 || len(inv.Secrets) != 3 {
 			o.problems = append(o.problems, fmt.Sprintf("inventory after success: %+v", inv))
 		}
 		// The used join token is deleted, unless deleting it failed (it
@@ -544,14 +609,14 @@ func (o *outcome) judge() {
 		if len(inv.Tokens) > 0 && !o.warned("join token") {
 			o.orphans = append(o.orphans, fmt.Sprintf("%d join token(s) left without a warning", len(inv.Tokens)))
 		}
-		if len(inv.Servers) > 1 {
+		if len(inv.Servers) > o.sc.servers() {
 			o.orphans = append(o.orphans, fmt.Sprintf("%d servers after success", len(inv.Servers)))
 		}
 	case leftRun:
-		// Exactly the server stays, firewall open, and the output lists
+		// Exactly the servers stay, firewalls open, and the output lists
 		// what was kept with how to remove it.
-		if len(inv.Servers) != 1 {
-			o.problems = append(o.problems, fmt.Sprintf("servers left = %d, want exactly the one kept for debugging", len(inv.Servers)))
+		if len(inv.Servers) != o.sc.servers() {
+			o.problems = append(o.problems, fmt.Sprintf("servers left = %d, want exactly the %d kept for debugging", len(inv.Servers), o.sc.servers()))
 		}
 		for _, s := range inv.Servers {
 			ip, _ := s["ip"].(string)
@@ -600,7 +665,8 @@ func (o *outcome) judge() {
 					}
 				}
 				for _, srv := range inv.Servers {
-					if strings.HasPrefix(res, "Scaleway server") && !strings.Contains(cmd, fmt.Sprint(srv["id"])) {
+					id := fmt.Sprint(srv["id"])
+					if strings.HasPrefix(res, "Scaleway server "+id) && !strings.Contains(cmd, id) {
 						o.problems = append(o.problems, fmt.Sprintf("leftover command %q does not name server %v", cmd, srv["id"]))
 					}
 				}
