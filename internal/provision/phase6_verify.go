@@ -24,8 +24,13 @@ func (p *Provisioner) verifyAndLockDown(ctx context.Context, r *pipeline.Run) er
 			return err // interrupted: undo as usual
 		}
 		// The nodes stay for debugging: let the kubeconfig, fetched
-		// alongside the checks, be stored first rather than cancelled.
-		_, _ = p.kubeconfig.Get(ctx, r)
+		// alongside the checks, be stored first rather than cancelled. A
+		// kubeconfig that could not be fetched at all is no verification
+		// failure but phase 5's work gone wrong: undo, as before the
+		// Kubernetes checks needed it (exit 1).
+		if _, kerr := p.kubeconfig.Get(ctx, r); kerr != nil {
+			return kerr
+		}
 		return pipeline.LeaveRunning(err, p.debugHint())
 	}
 

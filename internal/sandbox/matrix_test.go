@@ -37,6 +37,11 @@ const matrixSpeed = "400"
 // 30s (its cleanup floor).
 const maxScenario = 75 * time.Second
 
+// undoFloor is what each further server may add: undo removes the servers
+// one after another (newest first), and a server Scaleway will not delete
+// (scaleway.install=hang keeps it "ordered") costs the cleanup floor each.
+const undoFloor = 30 * time.Second
+
 // matrixWorkers runs scenarios side by side: a run mostly waits on scaled
 // timers, so more runs than cores keep the machine busy.
 const matrixWorkers = 6
@@ -546,14 +551,14 @@ func runScenario(t *testing.T, sc scenario) *outcome {
 		OnSandbox: func(sb *sandbox.Sandbox) { mu.Lock(); o.sb = sb; mu.Unlock() },
 	}
 	// Far above any scenario's scaled deadlines: a run that needs it is stuck.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute+time.Duration(sc.servers()-1)*undoFloor)
 	defer cancel()
 	start := time.Now()
 	o.code = cli.Execute(ctx, args, env)
 	o.duration = time.Since(start)
 	if ctx.Err() != nil {
-		o.problems = append(o.problems, "did not end within 2 minutes: a fault is not bounded")
-	} else if o.duration > maxScenario {
+		o.problems = append(o.problems, "did not end within 2 minutes (plus the undo floor per further server): a fault is not bounded")
+	} else if bound := maxScenario + time.Duration(sc.servers()-1)*undoFloor; o.duration > bound {
 		o.problems = append(o.problems, fmt.Sprintf("took %s: every fault must be bounded by the scaled timeouts", o.duration.Round(time.Second)))
 	}
 	o.stderr = errOut.String()
