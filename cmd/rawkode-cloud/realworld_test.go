@@ -11,6 +11,7 @@ import (
 type realWorld struct {
 	name   string
 	faults []string
+	args   []string // more provision flags
 	exit   int
 	// stderr and output must each contain these.
 	stderr, output []string
@@ -60,6 +61,14 @@ func TestRealWorldFaults(t *testing.T) {
 			check:  func(t *testing.T, inv map[string]any, _ string) { mustBeEmpty(t, inv) },
 		},
 		{
+			// The recorded EM-I215E-NVME has two NVMe disks: a third is
+			// refused before anything is ordered.
+			name: "install disk the offer does not have", faults: nil, exit: 2,
+			args:   []string{"--talos-install-disk", "/dev/nvme2n1"},
+			stderr: []string{"talos-install-disk /dev/nvme2n1 (flag) is not a disk of offer", "/dev/nvme0n1, /dev/nvme1n1", "env RAWKODE_CLOUD_TALOS_INSTALL_DISK"},
+			check:  func(t *testing.T, inv map[string]any, _ string) { mustBeEmpty(t, inv) },
+		},
+		{
 			name: "phase-0 outage", faults: []string{"teleport.connect=unavailable"}, exit: 2,
 			stderr: []string{"service unavailable", "Nothing was created"},
 			check:  func(t *testing.T, inv map[string]any, _ string) { mustBeEmpty(t, inv) },
@@ -72,6 +81,7 @@ func TestRealWorldFaults(t *testing.T) {
 			for _, f := range tc.faults {
 				args = append(args, "--sandbox-fault", f)
 			}
+			args = append(args, tc.args...)
 			code, out, errOut := newIsolated(t).run(t, args...)
 			if code != tc.exit {
 				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.exit, out, errOut)

@@ -18,6 +18,8 @@ import (
 type Servers interface {
 	ListSSHKeyIDs(ctx context.Context) ([]string, error)
 	CheckCompatibility(ctx context.Context, offerID, osID string) error
+	// OfferDisks lists the disks an offer comes with.
+	OfferDisks(ctx context.Context, offerID string) (name string, disks []scaleway.Disk, err error)
 	CreateServer(ctx context.Context, spec scaleway.ServerSpec) (*scaleway.Server, error)
 	WaitIPv4(ctx context.Context, id string, opts wait.Options) (*scaleway.Server, error)
 	WaitReady(ctx context.Context, id string, opts wait.Options) (*scaleway.Server, error)

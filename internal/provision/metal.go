@@ -39,6 +39,24 @@ type metal struct {
 	nodeConfig       func(ctx context.Context, r *pipeline.Run, n *Node) (cfg, talosconfig []byte, err error)
 }
 
+// checkInstallDisk refuses an install disk the offer does not have: the
+// pivot would find no such device and the server, billed by then, would
+// never become a node. The offer lists its disks (type and size); Linux
+// names NVMe disks nvme0n1, nvme1n1, … and SATA/SAS ones sda, sdb, …
+func (m *metal) checkInstallDisk(ctx context.Context, offer string) error {
+	disk := m.cfg.Get(config.TalosInstallDisk)
+	name, disks, err := m.scw.OfferDisks(ctx, offer)
+	if err != nil {
+		return fmt.Errorf("read the disks of offer %s: %w", offer, err)
+	}
+	if ok, known := scaleway.DiskOnOffer(disks, disk); ok || !known {
+		return nil
+	}
+	s, _ := config.Lookup(config.TalosInstallDisk)
+	return retry.Permanent(fmt.Errorf("talos-install-disk %s (%s) is not a disk of offer %s (%s), which has %s; set talos-install-disk to one of them (%s)",
+		disk, m.cfg.Value(config.TalosInstallDisk).Source, offer, name, scaleway.DescribeDisks(disks), s.Ways()))
+}
+
 // offer is the Elastic Metal offer node n is ordered with.
 func (m *metal) offer(n *Node) string {
 	if n.Role == Worker && m.cfg.IsSet(config.ScalewayWorkerOfferID) {
@@ -66,6 +84,9 @@ func (m *metal) Check(ctx context.Context, r *pipeline.Run, nodes []*Node) error
 	for _, offer := range offers {
 		if err := m.scw.CheckCompatibility(ctx, offer, osID); err != nil {
 			return fmt.Errorf("check offer and OS before ordering %d server(s): %w", perOffer[offer], err)
+		}
+		if err := m.checkInstallDisk(ctx, offer); err != nil {
+			return err
 		}
 	}
 	offer := strings.Join(offers, ",")
