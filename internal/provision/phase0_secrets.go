@@ -16,6 +16,7 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 	"github.com/rawkode/rawkode-cloud/internal/pivot"
+	"github.com/rawkode/rawkode-cloud/internal/proxmoxvms"
 	"github.com/rawkode/rawkode-cloud/internal/retry"
 	"github.com/rawkode/rawkode-cloud/internal/teleport"
 	"github.com/rawkode/rawkode-cloud/internal/teleportvm"
@@ -62,6 +63,17 @@ func extraChecks(cfg *config.Config) config.Problems {
 	}
 	if cfg.Get(config.Topology) == config.TopologyProxmox {
 		probs = append(probs, githubProblems(cfg)...)
+		// Its VM plan is three control planes on the one host.
+		given := func(name string) bool {
+			v := cfg.Value(name)
+			return v.Source != config.FromDefault && v.Source != config.Unset
+		}
+		if given(config.ControlPlanes) && cfg.Int(config.ControlPlanes) != proxmoxvms.ControlPlanes {
+			probs = append(probs, cfg.ProblemFor(config.ControlPlanes, fmt.Sprintf("cannot be changed in the proxmox topology: it runs %d Talos control-plane VMs", proxmoxvms.ControlPlanes)))
+		}
+		if given(config.Workers) && cfg.Int(config.Workers) != 0 {
+			probs = append(probs, cfg.ProblemFor(config.Workers, "must be 0 in the proxmox topology: its VM plan has no worker VMs (workloads run on the control planes)"))
+		}
 	}
 	if cfg.Get(config.Topology) == config.TopologyProxmox && cfg.Get(config.TalosConfigDelivery) == config.DeliveryInstall {
 		probs = append(probs, cfg.ProblemFor(config.TalosConfigDelivery, "applies to the metal topology only: the proxmox topology's server runs Proxmox VE, and its Talos VMs read their config from a NoCloud volume at first boot, so there is no maintenance mode to close"))

@@ -127,17 +127,38 @@ var expected = map[string][5]int{
 	"s3.get-object":       {ok, ok, ok, ok, skip},
 	"s3.list-objects":     {ok, ok, ok, ok, skip},
 	// The proxmox topology (its scenarios run with --topology proxmox):
-	// every failure before the lockdown undoes the host with the server;
-	// storage, download-url and qemu are not called while the host is
-	// set up (its first boot set local's content), so they change nothing.
+	// every failure before the lockdown undoes the VMs, their volumes and
+	// the host with the server.
 	"proxmox.login":        {failed, ok, ok, failed, failed},
 	"proxmox.access":       {failed, ok, ok, failed, failed},
 	"proxmox.network":      {failed, ok, ok, failed, failed},
 	"proxmox.firewall":     {failed, ok, ok, failed, failed},
 	"proxmox.storage":      {ok, ok, ok, ok, skip},
 	"proxmox.download-url": {ok, ok, ok, ok, skip},
-	"proxmox.qemu":         {ok, ok, ok, ok, skip},
+	"proxmox.qemu":         {leftover, ok, ok, leftover, skip},
 	"proxmox.read":         {failed, ok, ok, failed, failed},
+	// Only the proxmox topology's VMs use them (run with --topology proxmox).
+	"imagefactory.versions": {failed, ok, ok, failed, skip},
+	"imagefactory.image":    {failed, ok, ok, failed, failed},
+	"teleport.sso":          {failed, ok, ok, failed, skip},
+}
+
+// leftoverOf names what a point's failing cleanup leaves and lists: a
+// persistent qemu fault also refuses the VM's stop and delete, so undo
+// lists the VM (it goes with the host, whose deletion follows).
+var proxmoxLeftovers = map[string]string{
+	"proxmox.qemu": "Proxmox VM",
+}
+
+// proxmoxPoint says whether a point's scenarios run in the proxmox topology.
+func proxmoxPoint(point string) bool {
+	return strings.HasPrefix(point, "proxmox.") || point == "imagefactory.versions" || point == "imagefactory.image" || point == "teleport.sso"
+}
+
+// expectedProxmox adds proxmox-topology scenarios for points whose main
+// row is about the metal topology.
+var expectedProxmox = map[string][5]int{
+	"imagefactory.schematics": {failed, ok, ok, failed, skip},
 }
 
 // specialExpected is the exit code of a provisioning with one special
@@ -234,6 +255,9 @@ func leftoverOf(point string) string {
 	if point == "infisical.delete-secrets" {
 		return "Infisical secrets RAWKODE_CLOUD_WRITE_CHECK_"
 	}
+	if r, ok := proxmoxLeftovers[point]; ok {
+		return r
+	}
 	return "Scaleway server"
 }
 
@@ -310,17 +334,24 @@ func matrixScenarios() []scenario {
 				continue
 			}
 			sc := scenario{name: fp.Point + "=" + kind, faults: []string{fp.Point + "=" + kind}, want: want[i],
-				proxmox: strings.HasPrefix(fp.Point, "proxmox.")}
+				proxmox: proxmoxPoint(fp.Point)}
 			if want[i] == leftover {
 				sc.leftover = leftoverOf(fp.Point)
 			}
 			out = append(out, sc)
 		}
 	}
+	for _, point := range sortedKeys(expectedProxmox) {
+		for i, kind := range matrixKinds {
+			if want := expectedProxmox[point][i]; want != skip {
+				out = append(out, scenario{name: "proxmox: " + point + "=" + kind, faults: []string{point + "=" + kind}, want: want, proxmox: true})
+			}
+		}
+	}
 	out = append(out, combined...)
 	// The same points again with the config delivered at install.
 	for _, fp := range sandbox.FaultPoints {
-		if fp.OnlySpecial || strings.HasPrefix(fp.Point, "proxmox.") {
+		if fp.OnlySpecial || proxmoxPoint(fp.Point) {
 			// The proxmox topology's VMs have no maintenance mode to close.
 			continue
 		}
@@ -410,6 +441,8 @@ var smokeScenarios = map[string]bool{
 	"install: teleport.token=expire":                true,
 	"ha: talos.apply=error@node=sandbox-cp-2":       true,
 	"ha: talos.kubelet=never@node=sandbox-worker-1": true,
+	"teleport.sso=error":                            true,
+	"imagefactory.image=never":                      true,
 }
 
 // outcome is what one scenario did.
@@ -811,4 +844,13 @@ func dumpJSON(events []map[string]any) string {
 		fmt.Fprintf(&b, "  %s\n", line)
 	}
 	return b.String()
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
