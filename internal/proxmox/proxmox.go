@@ -175,6 +175,12 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		rt = http.DefaultTransport
 	}
 	hc.Transport = &statusTransport{next: rt}
+	// go-proxmox's UploadReader takes no context: only the client's own
+	// timeout bounds an upload to a node that stopped answering. Every
+	// other call is bounded as tightly by its attempt's context already.
+	if hc.Timeout <= 0 || hc.Timeout > cfg.RequestTimeout {
+		hc.Timeout = cfg.RequestTimeout
+	}
 	opts := []pve.Option{pve.WithHTTPClient(&hc), pve.WithUserAgent("rawkode-cloud")}
 	if cfg.TokenSecret != "" {
 		opts = append(opts, pve.WithAPIToken(cfg.TokenID, cfg.TokenSecret))

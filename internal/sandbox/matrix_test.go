@@ -133,8 +133,8 @@ var expected = map[string][5]int{
 	"proxmox.access":       {failed, ok, ok, failed, failed},
 	"proxmox.network":      {failed, ok, ok, failed, failed},
 	"proxmox.firewall":     {failed, ok, ok, failed, failed},
-	"proxmox.storage":      {ok, ok, ok, ok, skip},
-	"proxmox.download-url": {ok, ok, ok, ok, skip},
+	"proxmox.storage":      {leftover, ok, ok, leftover, skip},
+	"proxmox.download-url": {failed, ok, ok, failed, skip},
 	"proxmox.qemu":         {leftover, ok, ok, leftover, skip},
 	"proxmox.read":         {failed, ok, ok, failed, failed},
 	// Only the proxmox topology's VMs use them (run with --topology proxmox).
@@ -144,10 +144,11 @@ var expected = map[string][5]int{
 }
 
 // leftoverOf names what a point's failing cleanup leaves and lists: a
-// persistent qemu fault also refuses the VM's stop and delete, so undo
-// lists the VM (it goes with the host, whose deletion follows).
+// persistent qemu or storage fault also refuses the VM's or the volume's
+// removal, so undo lists it (it goes with the host, deleted after it).
 var proxmoxLeftovers = map[string]string{
-	"proxmox.qemu": "Proxmox VM",
+	"proxmox.qemu":    "Proxmox VM",
+	"proxmox.storage": "Proxmox image",
 }
 
 // proxmoxPoint says whether a point's scenarios run in the proxmox topology.
