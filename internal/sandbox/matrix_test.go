@@ -143,7 +143,7 @@ var expected = map[string][5]int{
 	"teleport.sso":          {failed, ok, ok, failed, skip},
 }
 
-// leftoverOf names what a point's failing cleanup leaves and lists: a
+// proxmoxLeftovers name what a point's failing cleanup leaves and lists: a
 // persistent qemu or storage fault also refuses the VM's or the volume's
 // removal, so undo lists it (it goes with the host, deleted after it).
 var proxmoxLeftovers = map[string]string{
