@@ -45,6 +45,9 @@ type runOpts struct {
 	patient bool
 	// set are further settings, as if given by flag.
 	set map[string]string
+	// afterChecks are faults set once phase 0 is done: a failure later in
+	// the run on a call phase 0's checks also make.
+	afterChecks map[string]emulator.Fault
 }
 
 func provisionSandbox(t *testing.T, o runOpts) result {
@@ -90,6 +93,11 @@ func provisionSandboxWith(t *testing.T, sb *sandbox.Sandbox, o runOpts) result {
 	var once sync.Once
 	sink := pipeline.SinkFunc(func(e pipeline.Event) {
 		rec.Emit(e)
+		if e.Type == pipeline.EventPhaseDone && e.Phase == p.Phases()[0].Title() {
+			for point, f := range o.afterChecks {
+				sb.Faults().Set(point, f)
+			}
+		}
 		if o.cancel != nil && o.cancel(e) {
 			once.Do(cancel)
 		}
@@ -183,7 +191,7 @@ func TestFailureInEachPhaseLeavesNothing(t *testing.T) {
 		"phase 2 talos":     "talos.maintenance=never",
 		"phase 3 dns":       "cloudflare.upsert-record=error",
 		"phase 4 token":     "teleport.create-token=error",
-		"phase 4 secrets":   "infisical.write-secrets=error",
+		"phase 4 secrets":   "later: infisical.write-secrets=error", // phase 0 writes a probe secret
 		"phase 5 apply":     "talos.apply=error",
 		"phase 5 reboot":    "talos.reboot=never",
 		"phase 5 bootstrap": "talos.bootstrap=error",
@@ -193,11 +201,16 @@ func TestFailureInEachPhaseLeavesNothing(t *testing.T) {
 	for name, spec := range cases {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			faults, err := sandbox.ParseFaults([]string{spec})
+			point, later := strings.CutPrefix(spec, "later: ")
+			faults, err := sandbox.ParseFaults([]string{point})
 			if err != nil {
 				t.Fatal(err)
 			}
-			r := provisionSandbox(t, runOpts{faults: faults})
+			o := runOpts{faults: faults}
+			if later {
+				o = runOpts{afterChecks: faults}
+			}
+			r := provisionSandbox(t, o)
 			if r.code != fail.Failed {
 				t.Fatalf("exit code %d (%v), want %d\n%s", r.code, r.err, fail.Failed, dump(r.events))
 			}
