@@ -255,15 +255,13 @@ func (p *Provisioner) resolveSecrets(ctx context.Context, r *pipeline.Run) error
 // nothing has been ordered yet.
 const phase0CheckBudget = 15 * time.Second
 
-// bounded runs one phase-0 check within phase0CheckBudget (or the
-// factory's smaller call budget, as in the sandbox) and, when it runs out,
-// says which service did not answer; that is an outage (exit 2, "service
-// unavailable"), not a configuration error.
+// bounded runs one phase-0 check within phase0CheckBudget and, when it
+// runs out, says which service did not answer; that is an outage (exit 2,
+// "service unavailable"), not a configuration error. The sandbox keeps
+// the same bound: its calls have their own, scaled budgets, and a check of
+// several calls on a loaded machine must not be cut short.
 func (p *Provisioner) bounded(ctx context.Context, service string, check func(context.Context) error) error {
 	budget := phase0CheckBudget
-	if b := p.opts.Factory.CallBudget; b > 0 && b < budget {
-		budget = b
-	}
 	cctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	err := check(cctx)
