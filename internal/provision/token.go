@@ -45,16 +45,20 @@ func (p *Provisioner) tokenTTL() time.Duration {
 func (p *Provisioner) mintToken(ctx context.Context, r *pipeline.Run) (teleport.Token, error) {
 	ttl := p.tokenTTL()
 	tok, err := p.tp.CreateKubeToken(ctx, p.clusterName(), ttl)
+	if tok.Name != "" {
+		// Also when the create failed: a request cut off or lost may have
+		// created it. Deleting a token that does not exist succeeds.
+		p.opts.Redactor.Add(tok.Name)
+		expires := tok.Expires.UTC().Format("15:04:05Z")
+		r.Undo(pipeline.UndoStep{
+			Resource: tokenResource(tok),
+			Command:  fmt.Sprintf("tctl tokens rm <token %s> (it expires by itself at %s)", teleport.Redact(tok.Name), expires),
+			Do:       func(ctx context.Context) error { return p.tp.DeleteToken(ctx, tok.Name) },
+		})
+	}
 	if err != nil {
 		return teleport.Token{}, fmt.Errorf("create Teleport join token: %w", err)
 	}
-	p.opts.Redactor.Add(tok.Name)
-	expires := tok.Expires.UTC().Format("15:04:05Z")
-	r.Undo(pipeline.UndoStep{
-		Resource: tokenResource(tok),
-		Command:  fmt.Sprintf("tctl tokens rm <token %s> (it expires by itself at %s)", teleport.Redact(tok.Name), expires),
-		Do:       func(ctx context.Context) error { return p.tp.DeleteToken(ctx, tok.Name) },
-	})
 	p.tokMu.Lock()
 	p.token = tok
 	p.minted = append(p.minted, tok)

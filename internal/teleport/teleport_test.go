@@ -627,3 +627,22 @@ func TestExpireFaultHitsTheFirstToken(t *testing.T) {
 		})
 	}
 }
+
+// A create that never got its answer may have created the token: the
+// caller gets its name with the error, to push its removal all the same.
+func TestCreateKubeTokenNamesTheTokenItMayHaveCreated(t *testing.T) {
+	t.Parallel()
+	e := newEmulator(t, EmulatorOptions{})
+	e.Faults().Set(FaultCreateToken, emulator.Fault{Kind: emulator.Unavailable})
+	c := connect(t, e, Config{})
+	tok, err := c.CreateKubeToken(testCtx(t, 2*time.Second), testCluster, 0)
+	if err == nil {
+		t.Fatal("CreateKubeToken succeeded against an unavailable Teleport")
+	}
+	if len(tok.Name) < 32 || tok.Cluster != testCluster {
+		t.Fatalf("no token named with the error: %+v", tok)
+	}
+	if strings.Contains(err.Error(), tok.Name) {
+		t.Fatalf("the error shows the token's name: %v", err)
+	}
+}

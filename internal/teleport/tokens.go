@@ -101,7 +101,10 @@ func (c *Client) CreateKubeToken(ctx context.Context, clusterName string, ttl ti
 		})
 	})
 	if err != nil {
-		return Token{}, fmt.Errorf("create join token for %s: %w", clusterName, scrub(err, tok.Name))
+		// The token is returned with the error: a request cut off (Ctrl-C,
+		// a deadline) or answered with an outage may have created it all
+		// the same, and its name, chosen here, is all a removal needs.
+		return tok, fmt.Errorf("create join token for %s: %w", clusterName, scrub(err, tok.Name))
 	}
 	return tok, nil
 }
