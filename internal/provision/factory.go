@@ -63,6 +63,10 @@ type Factory struct {
 	// so its tokens expire when the run, in its time, outlasts them. Zero
 	// means real time.
 	TimeScale float64
+	// TimeSlack is real time added to such a scaled span: handshakes and
+	// key generation do not speed up with the sandbox's clock, and a token
+	// that expires because the machine is busy is not what a run rehearses.
+	TimeSlack time.Duration
 }
 
 // DefaultCallBudget is how long one call outside any wait may keep retrying

@@ -35,7 +35,7 @@ import (
 func (p *Provisioner) tokenTTL() time.Duration {
 	ttl := p.cfg.Duration(config.TeleportTokenTTL)
 	if s := p.opts.Factory.TimeScale; s > 0 {
-		ttl = time.Duration(float64(ttl) / s)
+		ttl = time.Duration(float64(ttl)/s) + p.opts.Factory.TimeSlack
 	}
 	return ttl
 }

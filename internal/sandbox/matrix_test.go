@@ -376,8 +376,8 @@ func matrixScenarios() []scenario {
 	out = append(out, hijackScenarios...)
 	// The same points again with three control planes.
 	for _, fp := range sandbox.FaultPoints {
-		if fp.OnlySpecial || strings.HasPrefix(fp.Point, "proxmox.") {
-			continue
+		if fp.OnlySpecial || proxmoxPoint(fp.Point) {
+			continue // the proxmox topology's plan has its own three nodes
 		}
 		want, known := expectedHA[fp.Point]
 		if !known {
@@ -394,7 +394,7 @@ func matrixScenarios() []scenario {
 			}
 			sc := scenario{name: "ha: " + fp.Point + "=" + kind, faults: []string{fp.Point + "=" + kind}, want: want[i], flags: haFlags, controlPlanes: 3}
 			if want[i] == leftover {
-				sc.leftover = "Scaleway server"
+				sc.leftover = leftoverOf(fp.Point)
 			}
 			out = append(out, sc)
 		}

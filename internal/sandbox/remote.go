@@ -132,5 +132,6 @@ func factoryFor(speed float64, f provision.Factory) provision.Factory {
 	f.AttemptTimeout = max(scaled(30*time.Second), time.Second)
 	f.CallBudget = max(scaled(provision.DefaultCallBudget), 5*time.Second)
 	f.TimeScale = speed
+	f.TimeSlack = timeoutSlack
 	return f
 }
