@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -213,4 +214,37 @@ func TestPlanRendersTheProxmoxTopology(t *testing.T) {
 		t.Error("plan's output shows the GitHub client secret")
 	}
 	golden.Compare(t, "testdata/plan-proxmox-render.txt", []byte(listing.String()))
+}
+
+// A plan needs no credentials: without the GitHub SSO settings the proxmox
+// plan still renders every file, with placeholders it lists, and says what
+// provision would still need.
+func TestPlanProxmoxWithoutGitHubSettings(t *testing.T) {
+	t.Parallel()
+	iso := newIsolated(t)
+	dir := filepath.Join(iso.cwd, "proxmox")
+	code, out, stderr := iso.run(t, "plan", "--topology", "proxmox", "--cluster-name", "demo", "--domain", "example.com",
+		"--render", dir, "--output", "json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	var doc struct {
+		Rendered       []struct{ Path string } `json:"rendered"`
+		Placeholders   map[string]string       `json:"placeholders"`
+		ProvisionNeeds []string                `json:"provision_needs"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("plan JSON: %v\n%s", err, out)
+	}
+	for _, name := range []string{"github-org", "github-team", "github-client-id", "github-client-secret"} {
+		if _, ok := doc.Placeholders[name]; !ok {
+			t.Errorf("no placeholder listed for %s: %v", name, doc.Placeholders)
+		}
+		if !slices.ContainsFunc(doc.ProvisionNeeds, func(n string) bool { return strings.HasPrefix(n, name+":") }) {
+			t.Errorf("provision needs do not name %s: %v", name, doc.ProvisionNeeds)
+		}
+	}
+	if len(doc.Rendered) < 2 {
+		t.Errorf("rendered %d files, want the host's and the VMs'", len(doc.Rendered))
+	}
 }

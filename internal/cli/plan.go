@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -403,6 +405,20 @@ func provisionNeeds(cfg *config.Config) []string {
 // data as DIR/proxmox-host-user-data.yaml (with a placeholder password
 // hash: plan mints no credentials).
 func (a *app) runProxmoxPlan(cfg *config.Config, o *planOptions) error {
+	// A plan needs no credentials: unset GitHub SSO settings render as
+	// placeholders (listed), as the operator IP does; provision requires them.
+	placeholders := map[string]string{"operator IP": placeholderOperatorIP, "root password hash": "$2b$10$xxx… (generated at provision time)"}
+	cfg = cfg.Clone()
+	var needs []string
+	for name, v := range map[string]string{config.GitHubOrg: "example-org", config.GitHubTeam: "platform-admins",
+		config.GitHubClientID: "placeholder-client-id", config.GitHubClientSecret: "placeholder-client-secret"} {
+		if !cfg.IsSet(name) {
+			cfg.Set(name, v, config.FromDefault, "plan placeholder")
+			placeholders[name] = v + " (unset: provision requires it)"
+			needs = append(needs, name+": unset (required by the proxmox topology's GitHub login to Teleport)")
+		}
+	}
+	sort.Strings(needs)
 	userData, err := provision.HostUserData(cfg)
 	if err != nil {
 		return err
@@ -440,7 +456,8 @@ func (a *app) runProxmoxPlan(cfg *config.Config, o *planOptions) error {
 			"server delivery and OS install": waitText(cfg, config.ServerTimeout, config.ServerPollInterval),
 			"Proxmox VE first boot":          waitText(cfg, config.ProxmoxHostTimeout, config.ProxmoxHostInterval),
 		},
-		Placeholders: map[string]string{"operator IP": placeholderOperatorIP, "root password hash": "$2b$10$xxx… (generated at provision time)"},
+		Placeholders:   placeholders,
+		ProvisionNeeds: needs,
 	}
 	if o.render != "" {
 		if err := os.MkdirAll(o.render, 0o700); err != nil {
@@ -558,10 +575,21 @@ func printPlan(w io.Writer, d *planDoc) {
 		}
 	}
 	fmt.Fprintln(w, "\nPlaceholders (documentation addresses, replaced by real values at provision time):")
-	for _, k := range []string{"server IP", "node IPs", "operator IP", "Teleport proxy", "Teleport join token", "root password hash"} {
+	known := []string{"server IP", "node IPs", "operator IP", "Teleport proxy", "Teleport join token", "root password hash"}
+	for _, k := range known {
 		if v, ok := d.Placeholders[k]; ok {
 			fmt.Fprintf(w, "  - %s: %s\n", k, v)
 		}
+	}
+	var others []string
+	for k := range d.Placeholders {
+		if !slices.Contains(known, k) {
+			others = append(others, k)
+		}
+	}
+	sort.Strings(others)
+	for _, k := range others {
+		fmt.Fprintf(w, "  - %s: %s\n", k, d.Placeholders[k])
 	}
 	switch {
 	case len(d.ProvisionNeeds) == 0:
