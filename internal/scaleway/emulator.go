@@ -1,7 +1,6 @@
 package scaleway
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -471,13 +470,8 @@ func (e *Emulator) getOffer(w http.ResponseWriter, r *http.Request) {
 }
 
 func (e *Emulator) createServer(w http.ResponseWriter, r *http.Request) {
-	e.counters.Inc("create-server")
-	if e.fault(w, r, FaultCreateServer) {
-		return
-	}
 	var req wireCreateServer
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		emulator.WriteJSON(w, http.StatusBadRequest, invalidArgument("body", "format", "request body is not valid JSON"))
+	if !e.begin(w, r, "create-server", FaultCreateServer, &req) {
 		return
 	}
 	if req.ProjectID == nil || *req.ProjectID != e.opts.ProjectID || r.PathValue("zone") != e.opts.Zone {

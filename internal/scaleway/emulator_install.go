@@ -53,13 +53,8 @@ func preconditionFailed(w http.ResponseWriter, help string) {
 // User data is kept with the server and returned by every GET, which is why
 // a client that puts a secret there must overwrite it once it is used.
 func (e *Emulator) updateServer(w http.ResponseWriter, r *http.Request) {
-	e.counters.Inc("update-server")
-	if e.fault(w, r, FaultUpdateServer) {
-		return
-	}
 	var req wireUpdateServer
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		emulator.WriteJSON(w, http.StatusBadRequest, invalidArgument("body", "format", "request body is not valid JSON"))
+	if !e.begin(w, r, "update-server", FaultUpdateServer, &req) {
 		return
 	}
 	id := r.PathValue("id")
@@ -106,13 +101,8 @@ func (e *Emulator) updateServer(w http.ResponseWriter, r *http.Request) {
 // data the server carries at that moment. Like the real API it refuses a
 // server that is not ready yet or already installing.
 func (e *Emulator) installServer(w http.ResponseWriter, r *http.Request) {
-	e.counters.Inc("install-server")
-	if e.fault(w, r, FaultInstallServer) {
-		return
-	}
 	var req wireInstallServer
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		emulator.WriteJSON(w, http.StatusBadRequest, invalidArgument("body", "format", "request body is not valid JSON"))
+	if !e.begin(w, r, "install-server", FaultInstallServer, &req) {
 		return
 	}
 	id := r.PathValue("id")
@@ -152,4 +142,19 @@ func (e *Emulator) installServer(w http.ResponseWriter, r *http.Request) {
 	}
 	s.timer = time.AfterFunc(e.delays.StartInstall, func() { e.advance(id) })
 	emulator.WriteJSON(w, http.StatusOK, cloneWire(s.wire))
+}
+
+// begin is every body-carrying handler's start: count the call, draw its
+// fault, decode the JSON body (a 400 in Scaleway's shape when it is not).
+// false means the answer was written.
+func (e *Emulator) begin(w http.ResponseWriter, r *http.Request, counter, fault string, req any) bool {
+	e.counters.Inc(counter)
+	if e.fault(w, r, fault) {
+		return false
+	}
+	if err := json.NewDecoder(r.Body).Decode(req); err != nil {
+		emulator.WriteJSON(w, http.StatusBadRequest, invalidArgument("body", "format", "request body is not valid JSON"))
+		return false
+	}
+	return true
 }
