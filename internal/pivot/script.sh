@@ -112,12 +112,13 @@ members_on_disk() {
 }
 
 # stop_raid releases the install disk from the md RAID1 arrays the Scaleway
-# install builds on two-disk offers. An array that holds the running root
-# filesystem cannot be stopped; its members on the install disk are failed
-# and removed instead, so the degraded array keeps running from the other
-# disk and never writes over the new image.
+# install builds on two-disk offers. Only arrays with a member on the install
+# disk are touched: any other array belongs to disks this pivot leaves alone.
+# An array that holds the running root filesystem cannot be stopped; its
+# members on the install disk are failed and removed instead, so the degraded
+# array keeps running from the other disk and never writes over the new image.
 stop_raid() {
-	local array member
+	local array member members
 	if [[ "${SKIP_MDADM}" == "1" ]]; then
 		log "skipping md RAID handling (test mode)"
 		return 0
@@ -128,8 +129,11 @@ stop_raid() {
 	fi
 	for array in /dev/md[0-9]*; do
 		[[ -b "${array}" ]] || continue
-		local members
 		members="$(members_on_disk "${array}")"
+		if [[ -z "${members}" ]]; then
+			log "leaving ${array} alone: no member on ${DISK}"
+			continue
+		fi
 		if mdadm --stop "${array}" >/dev/null 2>&1; then
 			log "stopped ${array}"
 		else
@@ -139,9 +143,28 @@ stop_raid() {
 				mdadm --manage "${array}" --remove "${member}" >/dev/null || die "could not remove ${member} from ${array}"
 			done
 		fi
-		for member in ${members}; do
-			mdadm --zero-superblock "${member}" >/dev/null 2>&1 || true
-		done
+	done
+	clear_superblocks
+}
+
+# clear_superblocks erases the md superblock of every member on the install
+# disk (the disk itself and each partition), including members of arrays that
+# were never assembled: a superblock that outlives the pivot in a stretch the
+# image does not cover makes the old array's remains look like a RAID member
+# to whatever scans the disk later.
+clear_superblocks() {
+	local dev devs="${DISK}"
+	if [[ -b "${DISK}" ]]; then
+		# Partitions only: lsblk also lists the arrays a partition still holds.
+		devs+=" $(lsblk -lnpo NAME,TYPE "${DISK}" | awk '$2 == "part" { print $1 }')"
+	fi
+	for dev in ${devs}; do
+		mdadm --examine "${dev}" >/dev/null 2>&1 || continue
+		if mdadm --zero-superblock "${dev}" >/dev/null 2>&1; then
+			log "cleared the md superblock on ${dev}"
+		else
+			log "could not clear the md superblock on ${dev}; wiping its signatures instead"
+		fi
 	done
 }
 
