@@ -131,6 +131,22 @@ type Change struct {
 	Previous *Record
 	// Current is the record as it is now.
 	Current Record
+
+	// preexisting are the IDs of the A records with this name before a
+	// create whose answer is not known (RecordID empty): Revert removes
+	// the record by name and content, never one of these.
+	preexisting []string
+}
+
+// maybeCreated is the Change of a create whose request may have gone out
+// but whose answer did not arrive (or has not yet): Revert finds the record
+// by name and content among those that were not there before.
+func maybeCreated(name, content string, before []Record) Change {
+	ids := make([]string, len(before))
+	for i, r := range before {
+		ids[i] = r.ID
+	}
+	return Change{Name: name, Created: true, Current: Record{Name: name, Type: "A", Content: content}, preexisting: ids}
 }
 
 // Changed reports whether UpsertA modified anything (and Revert has work to do).
@@ -171,7 +187,8 @@ func (c *Client) UpsertA(ctx context.Context, name, ipv4 string) (Change, error)
 	case 0:
 		rec, err := c.create(ctx, name, content, existing)
 		if err != nil {
-			return Change{}, fmt.Errorf("create DNS record %s: %w", name, err)
+			// The create may have landed with its answer lost.
+			return maybeCreated(name, content, existing), fmt.Errorf("create DNS record %s: %w", name, err)
 		}
 		return Change{Name: name, RecordID: rec.ID, Created: true, Current: rec}, nil
 	case 1:
@@ -210,7 +227,17 @@ func (c *Client) UpsertA(ctx context.Context, name, ipv4 string) (Change, error)
 // refused (ErrAmbiguous) rather than deleting someone's records. Every
 // Change returned, also on error, is safe to Revert, so undo puts the zone
 // back exactly. With one address it does what UpsertA does.
-func (c *Client) SetA(ctx context.Context, name string, ips []string) ([]Change, error) {
+//
+// before, when not nil, is called right before each create or update goes
+// out, with a Change that Revert undoes whatever becomes of the request: a
+// caller registers its undo there, so that a run cancelled while the
+// request is in flight (the record created, the answer never read) still
+// removes the record. The Changes returned describe the same records with
+// what the answers said.
+func (c *Client) SetA(ctx context.Context, name string, ips []string, before func(Change)) ([]Change, error) {
+	if before == nil {
+		before = func(Change) {}
+	}
 	name = normalizeName(name)
 	if name == "" {
 		return nil, retry.Permanent(errors.New("set DNS records: empty name"))
@@ -260,7 +287,8 @@ func (c *Client) SetA(ctx context.Context, name string, ips []string) ([]Change,
 			if c.cfg.TTL != 0 {
 				upd.TTL = c.cfg.TTL
 			}
-			ch := Change{Name: name, RecordID: old.ID, Previous: &old}
+			ch := Change{Name: name, RecordID: old.ID, Previous: &old, Current: upd}
+			before(ch)
 			rec, err := c.put(ctx, upd)
 			if err != nil {
 				return append(changes, ch), fmt.Errorf("update DNS record %s (%s): %w", name, old.ID, err)
@@ -269,9 +297,11 @@ func (c *Client) SetA(ctx context.Context, name string, ips []string) ([]Change,
 			changes = append(changes, ch)
 			continue
 		}
+		before(maybeCreated(name, ip, existing))
 		rec, err := c.create(ctx, name, ip, existing)
 		if err != nil {
-			return changes, fmt.Errorf("create DNS record %s → %s: %w", name, ip, err)
+			// The create may have landed with its answer lost.
+			return append(changes, maybeCreated(name, ip, existing)), fmt.Errorf("create DNS record %s → %s: %w", name, ip, err)
 		}
 		existing = append(existing, rec)
 		changes = append(changes, Change{Name: name, RecordID: rec.ID, Created: true, Current: rec})
@@ -365,9 +395,24 @@ func (c *Client) put(ctx context.Context, r Record) (Record, error) {
 
 // Revert undoes ch exactly: it deletes a record UpsertA created, puts back
 // the previous state of one it updated, and does nothing otherwise. A record
-// that is already gone counts as reverted, so undo can run twice.
+// that is already gone counts as reverted, so undo can run twice. A create
+// whose answer is unknown (no record ID) is undone by name and content: the
+// record that create made is the one with both that was not there before.
 func (c *Client) Revert(ctx context.Context, ch Change) error {
 	switch {
+	case ch.Created && ch.RecordID == "":
+		recs, err := c.findA(ctx, ch.Name)
+		if err != nil {
+			return fmt.Errorf("revert DNS record %s → %s: %w", ch.Name, ch.Current.Content, err)
+		}
+		for _, r := range recs {
+			if r.Content != ch.Current.Content || slices.Contains(ch.preexisting, r.ID) {
+				continue
+			}
+			if err := c.DeleteRecord(ctx, r.ID); err != nil {
+				return fmt.Errorf("revert DNS record %s → %s: %w", ch.Name, ch.Current.Content, err)
+			}
+		}
 	case ch.Created:
 		if err := c.DeleteRecord(ctx, ch.RecordID); err != nil {
 			return fmt.Errorf("revert DNS record %s: %w", ch.Name, err)

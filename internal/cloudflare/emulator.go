@@ -21,7 +21,9 @@ import (
 // Fault points understood by the emulator. Kinds: error answers 400 (a
 // permanent Cloudflare error), unavailable answers 503, ratelimit answers 429
 // with Retry-After, hang (and never) withholds the answer until the client
-// gives up or the emulator closes.
+// gives up or the emulator closes; lost carries the request out first, then
+// withholds the answer the same way (a record created or updated whose
+// answer never came back).
 const (
 	FaultListRecords  = "cloudflare.list-records"  // GET  .../dns_records
 	FaultUpsertRecord = "cloudflare.upsert-record" // POST .../dns_records and PUT .../dns_records/{id}
@@ -271,12 +273,28 @@ func (e *Emulator) op(name, point string, h handler) http.HandlerFunc {
 			writeErrors(w, http.StatusForbidden, wireError{Code: 10000, Message: "Authentication error"})
 			return
 		}
-		if point != "" && e.injectFault(w, r, point) {
-			return
+		if point != "" {
+			answered, lost := e.injectFault(w, r, point)
+			if answered {
+				return
+			}
+			if lost {
+				// Carried out, then the answer goes missing.
+				h(discard{}, r, z)
+				e.srv.Hang(r)
+				panic(http.ErrAbortHandler)
+			}
 		}
 		h(w, r, z)
 	}
 }
+
+// discard is where the answer of a request whose answer is lost goes.
+type discard struct{}
+
+func (discard) Header() http.Header         { return http.Header{} }
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+func (discard) WriteHeader(int)             {}
 
 func (e *Emulator) authorized(w http.ResponseWriter, r *http.Request) bool {
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -292,11 +310,16 @@ func (e *Emulator) authorized(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// injectFault answers with the configured fault, if any, and reports whether it did.
-func (e *Emulator) injectFault(w http.ResponseWriter, r *http.Request, point string) bool {
+// injectFault answers with the configured fault, if any, and reports
+// whether it did; lost means the request is to be carried out without an
+// answer (emulator.Lost).
+func (e *Emulator) injectFault(w http.ResponseWriter, r *http.Request, point string) (answered, lost bool) {
 	kind, ok := e.faults.Check(point)
 	if !ok {
-		return false
+		return false, false
+	}
+	if kind == emulator.Lost {
+		return false, true
 	}
 	switch kind {
 	case emulator.Error:
@@ -309,9 +332,9 @@ func (e *Emulator) injectFault(w http.ResponseWriter, r *http.Request, point str
 	case emulator.Hang, emulator.Never:
 		e.srv.Hang(r)
 	default:
-		return false
+		return false, false
 	}
-	return true
+	return true, false
 }
 
 // zone answers the zone's details, with the permissions the token holds

@@ -50,10 +50,15 @@ const (
 	// Hijack is somebody else acting first: a stranger configures a node
 	// that waits, unauthenticated, in maintenance mode.
 	Hijack Kind = "hijack"
+	// Lost carries the request out but never answers it: the connection
+	// stays silent until the caller gives up, as when an answer is lost on
+	// the way back. A caller cannot tell it from a request that never
+	// arrived, except by looking.
+	Lost Kind = "lost"
 )
 
 // SpecialKinds lists the special kinds in a stable order.
-var SpecialKinds = []Kind{Linger, Stale, Deny, Expire, Hijack}
+var SpecialKinds = []Kind{Linger, Stale, Deny, Expire, Hijack, Lost}
 
 // Fault is one injected misbehaviour. Times bounds how often it fires:
 // 0 means every time, N means only the first N matching calls.

@@ -35,7 +35,9 @@ type Servers interface {
 
 // DNS points a name at the control planes and puts it back on undo.
 type DNS interface {
-	SetA(ctx context.Context, name string, ipv4s []string) ([]cloudflare.Change, error)
+	// SetA calls before right before each create or update goes out, with
+	// a Change that Revert undoes whatever becomes of the request.
+	SetA(ctx context.Context, name string, ipv4s []string, before func(cloudflare.Change)) ([]cloudflare.Change, error)
 	Revert(ctx context.Context, ch cloudflare.Change) error
 	FindA(ctx context.Context, name string) ([]cloudflare.Record, error)
 	DeleteRecord(ctx context.Context, id string) error

@@ -38,20 +38,19 @@ func (p *Provisioner) upsertDNS(ctx context.Context, r *pipeline.Run) ([]cloudfl
 		return nil, err
 	}
 	name := p.cfg.Get(config.CloudflareDNSName)
-	changes, err := p.dns.SetA(ctx, name, ips)
-	// Even a failed call may have changed records (an update whose answer
-	// was lost); each Change is always safe to revert.
-	for _, ch := range changes {
-		if !ch.Changed() && err == nil {
-			continue
-		}
+	// Each undo goes on the stack before its request goes out: a run that
+	// fails meanwhile cancels the request, and a record Cloudflare created
+	// whose answer was never read must still be removed (by name and
+	// address, as its ID is unknown). Reverting a change that never landed
+	// finds nothing to do.
+	changes, err := p.dns.SetA(ctx, name, ips, func(ch cloudflare.Change) {
 		r.Undo(pipeline.UndoStep{
 			Resource: dnsResource(ch, name),
 			Undone:   dnsUndone(ch, name),
 			Command:  revertCommand(ch, name, p.cfg.Get(config.CloudflareZoneID)),
 			Do:       func(ctx context.Context) error { return p.dns.Revert(ctx, ch) },
 		})
-	}
+	})
 	if err != nil {
 		return changes, fmt.Errorf("point %s at %s: %w", name, strings.Join(ips, ", "), err)
 	}
@@ -87,6 +86,9 @@ func revertCommand(ch cloudflare.Change, name, zoneID string) string {
 	url := fmt.Sprintf("https://api.cloudflare.com/client/v4/zones/%s/dns_records/%s", zoneID, ch.RecordID)
 	const auth = `-H "Authorization: Bearer $CLOUDFLARE_API_TOKEN"`
 	switch {
+	case ch.RecordID == "" && ch.Created:
+		return fmt.Sprintf(`curl %s "https://api.cloudflare.com/client/v4/zones/%s/dns_records?type=A&name=%s&content=%s", then delete the record it lists that this run created: curl -X DELETE %s https://api.cloudflare.com/client/v4/zones/%s/dns_records/<id>`,
+			auth, zoneID, name, ch.Current.Content, auth, zoneID)
 	case ch.RecordID != "" && ch.Created:
 		return fmt.Sprintf("curl -X DELETE %s %s", auth, url)
 	case ch.RecordID != "" && ch.Previous != nil:

@@ -177,17 +177,21 @@ var expectedProxmox = map[string][5]int{
 //   - teleport.token=expire: the first join token expires before the agent
 //     starts; the run renews it (before handing it over, or while waiting
 //     for the agent) and succeeds, with no token left behind;
+//   - cloudflare.upsert-record=lost: every create lands but its answer is
+//     lost; the retry finds the record that landed and adopts it: success,
+//     one record per control plane;
 //   - talos.maintenance=hijack: a stranger configures the node first; the
 //     run notices the node is not ours and undoes everything (with the
 //     config delivered at install the node never waits: see hijackScenarios).
 var specialExpected = map[string]int{
-	"talos.maintenance=linger":    ok,
-	"teleport.permissions=deny":   usage,
-	"cloudflare.permissions=deny": usage,
-	"teleport.kube-server=stale":  ok,
-	"talos.maintenance=hijack":    failed,
-	"teleport.token=expire":       ok,
-	"infisical.permissions=deny":  usage,
+	"talos.maintenance=linger":      ok,
+	"teleport.permissions=deny":     usage,
+	"cloudflare.permissions=deny":   usage,
+	"teleport.kube-server=stale":    ok,
+	"talos.maintenance=hijack":      failed,
+	"teleport.token=expire":         ok,
+	"infisical.permissions=deny":    usage,
+	"cloudflare.upsert-record=lost": ok,
 }
 
 // combined are scenarios that need several faults at once.
