@@ -3,7 +3,10 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"slices"
+	"syscall"
 	"time"
 
 	kubeemulator "github.com/rawkode/rawkode-cloud/internal/kube/emulator"
@@ -35,6 +38,9 @@ func (s *Sandbox) kubeFor(cluster, nodeIP string) *kubeemulator.Server {
 		PodStartDelay: s.Scaled(podStart), CNIReadyDelay: s.Scaled(cniReady), OperatorDelay: s.Scaled(operatorFirst),
 		Faults:  s.faults,
 		OnEvent: func(name string, at time.Time) { s.tl.add("kubernetes: "+name, cluster, at) },
+		DialNode: func(ctx context.Context, node string, port int) (net.Conn, error) {
+			return s.dialFromNode(ctx, cluster, node, port)
+		},
 	})
 	s.kubes[cluster] = k
 	return k
@@ -112,4 +118,36 @@ func fetchManifest(_ context.Context, url string) (string, error) {
 		return kubeemulator.FluxOperatorStandIn, nil
 	}
 	return "", fmt.Errorf("GET %s: the sandbox has no internet", url)
+}
+
+// kubeBackend is a cluster's API as its Teleport kube agent reaches it
+// from inside the cluster: only while the agent's pod runs there.
+func (s *Sandbox) kubeBackend(cluster string) http.Handler {
+	s.mu.Lock()
+	k := s.kubes[cluster]
+	s.mu.Unlock()
+	if k == nil || !s.agentPodRuns(cluster) {
+		return nil
+	}
+	return k
+}
+
+// dialFromNode is a connection from inside the named Kubernetes node of
+// cluster (a hostNetwork pod's network namespace) to port on loopback.
+func (s *Sandbox) dialFromNode(ctx context.Context, cluster, node string, port int) (net.Conn, error) {
+	// Nodes take their own lock before the sandbox's: ask them outside it.
+	s.mu.Lock()
+	var members []*talos.Node
+	for ip, c := range s.nodeCluster {
+		if n := s.nodes[ip]; c == cluster && n != nil {
+			members = append(members, n)
+		}
+	}
+	s.mu.Unlock()
+	for _, n := range members {
+		if n.KubeNodeName() == node {
+			return n.DialLoopback(ctx, port)
+		}
+	}
+	return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.EHOSTUNREACH}
 }

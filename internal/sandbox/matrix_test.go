@@ -123,6 +123,7 @@ var expected = map[string][5]int{
 	// Day-two points: provisioning never calls them.
 	"talos.etcd-snapshot": {ok, ok, ok, ok, skip},
 	"talos.upgrade":       {ok, ok, ok, ok, skip},
+	"teleport.kube-proxy": {ok, ok, ok, ok, skip},
 	"s3.put-object":       {ok, ok, ok, ok, skip},
 	"s3.get-object":       {ok, ok, ok, ok, skip},
 	"s3.list-objects":     {ok, ok, ok, ok, skip},
@@ -192,6 +193,7 @@ var specialExpected = map[string]int{
 	"teleport.token=expire":         ok,
 	"infisical.permissions=deny":    usage,
 	"cloudflare.upsert-record=lost": ok,
+	"teleport.kube-proxy=deny":      ok, // day two only: provisioning never uses Kubernetes access
 }
 
 // combined are scenarios that need several faults at once.

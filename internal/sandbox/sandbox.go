@@ -204,7 +204,8 @@ func Start(opts Options) (*Sandbox, error) {
 		// minted, long before its agent starts.
 		EarlyExpiry: sc(time.Minute),
 		NoWatch:     opts.PollOnly, ServerTTL: sc(teleport.DefaultServerTTL),
-		OnEvent: func(name, cluster string, at time.Time) { s.tl.add("teleport: "+name, cluster, at) }})
+		OnEvent:     func(name, cluster string, at time.Time) { s.tl.add("teleport: "+name, cluster, at) },
+		KubeBackend: s.kubeBackend})
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("start Teleport emulator: %w", err)
@@ -856,6 +857,8 @@ var FaultPoints = []FaultPoint{
 		Special: map[emulator.Kind]string{emulator.Deny: "the identity may read but not create or delete join tokens"}},
 	{Point: "teleport.token", What: "the kube agent's join token", OnlySpecial: true,
 		Special: map[emulator.Kind]string{emulator.Expire: "the run's first join token (@N: the first N) expires a minute after it is minted, before its agent starts, as after a delivery slower than its TTL; the agent is refused until it gets a new one"}},
+	{Point: teleport.FaultKubeProxy, What: "Teleport's Kubernetes access, the day-two commands' inside route to a locked-down cluster's Talos API",
+		Special: map[emulator.Kind]string{emulator.Deny: "the proxy refuses Kubernetes access (403), as for a role without kubernetes_groups or kubernetes_users"}},
 	{Point: "teleport.kube-server", What: "kube servers registered under the cluster's name", OnlySpecial: true,
 		Special: map[emulator.Kind]string{emulator.Stale: "another agent (an earlier cluster's, or one elsewhere) is registered under the name and keeps heartbeating"}},
 	{Point: "talos.maintenance", What: "reaching maintenance mode (never: the pivot never finishes)",

@@ -848,3 +848,45 @@ func (l *chanListener) Close() error {
 }
 
 func (l *chanListener) Addr() net.Addr { return l.addr }
+
+// DialLoopback is a connection from the node itself to its own Talos API
+// (127.0.0.1:50000 in the node's network namespace), as a hostNetwork pod
+// on the node opens it: Talos's ingress firewall always admits loopback
+// (its default rules accept the "lo" interface before any rule of the
+// config, see the NetworkRuleConfig docs), so the operator rules and the
+// lockdown do not apply. Only the Talos API port is served on loopback
+// here; the node must be up (maintenance or configured).
+func (n *Node) DialLoopback(ctx context.Context, port int) (net.Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if port != ApidPort {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	}
+	n.mu.Lock()
+	g := n.api
+	up := !isClosed(n.done) && g != nil && (n.mode == ModeMaintenance || n.mode == ModeConfigured)
+	client, server := net.Pipe()
+	if up {
+		g.conns[server] = struct{}{}
+	}
+	n.mu.Unlock()
+	if !up {
+		client.Close()
+		server.Close()
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	}
+	g.ln.push(&trackedConn{Conn: server, forget: func() {
+		n.mu.Lock()
+		delete(g.conns, server)
+		n.mu.Unlock()
+	}})
+	return client, nil
+}
+
+// KubeNodeName is the name this node's kubelet registers its Node under.
+func (n *Node) KubeNodeName() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.kubeNodeName()
+}

@@ -188,6 +188,17 @@ func TestProvisionFlowAndLockdown(t *testing.T) {
 		t.Fatalf("WaitMTLS after lockdown = %v, want timeout", err)
 	}
 
+	// From the node itself (a hostNetwork pod's view) loopback is still
+	// admitted: the same mTLS calls work through it.
+	inside := New(Options{Dialer: func(ctx context.Context, addr string) (net.Conn, error) { return n.DialLoopback(ctx, ApidPort) },
+		AttemptTimeout: 2 * time.Second, RetryInitial: 10 * time.Millisecond})
+	if info, err := inside.Inspect(ctx, ip, fx.talosconfig); err != nil || info.Version == "" {
+		t.Fatalf("Inspect over loopback after lockdown = %+v, %v", info, err)
+	}
+	if _, err := n.DialLoopback(ctx, KubeAPIPort); err == nil {
+		t.Fatal("DialLoopback served a port other than the Talos API")
+	}
+
 	if got := len(n.AppliedConfigs()); got != 2 {
 		t.Fatalf("AppliedConfigs = %d, want 2", got)
 	}

@@ -75,6 +75,7 @@ type Client struct {
 	retry          retry.Policy
 	attemptTimeout time.Duration
 	identity       string // who we are, for messages
+	user           string // the Teleport user of the identity, "" when unknown
 }
 
 // Connect dials Teleport with the configured identity. It does not call
@@ -109,7 +110,7 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.AttemptTimeout <= 0 {
 		cfg.AttemptTimeout = 30 * time.Second
 	}
-	return &Client{api: api, retry: cfg.Retry, attemptTimeout: cfg.AttemptTimeout, identity: identityOf(cfg)}, nil
+	return &Client{api: api, retry: cfg.Retry, attemptTimeout: cfg.AttemptTimeout, identity: identityOf(cfg), user: identityUser(cfg)}, nil
 }
 
 func proxyName(p string) string {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"slices"
 	"sort"
 	"sync"
@@ -111,17 +112,30 @@ type EmulatorOptions struct {
 	// cluster's name, so that a sandbox can say when an awaited condition
 	// really became true. It must return quickly and not call the Emulator.
 	OnEvent func(name, clusterName string, at time.Time)
+	// KubeBackend is the API of a kube cluster, as its agent reaches it
+	// from inside the cluster; nil (or a nil handler) when it cannot.
+	KubeBackend func(kubeCluster string) http.Handler
 }
 
 // ProvisionerRole is a role allowing exactly what a provisioning run needs
-// (teleport.Needed), and reading tokens for destroy.
+// (teleport.Needed), reading tokens for destroy, and the Kubernetes access
+// day-two commands use on a locked-down cluster (KubeAccessGroups on every
+// kube cluster).
 func ProvisionerRole() types.Role {
 	r, _ := types.NewRole("rawkode-cloud-provisioner", types.RoleSpecV6{Allow: types.RoleConditions{Rules: []types.Rule{
 		types.NewRule(types.KindToken, []string{types.VerbCreate, types.VerbRead, types.VerbList, types.VerbDelete}),
 		types.NewRule(types.KindKubeServer, []string{types.VerbList, types.VerbRead}),
-	}}})
+	},
+		KubernetesLabels: types.Labels{types.Wildcard: {types.Wildcard}},
+		KubeGroups:       KubeAccessGroups,
+	}})
 	return r
 }
+
+// KubeAccessGroups are the Kubernetes groups the day-two commands need
+// through Teleport: creating a hostNetwork pod in kube-system and
+// port-forwarding to it takes cluster-admin rights.
+var KubeAccessGroups = []string{"system:masters"}
 
 // readOnlyRole is what teleport.permissions=deny leaves the identity: it
 // may look at kube servers and tokens, and change nothing.
@@ -191,9 +205,11 @@ type Emulator struct {
 	counters *emulator.Counters
 	lis      net.Listener
 	srv      *grpc.Server
-	done     chan struct{}
-	closeOne sync.Once
-	timers   sync.WaitGroup
+	// kubeProxy serves Kubernetes access on the same address (emulator_kube.go).
+	kubeProxy *kubeProxy
+	done      chan struct{}
+	closeOne  sync.Once
+	timers    sync.WaitGroup
 
 	mu      sync.Mutex
 	tokens  map[string]*types.ProvisionTokenV2
@@ -267,7 +283,13 @@ func NewEmulator(opts EmulatorOptions) (*Emulator, error) {
 	e.srv = grpc.NewServer(grpc.Creds(creds))
 	proto.RegisterAuthServiceServer(e.srv, &authServer{e: e})
 	userspb.RegisterUsersServiceServer(e.srv, &usersServer{e: e})
-	go func() { _ = e.srv.Serve(lis) }()
+	if e.kubeProxy, err = newKubeProxy(e); err != nil {
+		lis.Close()
+		return nil, fmt.Errorf("teleport emulator: kube proxy: %w", err)
+	}
+	grpcLn := newConnListener()
+	go e.routeConns(lis, grpcLn)
+	go func() { _ = e.srv.Serve(grpcLn) }()
 	return e, nil
 }
 
@@ -308,7 +330,9 @@ func (e *Emulator) IdentityFor(user string, ttl time.Duration) ([]byte, error) {
 func (e *Emulator) Close() {
 	e.closeOne.Do(func() {
 		close(e.done)
+		e.lis.Close()
 		e.srv.Stop()
+		e.kubeProxy.close()
 		e.timers.Wait()
 	})
 }

@@ -30,10 +30,12 @@ type clusterState struct {
 	ready map[string]bool
 	// done: one-off effects that happened (CRDs registered, Flux installed).
 	done map[string]bool
+	// kubeletDown: node name → its kubelet stopped (the node is rebooting).
+	kubeletDown map[string]bool
 }
 
 func newClusterState() clusterState {
-	return clusterState{networkReady: map[string]bool{}, pending: map[string]bool{}, ready: map[string]bool{}, done: map[string]bool{}}
+	return clusterState{networkReady: map[string]bool{}, pending: map[string]bool{}, ready: map[string]bool{}, done: map[string]bool{}, kubeletDown: map[string]bool{}}
 }
 
 var (
@@ -214,6 +216,10 @@ func (s *Server) reconcileLocked() {
 
 	for _, k := range s.sortedKeysLocked(fluxGR) {
 		s.reconcileFluxInstanceLocked(k)
+	}
+
+	for _, k := range s.sortedKeysLocked(podsGR) {
+		s.reconcilePodLocked(k)
 	}
 }
 

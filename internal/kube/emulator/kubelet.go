@@ -15,13 +15,16 @@ func (s *Server) SetKubeletRunning(name string, running bool) {
 	if node == nil {
 		return
 	}
+	s.cluster.kubeletDown[name] = !running
 	if running {
+		defer s.reconcileLocked() // its pods start again
 		s.setNodeReadyLocked(name, s.cluster.networkReady[name])
 		if s.cluster.networkReady[name] {
 			s.eventLocked(EventNodeReady + name)
 		}
 		return
 	}
+	s.shutDownPodsLocked(name)
 	node["status"] = map[string]any{"conditions": []any{map[string]any{
 		"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
 		"message":            "Kubelet stopped posting node status.",

@@ -18,10 +18,12 @@
 package emulator
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -73,6 +75,11 @@ type Options struct {
 	OperatorDelay time.Duration
 	Faults        *emulator.Faults
 	Now           func() time.Time
+	// DialNode connects to port on the named node from the node itself (a
+	// hostNetwork pod's view: the node's network namespace, loopback
+	// included). Port-forwards to hostNetwork pods use it; nil makes them
+	// fail as to a node that cannot be reached.
+	DialNode func(ctx context.Context, node string, port int) (net.Conn, error)
 	// OnEvent is told of each simulated milestone (the Event* names) as it
 	// happens. It runs with the server's lock held: it must return quickly
 	// and must not call the Server.
@@ -177,6 +184,11 @@ func toCRD(obj map[string]any) (*apiextensionsv1.CustomResourceDefinition, error
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := strings.Trim(r.URL.Path, "/")
 	parts := strings.Split(path, "/")
+
+	if ns, name, ok := portForwardPath(parts); ok {
+		s.portForward(w, r, ns, name)
+		return
+	}
 
 	switch {
 	case path == "version":
