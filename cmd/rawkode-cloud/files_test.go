@@ -209,6 +209,17 @@ func TestPlanRendersTheProxmoxTopology(t *testing.T) {
 			t.Errorf("%s holds the GitHub client secret but is not marked secret", f.Path)
 		}
 		fmt.Fprintf(&listing, "%s %s secret=%v\n", filepath.Base(f.Path), f.Mode, f.Secret)
+		// The host forwards the Talos VMs' APIs to sources in the operator
+		// IP set only: the rules the CLI opens through the API.
+		if filepath.Base(f.Path) == "proxmox-host-user-data.yaml" {
+			for _, want := range []string{"OPERATOR_IPSET='PVEFW-0-operator-v4'",
+				"OPERATOR_FORWARDS='6443=10.10.0.10:6443 6444=10.10.0.11:6443 6445=10.10.0.12:6443 50000=10.10.0.10:50000 50001=10.10.0.11:50000 50002=10.10.0.12:50000'",
+				"rawkode-host-operator-forwards.service"} {
+				if !strings.Contains(string(data), want) {
+					t.Errorf("the host's user data lacks %s", want)
+				}
+			}
+		}
 	}
 	if strings.Contains(out, "plan-github-client-secret") {
 		t.Error("plan's output shows the GitHub client secret")

@@ -43,6 +43,10 @@ const (
 	ProxmoxBridge      = "vmbr1"
 	proxmoxTempComment = "rawkode-cloud temporary: operator API access, removed at lockdown"
 	proxmoxVMBR1Rule   = "rawkode-cloud: everything from the internal network vmbr1"
+	// ProxmoxOperatorIPSet is the datacenter IP set the host's operator-only
+	// forwards match on (as the kernel ipset PVEFW-0-operator-v4): the
+	// operator's /32 is in it from the firewall step to the lockdown.
+	ProxmoxOperatorIPSet = "operator"
 	// ProxmoxRole is what the automation user holds on /. Administrator,
 	// not PVEAdmin: network and firewall changes need Sys.Modify, which
 	// PVEAdmin lacks (the design document's own note).
@@ -93,7 +97,9 @@ func hostOptions(cfg *config.Config) proxmoxhost.Options {
 		Domain:   cfg.Get(config.Domain),
 		// Scaleway's partitioning leaves the 4th partition of each NVMe
 		// disk to the pool (see README, "The proxmox topology").
-		ZFSDevices: []string{"/dev/nvme0n1p4", "/dev/nvme1n1p4"},
+		ZFSDevices:       []string{"/dev/nvme0n1p4", "/dev/nvme1n1p4"},
+		OperatorIPSet:    ProxmoxOperatorIPSet,
+		OperatorForwards: OperatorForwards(ProxmoxLayout()),
 	}
 }
 
@@ -323,6 +329,9 @@ func (h *proxmoxHost) firewall(ctx context.Context, r *pipeline.Run) error {
 		Comment: proxmoxVMBR1Rule, Enable: true}); err != nil {
 		return err
 	}
+	if err := h.operatorIPSet(ctx, r, op); err != nil {
+		return err
+	}
 	if err := h.api.SetFirewallOptions(ctx, cluster, proxmox.FirewallOptions{Enable: true, PolicyIn: "DROP"}); err != nil {
 		return err
 	}
@@ -338,6 +347,36 @@ func (h *proxmoxHost) firewall(ctx context.Context, r *pipeline.Run) error {
 		return fmt.Errorf("the API stopped answering once the firewall was on: %w", err)
 	}
 	r.Info("firewall on: input DROP, vmbr1 and the operator's API access allowed", map[string]any{"operator_ip": op.String()})
+	return nil
+}
+
+// operatorIPSet opens the host's operator-only forwards to the operator:
+// their DNAT (the host's user data) matches the kernel ipset pve-firewall
+// makes of this datacenter IP set, so the operator's /32 goes in through
+// the API, with its removal pushed right after. The set itself stays for
+// good: the host's rules name it, and pve-firewall could not destroy a set
+// in use.
+func (h *proxmoxHost) operatorIPSet(ctx context.Context, r *pipeline.Run, op netip.Addr) error {
+	if err := h.api.EnsureIPSet(ctx, ProxmoxOperatorIPSet, "rawkode-cloud: sources the host's operator-only forwards admit"); err != nil {
+		return err
+	}
+	entry := netip.PrefixFrom(op, 32)
+	if err := h.api.AddToIPSet(ctx, ProxmoxOperatorIPSet, entry, proxmoxTempComment); err != nil {
+		return err
+	}
+	r.Undo(pipeline.UndoStep{
+		Resource: "operator address " + entry.String() + " in the Proxmox IP set " + ProxmoxOperatorIPSet,
+		Command:  "pvesh delete /cluster/firewall/ipset/" + ProxmoxOperatorIPSet + "/" + op.String(),
+		Do: func(ctx context.Context) error {
+			return h.api.RemoveFromIPSet(ctx, ProxmoxOperatorIPSet, entry)
+		},
+	})
+	ports := []int{}
+	for _, f := range OperatorForwards(ProxmoxLayout()) {
+		ports = append(ports, f.Port)
+	}
+	r.Info("the host's operator-only forwards admit the operator", map[string]any{"ipset": ProxmoxOperatorIPSet,
+		"kernel_ipset": proxmoxhost.KernelIPSet(ProxmoxOperatorIPSet), "operator_ip": op.String(), "ports": ports})
 	return nil
 }
 
@@ -381,9 +420,17 @@ func (h *proxmoxHost) rotateRoot(ctx context.Context, r *pipeline.Run, root Prox
 	return nil
 }
 
-// LockDown removes the temporary operator rule and proves from here that
-// the API no longer answers.
+// LockDown takes the operator out of the forwards' IP set and removes the
+// temporary API rule, and proves from here that neither the forwards nor
+// the API answer any more.
 func (h *proxmoxHost) LockDown(ctx context.Context, r *pipeline.Run) error {
+	entry := netip.PrefixFrom(h.p.operatorIP, 32)
+	if err := h.api.RemoveFromIPSet(ctx, ProxmoxOperatorIPSet, entry); err != nil {
+		return fmt.Errorf("lockdown: %w", err)
+	}
+	if err := h.forwardsClosed(ctx, r); err != nil {
+		return err
+	}
 	if err := h.api.DeleteRule(ctx, proxmox.Scope{}, proxmoxTempComment); err != nil && !errors.Is(err, proxmox.ErrNotFound) {
 		return fmt.Errorf("lockdown: %w", err)
 	}
@@ -403,6 +450,49 @@ func (h *proxmoxHost) LockDown(ctx context.Context, r *pipeline.Run) error {
 
 // lockdownProbe is how long a closed port may take to prove it is closed.
 const lockdownProbe = 5 * time.Second
+
+// forwardsSync bounds how long the host may take to stop forwarding once
+// the operator left the IP set: pve-firewall applies cluster.fw changes
+// in its update loop, every 10 seconds.
+const forwardsSync = time.Minute
+
+// forwardsClosed waits until none of the host's operator-only forwards
+// answers from here.
+func (h *proxmoxHost) forwardsClosed(ctx context.Context, r *pipeline.Run) error {
+	var ports []int
+	for _, f := range OperatorForwards(ProxmoxLayout()) {
+		ports = append(ports, f.Port)
+	}
+	limit := forwardsSync
+	if s := h.p.opts.Factory.TimeScale; s > 0 {
+		limit = time.Duration(float64(limit)/s) + h.p.opts.Factory.TimeSlack
+	}
+	w := r.Wait("the host's operator-only forwards to close", limit, h.cfg.Duration(config.ProxmoxHostInterval))
+	wctx, cancel := w.Context(ctx)
+	defer cancel()
+	err := wait.Until(wctx, "operator-only forwards on "+h.server.IPv4+" closed", w.Options(), func(ctx context.Context) (bool, string, error) {
+		open, err := h.p.talos.ProbePorts(ctx, h.server.IPv4, ports)
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		var still []string
+		for _, p := range ports {
+			if open[p] {
+				still = append(still, fmt.Sprint(p))
+			}
+		}
+		if len(still) > 0 {
+			return false, "still open: TCP " + strings.Join(still, ", "), nil
+		}
+		return true, "closed", nil
+	})
+	if err != nil {
+		return fmt.Errorf("lockdown of %s did not take: %w", h.server.IPv4, err)
+	}
+	w.Done()
+	r.Info("locked down: the host's operator-only forwards no longer answer", map[string]any{"ip": h.server.IPv4, "ports_closed": ports})
+	return nil
+}
 
 // prepareHost is the proxmox topology's phase 2: the host set up, the VMs
 // on it created, and the Talos nodes answering over mTLS.

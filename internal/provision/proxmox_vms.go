@@ -13,6 +13,7 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/config"
 	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
+	"github.com/rawkode/rawkode-cloud/internal/proxmoxhost"
 	"github.com/rawkode/rawkode-cloud/internal/proxmoxvms"
 	"github.com/rawkode/rawkode-cloud/internal/talos"
 	"github.com/rawkode/rawkode-cloud/internal/teleport"
@@ -28,17 +29,17 @@ import (
 // (bootstrap, verify, lockdown) run as on metal.
 //
 // How the operator reaches the Talos VMs: they live on vmbr1 behind the
-// host, so the host forwards one public port per node and API to them, for
-// the operator's /32 only (OperatorForwards); the CLI dials a node's
-// internal address and forwardDialer sends it to the host's port. The
-// node's own firewall admits the operator (DNAT keeps the source address)
-// until lockdown, which is then proven closed through the same forward.
+// host, so the host forwards one public port per node and API to them
+// (OperatorForwards, installed by the host's user data), for sources in
+// the datacenter IP set ProxmoxOperatorIPSet only; the CLI puts its /32
+// there through the API for the run (proxmox.go, firewall) and takes it
+// out at lockdown. The CLI dials a node's internal address and
+// forwardDialer sends it to the host's port. The node's own firewall
+// admits the operator (DNAT keeps the source address) until lockdown,
+// which is then proven closed through the same forward.
 
 // OperatorForward is one of the host's operator-only port forwards.
-type OperatorForward struct {
-	Port int            // on the host's public address
-	To   netip.AddrPort // a Talos VM's Talos or Kubernetes API
-}
+type OperatorForward = proxmoxhost.OperatorForward
 
 // OperatorForwards are the forwards that reach the Talos VMs: 50000+i to
 // node i's Talos API, 6443+i to its Kubernetes API.

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -60,6 +61,17 @@ type API interface {
 	AddRule(ctx context.Context, s Scope, r Rule) error
 	// DeleteRule removes the rule with this comment; ErrNotFound if none.
 	DeleteRule(ctx context.Context, s Scope, comment string) error
+	// Datacenter IP sets. pve-firewall materialises each as the kernel
+	// ipset PVEFW-0-<name>-v4 while the firewall is on; host rules outside
+	// PVE's own can match on it.
+	EnsureIPSet(ctx context.Context, name, comment string) error
+	// AddToIPSet adds the network unless the set holds it already.
+	AddToIPSet(ctx context.Context, name string, p netip.Prefix, comment string) error
+	// RemoveFromIPSet removes the network (in whatever spelling PVE stored
+	// it) and checks that it is gone; a missing set or entry is no error.
+	RemoveFromIPSet(ctx context.Context, name string, p netip.Prefix) error
+	// IPSet lists a set's entries as networks; ErrNotFound without the set.
+	IPSet(ctx context.Context, name string) ([]netip.Prefix, error)
 	// Storage.
 	StorageContent(ctx context.Context, storage string) ([]string, error)
 	SetStorageContent(ctx context.Context, storage string, content []string) error

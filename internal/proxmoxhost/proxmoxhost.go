@@ -53,6 +53,26 @@ type Forward struct {
 	To   netip.Addr
 }
 
+// OperatorForward is one public TCP port forwarded to an internal address
+// and port for the operator only: its DNAT matches sources in the kernel
+// ipset pve-firewall makes of Options.OperatorIPSet, which the CLI fills
+// with its own /32 through the API for the run and empties at lockdown.
+type OperatorForward struct {
+	Port int            // on the host's public address
+	To   netip.AddrPort // in the internal network
+}
+
+// KernelIPSet is the kernel ipset pve-firewall materialises from the
+// datacenter IP set name while the datacenter firewall is on: "PVEFW-" +
+// "0-<name>-v4" (pve-firewall's compute_ipset_chain_name; vmid 0 is the
+// datacenter). Longer ids than 20 characters are hashed there, so Validate
+// keeps names short enough to stay readable.
+func KernelIPSet(name string) string { return "PVEFW-0-" + name + "-v4" }
+
+// maxIPSetID is pve-firewall's $max_iptables_ipset_name_length: 31 minus
+// "PVEFW-" and "_swap".
+const maxIPSetID = 31 - len("PVEFW-") - len("_swap")
+
 // Options describe the host.
 type Options struct {
 	// Hostname is the node name (a DNS label); Domain makes the FQDN.
@@ -69,6 +89,10 @@ type Options struct {
 	InternalCIDR netip.Prefix
 	// Forwards are the public ports forwarded into the internal network.
 	Forwards []Forward
+	// OperatorForwards are forwarded for sources in the datacenter IP set
+	// OperatorIPSet only (required with them).
+	OperatorForwards []OperatorForward
+	OperatorIPSet    string
 	// LocalContent are the content types of the `local` storage.
 	LocalContent []string
 	// TLSCert and TLSKey (PEM) replace pveproxy's self-signed certificate,
@@ -158,6 +182,7 @@ var (
 	hashRE   = regexp.MustCompile(`^\$(6|2[aby])\$[./0-9A-Za-z$=,]+$`)
 	deviceRE = regexp.MustCompile(`^/dev/[A-Za-z0-9][A-Za-z0-9._:/+-]*$`)
 	nameRE   = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]*$`)
+	ipsetRE  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]+$`) // pve-firewall's $ipset_name_pattern
 )
 
 var contentTypes = map[string]bool{"images": true, "rootdir": true, "vztmpl": true, "iso": true, "backup": true, "snippets": true, "import": true}
@@ -204,6 +229,20 @@ func (o Options) Validate() error {
 			errs = append(errs, fmt.Errorf("port %d is forwarded to %s, outside the internal network %s", f.Port, f.To, o.InternalCIDR))
 		}
 	}
+	for _, f := range o.OperatorForwards {
+		if f.Port < 1 || f.Port > 65535 || seen[f.Port] {
+			errs = append(errs, fmt.Errorf("operator forward port %d is out of range or repeated", f.Port))
+		}
+		seen[f.Port] = true
+		if !o.InternalCIDR.Contains(f.To.Addr()) || f.To.Port() == 0 {
+			errs = append(errs, fmt.Errorf("port %d is forwarded to %s, not an address and port in the internal network %s", f.Port, f.To, o.InternalCIDR))
+		}
+	}
+	if len(o.OperatorForwards) > 0 || o.OperatorIPSet != "" {
+		if !ipsetRE.MatchString(o.OperatorIPSet) || len("0-"+o.OperatorIPSet+"-v4") > maxIPSetID {
+			errs = append(errs, fmt.Errorf("operator IP set name %q is not a PVE IP set name of at most %d characters", o.OperatorIPSet, maxIPSetID-len("0--v4")))
+		}
+	}
 	if (len(o.TLSCert) == 0) != (len(o.TLSKey) == 0) {
 		errs = append(errs, errors.New("TLS certificate and key go together"))
 	}
@@ -223,6 +262,16 @@ func (o Options) env() string {
 	for _, f := range fw {
 		forwards = append(forwards, strconv.Itoa(f.Port)+"="+f.To.String())
 	}
+	opFw := append([]OperatorForward(nil), o.OperatorForwards...)
+	sort.Slice(opFw, func(i, j int) bool { return opFw[i].Port < opFw[j].Port })
+	operator := make([]string, 0, len(opFw))
+	for _, f := range opFw {
+		operator = append(operator, strconv.Itoa(f.Port)+"="+f.To.String())
+	}
+	kernelSet := ""
+	if o.OperatorIPSet != "" {
+		kernelSet = KernelIPSet(o.OperatorIPSet)
+	}
 	vdev := ""
 	if len(o.ZFSDevices) == 2 {
 		vdev = "mirror"
@@ -236,6 +285,8 @@ func (o Options) env() string {
 		{"ZFS_DATASETS", strings.Join(o.ZFSDatasets, " ")},
 		{"INTERNAL_CIDR", o.InternalCIDR.String()},
 		{"PORT_FORWARDS", strings.Join(forwards, " ")},
+		{"OPERATOR_IPSET", kernelSet},
+		{"OPERATOR_FORWARDS", strings.Join(operator, " ")},
 		{"LOCAL_CONTENT", strings.Join(o.LocalContent, ",")},
 	}
 	var b strings.Builder
@@ -270,6 +321,24 @@ After=network-online.target pve-firewall.service
 Type=oneshot
 RemainAfterExit=yes
 ExecStart=` + ScriptPath + ` nat
+
+[Install]
+WantedBy=multi-user.target
+`
+
+const operatorUnit = `[Unit]
+Description=rawkode-cloud: operator-only forwards (sources in the operator IP set)
+Wants=network-online.target
+After=network-online.target pve-firewall.service rawkode-host-nat.service
+
+[Service]
+# It waits for pve-firewall to make the ipset its rules match on: simple,
+# so that the wait never holds up the boot.
+Type=simple
+RemainAfterExit=yes
+ExecStart=` + ScriptPath + ` operator-forwards
+Restart=on-failure
+RestartSec=10
 
 [Install]
 WantedBy=multi-user.target
@@ -328,6 +397,7 @@ func Render(opts Options) ([]byte, error) {
 				Content: "# The host routes the internal network (NAT and port forwards).\nnet.ipv4.ip_forward = 1\n"},
 			{Path: "/etc/systemd/system/rawkode-pve-stage2.service", Owner: "root:root", Permissions: "0644", Content: stage2Unit},
 			{Path: "/etc/systemd/system/rawkode-host-nat.service", Owner: "root:root", Permissions: "0644", Content: natUnit},
+			{Path: "/etc/systemd/system/rawkode-host-operator-forwards.service", Owner: "root:root", Permissions: "0644", Content: operatorUnit},
 		},
 		RunCmd: [][]string{{ScriptPath, "stage1"}},
 	}
@@ -357,4 +427,42 @@ func RootHash(userData []byte) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// OperatorForwardsOf reads the operator-only forwards and the datacenter
+// IP set they match on back from user data rendered by Render; the sandbox
+// builds its emulated host's port forwarding from what the host was given.
+func OperatorForwardsOf(userData []byte) (ipset string, fw []OperatorForward, ok bool) {
+	var doc cloudConfig
+	if err := yaml.Unmarshal(userData, &doc); err != nil {
+		return "", nil, false
+	}
+	for _, f := range doc.WriteFiles {
+		if f.Path != EnvPath {
+			continue
+		}
+		env := map[string]string{}
+		for _, line := range strings.Split(f.Content, "\n") {
+			k, v, found := strings.Cut(line, "=")
+			if found && !strings.HasPrefix(k, "#") {
+				env[k] = strings.Trim(v, "'")
+			}
+		}
+		name, isSet := strings.CutPrefix(env["OPERATOR_IPSET"], "PVEFW-0-")
+		name, isV4 := strings.CutSuffix(name, "-v4")
+		if !isSet || !isV4 {
+			return "", nil, false
+		}
+		for _, item := range strings.Fields(env["OPERATOR_FORWARDS"]) {
+			port, to, _ := strings.Cut(item, "=")
+			p, err := strconv.Atoi(port)
+			ap, aerr := netip.ParseAddrPort(to)
+			if err != nil || aerr != nil {
+				return "", nil, false
+			}
+			fw = append(fw, OperatorForward{Port: p, To: ap})
+		}
+		return name, fw, true
+	}
+	return "", nil, false
 }

@@ -17,7 +17,28 @@ const hash = "$2a$10$0nA0kjV6vW4K8F3wG1n6ZOmJ3rcbXJZkS2G2cT0b2mVQkLhV1vYqC"
 
 func goldenOptions() proxmoxhost.Options {
 	return proxmoxhost.Options{Hostname: "pve-demo", Domain: "example.com", RootPasswordHash: hash,
-		ZFSDevices: []string{"/dev/nvme0n1p4", "/dev/nvme1n1p4"}}
+		ZFSDevices:    []string{"/dev/nvme0n1p4", "/dev/nvme1n1p4"},
+		OperatorIPSet: "operator", OperatorForwards: []proxmoxhost.OperatorForward{
+			{Port: 50000, To: netip.MustParseAddrPort("10.10.0.10:50000")},
+			{Port: 6443, To: netip.MustParseAddrPort("10.10.0.10:6443")},
+		}}
+}
+
+// The sandbox builds its host's forwarding from the user data: what
+// Render writes must read back unchanged.
+func TestOperatorForwardsReadBack(t *testing.T) {
+	t.Parallel()
+	data, err := proxmoxhost.Render(goldenOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, fw, ok := proxmoxhost.OperatorForwardsOf(data)
+	if !ok || set != "operator" || len(fw) != 2 || fw[0].Port != 6443 || fw[1].To.String() != "10.10.0.10:50000" {
+		t.Fatalf("OperatorForwardsOf = %q %v %v", set, fw, ok)
+	}
+	if proxmoxhost.KernelIPSet("operator") != "PVEFW-0-operator-v4" {
+		t.Fatal(proxmoxhost.KernelIPSet("operator"))
+	}
 }
 
 func TestRenderGolden(t *testing.T) {
@@ -69,11 +90,11 @@ func TestEnvironmentFileSourcesCleanly(t *testing.T) {
 	}
 	env := between(string(data), "# Written by rawkode-cloud", "\n    - path:")
 	env = strings.ReplaceAll(env, "\n            ", "\n")
-	out, err := exec.Command(bash, "-c", "set -eu; "+env+"\necho \"$PORT_FORWARDS|$ZFS_VDEV $ZFS_DEVICES|$LOCAL_CONTENT\"").CombinedOutput()
+	out, err := exec.Command(bash, "-c", "set -eu; "+env+"\necho \"$PORT_FORWARDS|$ZFS_VDEV $ZFS_DEVICES|$LOCAL_CONTENT|$OPERATOR_IPSET $OPERATOR_FORWARDS\"").CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	want := "80=10.10.0.3 443=10.10.0.3 3023=10.10.0.2 3024=10.10.0.2|mirror /dev/nvme0n1p4 /dev/nvme1n1p4|iso,vztmpl,snippets,import,backup,images\n"
+	want := "80=10.10.0.3 443=10.10.0.3 3023=10.10.0.2 3024=10.10.0.2|mirror /dev/nvme0n1p4 /dev/nvme1n1p4|iso,vztmpl,snippets,import,backup,images|PVEFW-0-operator-v4 6443=10.10.0.10:6443 50000=10.10.0.10:50000\n"
 	if string(out) != want {
 		t.Fatalf("got %q, want %q", out, want)
 	}
@@ -96,6 +117,14 @@ func TestValidateRefusesWhatTheShellWouldRun(t *testing.T) {
 			o.Forwards = []proxmoxhost.Forward{{Port: 80, To: mustAddr("192.168.1.1")}}
 		},
 		"bad content": func(o *proxmoxhost.Options) { o.LocalContent = []string{"iso", "exe"} },
+		"operator forward on a public port": func(o *proxmoxhost.Options) {
+			o.OperatorForwards = append(o.OperatorForwards, proxmoxhost.OperatorForward{Port: 443, To: netip.MustParseAddrPort("10.10.0.11:6443")})
+		},
+		"operator forward outside": func(o *proxmoxhost.Options) {
+			o.OperatorForwards = []proxmoxhost.OperatorForward{{Port: 50001, To: netip.MustParseAddrPort("192.168.1.1:50000")}}
+		},
+		"operator set name pve-firewall would hash": func(o *proxmoxhost.Options) { o.OperatorIPSet = "operator-forwards-long" },
+		"operator forwards without a set":           func(o *proxmoxhost.Options) { o.OperatorIPSet = "" },
 	} {
 		opts := goldenOptions()
 		mutate(&opts)

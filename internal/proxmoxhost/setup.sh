@@ -132,6 +132,7 @@ stage2() {
 	bridge_uplink
 	sysctl --system >/dev/null
 	systemctl enable --now rawkode-host-nat.service
+	systemctl enable --now rawkode-host-operator-forwards.service
 	zfs_pool
 	pvesm set local --content "$LOCAL_CONTENT"
 	# The API certificate the CLI made (and pins) replaces the self-signed one.
@@ -147,15 +148,17 @@ stage2() {
 	log "ready: Proxmox VE answers on port 8006"
 }
 
+# ensure appends an iptables rule unless it is there.
+ensure() {
+	local table="$1" chain="$2"
+	shift 2
+	iptables -t "$table" -C "$chain" "$@" 2>/dev/null || iptables -t "$table" -A "$chain" "$@"
+}
+
 # nat keeps the internal network's NAT and the public port forwards in
 # place; run at every boot by rawkode-host-nat.service.
 nat() {
 	local fwd port to
-	ensure() {
-		local table="$1" chain="$2"
-		shift 2
-		iptables -t "$table" -C "$chain" "$@" 2>/dev/null || iptables -t "$table" -A "$chain" "$@"
-	}
 	ensure nat POSTROUTING -s "$INTERNAL_CIDR" -o vmbr0 -j MASQUERADE
 	for fwd in $PORT_FORWARDS; do
 		port=${fwd%%=*}
@@ -165,12 +168,38 @@ nat() {
 	done
 }
 
+# operator_forwards adds the forwards that only the operator may use:
+# each DNAT matches sources in the kernel ipset pve-firewall makes of the
+# datacenter IP set the CLI fills through the API (empty outside a run),
+# so opening and closing them needs no shell on the host. A rule cannot
+# name a set that does not exist yet, so this waits for pve-firewall to
+# make it; run at every boot by rawkode-host-operator-forwards.service.
+operator_forwards() {
+	local fwd port to
+	if [ -z "$OPERATOR_FORWARDS" ]; then
+		return 0
+	fi
+	until ipset list -n "$OPERATOR_IPSET" >/dev/null 2>&1; do
+		sleep 5
+	done
+	for fwd in $OPERATOR_FORWARDS; do
+		port=${fwd%%=*}
+		to=${fwd#*=}
+		ensure nat PREROUTING -i vmbr0 -p tcp --dport "$port" -m set --match-set "$OPERATOR_IPSET" src \
+			-j DNAT --to-destination "$to"
+		ensure filter FORWARD -i vmbr0 -o vmbr1 -p tcp -d "${to%:*}" --dport "${to##*:}" \
+			-m set --match-set "$OPERATOR_IPSET" src -j ACCEPT
+	done
+	log "operator-only forwards in place (sources in $OPERATOR_IPSET)"
+}
+
 case "${1:-}" in
 stage1) stage1 ;;
 stage2) stage2 ;;
 nat) nat ;;
+operator-forwards) operator_forwards ;;
 *)
-	echo "usage: $0 stage1|stage2|nat" >&2
+	echo "usage: $0 stage1|stage2|nat|operator-forwards" >&2
 	exit 2
 	;;
 esac

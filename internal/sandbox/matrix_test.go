@@ -134,6 +134,7 @@ var expected = map[string][5]int{
 	"proxmox.access":       {failed, ok, ok, failed, failed},
 	"proxmox.network":      {failed, ok, ok, failed, failed},
 	"proxmox.firewall":     {failed, ok, ok, failed, failed},
+	"proxmox.ipset":        {failed, ok, ok, failed, failed},
 	"proxmox.storage":      {leftover, ok, ok, leftover, skip},
 	"proxmox.download-url": {failed, ok, ok, failed, skip},
 	"proxmox.qemu":         {leftover, ok, ok, leftover, skip},

@@ -12,6 +12,7 @@ import (
 	kubeemulator "github.com/rawkode/rawkode-cloud/internal/kube/emulator"
 	"github.com/rawkode/rawkode-cloud/internal/provision"
 	pveemu "github.com/rawkode/rawkode-cloud/internal/proxmox/emulator"
+	"github.com/rawkode/rawkode-cloud/internal/proxmoxhost"
 	"github.com/rawkode/rawkode-cloud/internal/proxmoxvms"
 	"github.com/rawkode/rawkode-cloud/internal/talos"
 	"github.com/rawkode/rawkode-cloud/internal/teleportvm"
@@ -147,16 +148,37 @@ func (s *Sandbox) stopVM(hostIP string, vmid int) {
 	}
 }
 
+// hostForwarding is what a host's user data set up for the operator:
+// forwards whose DNAT matches sources in the datacenter IP set ipset.
+type hostForwarding struct {
+	ipset    string
+	forwards []proxmoxhost.OperatorForward
+}
+
 // forwarded dials through a host's operator-only forwards: the only way
-// from here to a Talos VM. Nil when addr is not such a forward.
+// from here to a Talos VM. Nil when addr is not such a forward. As on a
+// real host, a forward exists only if the host's user data installed it,
+// and it matches only while the operator's address is in the IP set
+// pve-firewall materialises (datacenter firewall on): otherwise the packet
+// meets the host's own input policy, DROP, and the dial times out.
 func (s *Sandbox) forwarded(ctx context.Context, addr string) (net.Conn, bool, error) {
 	ap, err := netip.ParseAddrPort(addr)
-	if err != nil || s.Host(ap.Addr().String()) == nil {
+	if err != nil {
 		return nil, false, nil
 	}
-	for _, f := range provision.OperatorForwards(provision.ProxmoxLayout()) {
+	h := s.Host(ap.Addr().String())
+	if h == nil {
+		return nil, false, nil
+	}
+	s.mu.Lock()
+	fwd := s.hostForwards[ap.Addr().String()]
+	s.mu.Unlock()
+	for _, f := range fwd.forwards {
 		if f.Port != int(ap.Port()) {
 			continue
+		}
+		if !h.IPSetAdmits(fwd.ipset, OperatorIP) {
+			return nil, true, s.dropped(ctx)
 		}
 		n := s.Node(f.To.Addr().String())
 		if n == nil {
@@ -191,4 +213,21 @@ func proxmoxVMs(snap pveemu.Snapshot) []map[string]any {
 		out = append(out, map[string]any{"name": v.Name, "vmid": v.VMID, "ip": ip, "status": status, "tags": v.Tags})
 	}
 	return out
+}
+
+// synGiveUp is how long Linux retries an unanswered SYN (tcp_syn_retries
+// 6: about 127 s) before connect fails, before the speed applies.
+const synGiveUp = 127 * time.Second
+
+// dropped is a dial whose SYN a firewall drops: nothing answers, so it
+// ends with the caller's deadline, or when the kernel gives up.
+func (s *Sandbox) dropped(ctx context.Context) error {
+	t := time.NewTimer(s.Scaled(synGiveUp))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return &net.OpError{Op: "dial", Net: "tcp", Err: ctx.Err()}
+	case <-t.C:
+		return &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ETIMEDOUT}
+	}
 }

@@ -27,7 +27,7 @@ func TestProvisionProxmoxHostThroughTheCLI(t *testing.T) {
 	var mu sync.Mutex
 	// The sandbox closes with the command: the host's firewall is judged
 	// when the inventory is printed, just before.
-	judged, openTo, userData := false, false, ""
+	judged, openTo, userData, inSet, setKept := false, false, "", true, false
 	snoop := &lineWriter{w: &out, onLine: func(line string) {
 		if !strings.Contains(line, `"type":"inventory"`) {
 			return
@@ -38,6 +38,9 @@ func TestProvisionProxmoxHostThroughTheCLI(t *testing.T) {
 			if h := sb.Host(srv["ip"].(string)); h != nil {
 				judged = true
 				openTo = h.Reachable(sandbox.OperatorIP, 8006) || h.Reachable(netip.MustParseAddr("192.0.2.1"), 8006)
+				inSet = h.IPSetAdmits("operator", sandbox.OperatorIP)
+				entries, ok := h.Snapshot().IPSets["operator"]
+				setKept = ok && len(entries) == 0
 				userData = string(sb.Scaleway.UserData(srv["id"].(string)))
 			}
 		}
@@ -129,6 +132,9 @@ func TestProvisionProxmoxHostThroughTheCLI(t *testing.T) {
 	defer mu.Unlock()
 	if !judged || openTo {
 		t.Errorf("the Proxmox API must be closed to everyone after lockdown (host seen: %v)", judged)
+	}
+	if inSet || !setKept {
+		t.Errorf("after lockdown the operator IP set must stay, empty (operator still admitted: %v)", inSet)
 	}
 	if userData != string(scaleway.ClearedUserData) {
 		t.Errorf("the host's user data (API certificate key, root hash) was left on Scaleway:\n%.200s", userData)

@@ -140,6 +140,7 @@ type Sandbox struct {
 	nodeCounters []*emulator.Counters
 	ips          map[string]string           // server ID → public IP
 	hosts        map[string]*pveemu.Emulator // Proxmox VE hosts by public IP
+	hostForwards map[string]hostForwarding   // their operator-only forwards, from their user data
 	// vmNodes are the Talos VMs' nodes by host IP and VM ID (their key in
 	// nodes is their internal address).
 	vmNodes map[string]map[int]string
@@ -173,7 +174,7 @@ func Start(opts Options) (*Sandbox, error) {
 	}
 	s := &Sandbox{speed: speed, profile: prof, faults: emulator.NewFaults(), nodes: map[string]*talos.Node{}, ips: map[string]string{},
 		kubes: map[string]*kubeemulator.Server{}, nodeCluster: map[string]string{},
-		hosts: map[string]*pveemu.Emulator{}, vmNodes: map[string]map[int]string{},
+		hosts: map[string]*pveemu.Emulator{}, hostForwards: map[string]hostForwarding{}, vmNodes: map[string]map[int]string{},
 		pollOnly: opts.PollOnly}
 	for p, f := range opts.Faults {
 		s.faults.Set(p, f)
@@ -249,9 +250,14 @@ func (s *Sandbox) bootNode(srv scaleway.Server) {
 	if err != nil {
 		return
 	}
-	if hash, ok := proxmoxhost.RootHash(s.Scaleway.UserData(srv.ID)); ok {
-		s.after(s.Scaled(s.profile.PVEInstall), func() { s.bootHost(srv, hash) })
-		return
+	if ud := s.Scaleway.UserData(srv.ID); ud != nil {
+		if hash, ok := proxmoxhost.RootHash(ud); ok {
+			// The host forwards what its user data says, nothing else.
+			set, fw, _ := proxmoxhost.OperatorForwardsOf(ud)
+			fwd := hostForwarding{ipset: set, forwards: fw}
+			s.after(s.Scaled(s.profile.PVEInstall), func() { s.bootHost(srv, hash, fwd) })
+			return
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -292,7 +298,7 @@ func (s *Sandbox) bootNode(srv scaleway.Server) {
 // bootHost starts the emulated Proxmox VE API of a server whose user data
 // made it a Proxmox host, in the state the first boot leaves: root's
 // password from the user data, local's content types and the ZFS pool.
-func (s *Sandbox) bootHost(srv scaleway.Server, rootHash string) {
+func (s *Sandbox) bootHost(srv scaleway.Server, rootHash string, fwd hostForwarding) {
 	sc := func(d time.Duration) time.Duration { return s.Scaled(d) }
 	d := s.profile.PVE
 	e, err := pveemu.New(pveemu.Options{Node: srv.Name, Version: SandboxPVEVersion, RootPasswordHash: rootHash, PublicCIDR: srv.IPv4 + "/24",
@@ -314,6 +320,7 @@ func (s *Sandbox) bootHost(srv scaleway.Server, rootHash string) {
 	}
 	s.tl.add("proxmox: API up", srv.IPv4, time.Now())
 	s.hosts[srv.IPv4] = e
+	s.hostForwards[srv.IPv4] = fwd
 	s.ips[srv.ID] = srv.IPv4
 }
 
@@ -401,6 +408,7 @@ func (s *Sandbox) removeNode(id string) {
 	ip := s.ips[id]
 	h := s.hosts[ip]
 	delete(s.hosts, ip)
+	delete(s.hostForwards, ip)
 	delete(s.ips, id)
 	keys := []string{ip}
 	for _, k := range s.vmNodes[ip] {

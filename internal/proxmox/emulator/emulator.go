@@ -43,6 +43,7 @@ const (
 	FaultAccess   = "proxmox.access"       // users, tokens, ACLs, passwords (writes)
 	FaultNetwork  = "proxmox.network"      // interface changes and applying them
 	FaultFirewall = "proxmox.firewall"     // firewall options and rules (writes)
+	FaultIPSet    = "proxmox.ipset"        // datacenter IP sets and their entries (writes)
 	FaultStorage  = "proxmox.storage"      // storage configuration and content changes
 	FaultDownload = "proxmox.download-url" // download-url (never: the download never ends)
 	FaultQemu     = "proxmox.qemu"         // VM create, config, resize, start, stop, delete
@@ -55,6 +56,7 @@ var FaultPoints = []struct{ Point, What string }{
 	{FaultAccess, "Proxmox users, API tokens, ACLs and password changes"},
 	{FaultNetwork, "Proxmox network changes and applying them (never: apply never ends)"},
 	{FaultFirewall, "Proxmox firewall options and rules"},
+	{FaultIPSet, "Proxmox firewall IP sets (the operator's address for the host's forwards)"},
 	{FaultStorage, "Proxmox storage configuration and content"},
 	{FaultDownload, "Proxmox download-url (never: the download never ends)"},
 	{FaultQemu, "Proxmox VM create/config/start/stop/delete (never: the task never ends)"},
@@ -322,6 +324,8 @@ func faultPoint(op *operation) string {
 		return FaultAccess
 	case strings.Contains(path, "/network"):
 		return FaultNetwork
+	case strings.HasPrefix(path, "/cluster/firewall/ipset"):
+		return FaultIPSet
 	case strings.Contains(path, "/firewall/"):
 		return FaultFirewall
 	case strings.HasSuffix(path, "/download-url"):

@@ -22,6 +22,7 @@ type state struct {
 	nodeFW        fwOptions
 	clusterRules  []*fwRule
 	nodeRules     []*fwRule
+	ipsets        map[string]*ipset // the datacenter's IP sets
 	storages      map[string]*storage
 	tasks         map[string]*task
 	taskOrder     []string
@@ -107,8 +108,9 @@ func newState(node, version, rootHash string, now time.Time) *state {
 			"local":     {id: "local", typ: "dir", path: "/var/lib/vz", content: set("iso", "vztmpl", "backup"), volumes: map[string]*volume{}},
 			"local-zfs": {id: "local-zfs", typ: "zfspool", content: set("images", "rootdir"), volumes: map[string]*volume{}},
 		},
-		tasks: map[string]*task{},
-		vms:   map[int]*vm{},
+		tasks:  map[string]*task{},
+		vms:    map[int]*vm{},
+		ipsets: map[string]*ipset{},
 	}
 	return st
 }
@@ -376,6 +378,7 @@ type Snapshot struct {
 	FirewallEnabled bool
 	PolicyIn        string
 	Rules           []Rule
+	IPSets          map[string][]string // datacenter IP set name → entries as stored
 	Users           []string
 	Tokens          []string // full token IDs
 	StorageContent  map[string][]string
@@ -391,7 +394,7 @@ func (e *Emulator) Snapshot() Snapshot {
 	e.settle()
 	st := e.st
 	s := Snapshot{Node: st.node, Version: st.version, FirewallEnabled: st.clusterFW.enable, PolicyIn: st.clusterFW.policyIn,
-		StorageContent: map[string][]string{}, PendingNetwork: st.netChanged}
+		StorageContent: map[string][]string{}, PendingNetwork: st.netChanged, IPSets: map[string][]string{}}
 	for _, name := range sortedKeys(st.network) {
 		if i := st.network[name]; i.Type == "bridge" && i.CIDR != "" {
 			s.Bridges = append(s.Bridges, Bridge{Iface: name, CIDR: i.CIDR})
@@ -402,6 +405,13 @@ func (e *Emulator) Snapshot() Snapshot {
 	}
 	for pos, r := range st.nodeRules {
 		s.Rules = append(s.Rules, r.public("node/"+st.node, pos))
+	}
+	for _, name := range sortedKeys(st.ipsets) {
+		entries := []string{}
+		for _, en := range st.ipsets[name].entries {
+			entries = append(entries, en.cidr)
+		}
+		s.IPSets[name] = entries
 	}
 	for _, id := range sortedKeys(st.users) {
 		s.Users = append(s.Users, id)

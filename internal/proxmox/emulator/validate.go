@@ -208,6 +208,7 @@ var formatRes = map[string]*regexp.Regexp{
 	"mac-addr":       regexp.MustCompile(`^(?i)[a-f0-9][02468ace](?::[a-f0-9]{2}){5}$`),
 	"pve-fw-port":    regexp.MustCompile(`^(\d+(:\d+)?|[a-z][a-z0-9-]*)$`),
 	"pve-fw-proto":   regexp.MustCompile(`^([a-z][a-z0-9-]*|\d+)$`),
+	"pve-fw-alias":   regexp.MustCompile(`^((dc|guest)/)?[A-Za-z][A-Za-z0-9\-_]+$`),
 }
 
 // contentTypes are the storage content types PVE 9 knows.
@@ -239,6 +240,18 @@ func checkFormat(format, v string) string {
 		pfx, err := netip.ParsePrefix(v)
 		if err != nil || (format == "CIDRv4" && !pfx.Addr().Is4()) || (format == "CIDRv6" && !pfx.Addr().Is6()) {
 			return "value does not look like a valid CIDR network"
+		}
+	case "IPorCIDRorAlias":
+		// pve-firewall's pve_verify_ip_or_cidr_or_alias: an address, a
+		// network, or the name of an alias.
+		if _, err := netip.ParseAddr(v); err == nil {
+			break
+		}
+		if _, err := netip.ParsePrefix(v); err == nil {
+			break
+		}
+		if !formatRes["pve-fw-alias"].MatchString(v) {
+			return "value does not look like a valid IP address or CIDR network"
 		}
 	case "pve-storage-content":
 		if !contentTypes[v] {
