@@ -67,6 +67,21 @@ func WithTransportWrapper(wrap func(http.RoundTripper) http.RoundTripper) Option
 	return func(c *rest.Config) { c.WrapTransport = wrap }
 }
 
+// DefaultQPS and DefaultBurst are client-go's own client-side rate limit
+// (rest.DefaultQPS, rest.DefaultBurst): a few requests per poll interval
+// stay far below it on a real cluster.
+const (
+	DefaultQPS   = 5
+	DefaultBurst = 10
+)
+
+// WithRateLimit sets the client-side rate limit (client-go's token bucket):
+// the sandbox raises it with its clock, as its polls come that much faster
+// while the bucket refills in real time.
+func WithRateLimit(qps float32, burst int) Option {
+	return func(c *rest.Config) { c.QPS, c.Burst = qps, burst }
+}
+
 // Client reads one cluster.
 type Client struct {
 	cs  kubernetes.Interface

@@ -274,5 +274,10 @@ func (f Factory) Kube(kubeconfig []byte, nodeIP string) (*kube.Client, error) {
 		dial := f.TalosDialer
 		opts = append(opts, kube.WithDialer(func(ctx context.Context, _, addr string) (net.Conn, error) { return dial(ctx, addr) }))
 	}
+	if f.TimeScale > 1 {
+		// Polls come TimeScale times as often; a bucket refilling in real
+		// time would hold them back by whole poll intervals.
+		opts = append(opts, kube.WithRateLimit(float32(kube.DefaultQPS*f.TimeScale), int(kube.DefaultBurst*f.TimeScale)))
+	}
 	return kube.New(kubeconfig, opts...)
 }

@@ -27,8 +27,9 @@ var Definitions = map[string]string{
 		"null whenever cli_added_seconds is",
 	"critical_path_seconds": "what a CLI reacting instantly and doing no work would take, from the profile along the dependency chain: " +
 		"order -> IP -> delivered -> install started -> install completed -> pivot -> maintenance; apply -> reboot -> configured; " +
-		"configured -> etcd ready -> bootstrap -> etcd healthy (other services count from configured); the kube agent starts " +
-		"AgentStart after configured, retries until the bootstrap, then registers one heartbeat later; end = max(services healthy, registered)",
+		"configured -> etcd ready -> bootstrap -> etcd healthy (other services count from configured); etcd healthy -> node registered in " +
+		"Kubernetes -> CNI pod running -> node Ready -> the kube agent's pod and CoreDNS running; the kube agent starts AgentStart after " +
+		"configured, retries until its pod runs, then registers one heartbeat later; end = max(services healthy, registered, CoreDNS running)",
 	"critical_path_replayed_seconds": "the same chain with each emulator-driven link measured on the timeline instead of taken from the profile; " +
 		"the difference to critical_path_seconds is the emulators' own timer slop",
 	"active_seconds": "wall time outside every wait (phase 0 checks, CPU work, API calls that create or apply things): " +

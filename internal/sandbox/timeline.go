@@ -8,6 +8,7 @@ import (
 
 	"github.com/rawkode/rawkode-cloud/internal/emulator"
 	kubeemulator "github.com/rawkode/rawkode-cloud/internal/kube/emulator"
+	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
 	"github.com/rawkode/rawkode-cloud/internal/scaleway"
 	"github.com/rawkode/rawkode-cloud/internal/talos"
 	"github.com/rawkode/rawkode-cloud/internal/teleport"
@@ -37,6 +38,14 @@ const (
 	// TimelineNodesReady is derived: the last node that registered so far
 	// Ready, per cluster.
 	TimelineNodesReady = "kubernetes: nodes ready"
+	// The Kubernetes layer between a healthy etcd and the kube agent's
+	// registration, as the emulated cluster reports it (per node where the
+	// name ends in ":", followed by the node's name).
+	TimelineKubeNodeRegistered = "kubernetes: " + kubeemulator.EventNodeRegistered
+	TimelineCNIRunning         = "kubernetes: " + kubeemulator.EventCNIRunning
+	TimelineNodeReady          = "kubernetes: " + kubeemulator.EventNodeReady
+	TimelineAgentPodRunning    = "kubernetes: " + kubeemulator.EventWorkloadReady + "StatefulSet/" + machineconfig.TeleportNamespace + "/" + machineconfig.TeleportAgentName
+	TimelineCoreDNSRunning     = "kubernetes: " + kubeemulator.EventWorkloadReady + "Deployment/kube-system/coredns"
 )
 
 // TimelineEvent is one emulated event.
@@ -179,10 +188,11 @@ func kubernetesReady(events []TimelineEvent) []TimelineEvent {
 }
 
 // First is the time of the first timeline event with that name (false when
-// it has not happened).
+// it has not happened). A name ending in ":" is a per-node event: the first
+// of any node counts.
 func First(tl []TimelineEvent, name string) (time.Time, bool) {
 	for _, e := range tl {
-		if e.Name == name {
+		if e.Name == name || strings.HasSuffix(name, ":") && strings.HasPrefix(e.Name, name) {
 			return e.At, true
 		}
 	}
@@ -266,7 +276,13 @@ type Step struct {
 type links struct {
 	assignIP, deliver, startInstall, install, pivot, reboot, etcdReady time.Duration
 	services                                                           map[string]time.Duration // etcd: from the bootstrap; others: from configured
-	agentStart, agentRetry, heartbeat                                  time.Duration
+	// The Kubernetes layer: the node registers once etcd is healthy (Talos
+	// starts its kubelet registration and manifest apply then); the CNI's
+	// pod (host network) starts podStart after that, the node's network is
+	// ready cniReady later, and pods on the pod network (the kube agent,
+	// CoreDNS) start podStart after that.
+	register, cniPod, cniReady, agentPod, coreDNS time.Duration
+	agentStart, agentRetry, heartbeat             time.Duration
 }
 
 // chain walks the dependency chain with a CLI that reacts instantly.
@@ -278,23 +294,32 @@ func (l links) chain() []Step {
 	maintenance := installed + l.pivot
 	configured := maintenance + l.reboot
 	etcdReady := configured + l.etcdReady
-	services := etcdReady + l.services[talos.ServiceEtcd]
+	etcdHealthy := etcdReady + l.services[talos.ServiceEtcd]
+	services := etcdHealthy
 	for name, d := range l.services {
 		if name != talos.ServiceEtcd {
 			services = max(services, configured+d)
 		}
 	}
-	// The agent's retries, exactly as startAgent schedules them.
+	nodeRegistered := etcdHealthy + l.register
+	cniRunning := nodeRegistered + l.cniPod
+	nodeReady := cniRunning + l.cniReady
+	agentPod := nodeReady + l.agentPod
+	coreDNS := nodeReady + l.coreDNS
+	// The agent's retries, exactly as startAgent schedules them: it joins
+	// on its first try after its pod runs.
 	join := configured + l.agentStart
-	for join < etcdReady {
+	for join < agentPod {
 		join += l.agentRetry
 	}
 	registered := join + l.heartbeat
 	return []Step{
 		{TimelineIPAssigned, ip}, {TimelineDelivered, delivered}, {TimelineInstalling, installing},
 		{TimelineInstalled, installed}, {TimelineMaintenance, maintenance}, {TimelineConfigured, configured},
-		{TimelineEtcdReady, etcdReady}, {TimelineServicesHealth, services}, {TimelineAgentJoined, join},
-		{TimelineRegistered, registered}, {"end", max(services, registered)},
+		{TimelineEtcdReady, etcdReady}, {TimelineServicesHealth, services},
+		{TimelineKubeNodeRegistered, nodeRegistered}, {TimelineCNIRunning, cniRunning}, {TimelineNodeReady, nodeReady},
+		{TimelineAgentPodRunning, agentPod}, {TimelineCoreDNSRunning, coreDNS}, {TimelineAgentJoined, join},
+		{TimelineRegistered, registered}, {"end", max(services, registered, coreDNS)},
 	}
 }
 
@@ -305,9 +330,11 @@ func (l links) chain() []Step {
 //	apply (instantly) → reboot → configured;
 //	configured → etcd ready → bootstrap (instantly) → etcd healthy;
 //	the other services count from configured;
-//	the kube agent starts AgentStart after configured, retries until the
-//	bootstrap happened, then registers AgentHeartbeat later;
-//	end = max(all services healthy, registered).
+//	etcd healthy → node registered → CNI pod running → node Ready → the
+//	kube agent's pod and CoreDNS running;
+//	the kube agent starts AgentStart after configured, retries until its
+//	pod runs, then registers AgentHeartbeat later;
+//	end = max(all services healthy, registered, CoreDNS running).
 //
 // It also measures every emulator-driven link on the timeline.
 func (s *Sandbox) CriticalPath() CriticalPath {
@@ -316,6 +343,7 @@ func (s *Sandbox) CriticalPath() CriticalPath {
 		assignIP: sc(p.AssignIP), deliver: sc(p.Deliver), startInstall: sc(p.StartInstall), install: sc(p.Install),
 		pivot: sc(p.Pivot), reboot: sc(p.Reboot), etcdReady: sc(p.EtcdReady), services: map[string]time.Duration{},
 		agentStart: sc(p.AgentStart), agentRetry: sc(p.AgentStart)/4 + time.Millisecond, heartbeat: sc(p.AgentHeartbeat),
+		cniPod: sc(podStart), cniReady: sc(cniReady), agentPod: sc(podStart), coreDNS: sc(podStart),
 	}
 	for name, d := range p.Services {
 		model.services[name] = sc(d)
@@ -361,6 +389,11 @@ func (s *Sandbox) CriticalPath() CriticalPath {
 		seg(from, TimelineHealthyPrefix+name, model.services[name], &d)
 		replay.services[name] = d
 	}
+	seg(TimelineHealthyPrefix+talos.ServiceEtcd, TimelineKubeNodeRegistered, model.register, &replay.register)
+	seg(TimelineKubeNodeRegistered, TimelineCNIRunning, model.cniPod, &replay.cniPod)
+	seg(TimelineCNIRunning, TimelineNodeReady, model.cniReady, &replay.cniReady)
+	seg(TimelineNodeReady, TimelineAgentPodRunning, model.agentPod, &replay.agentPod)
+	seg(TimelineNodeReady, TimelineCoreDNSRunning, model.coreDNS, &replay.coreDNS)
 	seg(TimelineAgentJoined, TimelineRegistered, model.heartbeat, &replay.heartbeat)
 	rs := replay.chain()
 	cp.Replayed = rs[len(rs)-1].At

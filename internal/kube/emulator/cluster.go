@@ -262,6 +262,9 @@ func (s *Server) reconcileDaemonSetLocked(k string, nodes []string) {
 		ready++
 
 		if isCNI && !s.cluster.networkReady[node] && !s.opts.Faults.Peek(FaultCNI, emulator.Never) {
+			if !s.cluster.pending["cni:"+node] {
+				s.eventLocked(EventCNIRunning + node)
+			}
 			s.afterLocked("cni:"+node, s.opts.CNIReadyDelay, func() {
 				if s.opts.Faults.Peek(FaultCNI, emulator.Never) {
 					return

@@ -90,7 +90,10 @@ type Options struct {
 const (
 	EventNodeRegistered = "node-registered:" // + node name
 	EventNodeReady      = "node-ready:"      // + node name
-	EventWorkloadReady  = "workload-ready:"  // + Kind/namespace/name
+	// EventCNIRunning: the CNI's pod runs on the node (+ node name); the
+	// node's pod network is ready CNIReadyDelay later (EventNodeReady).
+	EventCNIRunning     = "cni-running:"
+	EventWorkloadReady  = "workload-ready:" // + Kind/namespace/name
 	EventCRDsRegistered = "cilium-crds-registered"
 	EventFluxReady      = "flux-ready:" // + namespace/name
 )
