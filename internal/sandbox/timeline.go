@@ -348,11 +348,14 @@ func (s *Sandbox) CriticalPath() CriticalPath {
 	for name, d := range p.Services {
 		model.services[name] = sc(d)
 	}
+	tl := s.Timeline()
+	if p.Jitter > 0 {
+		model = model.paced(slowestPace(tl, model))
+	}
 	steps := model.chain()
 	cp := CriticalPath{Total: steps[len(steps)-1].At, Steps: steps[:len(steps)-1]}
 	cp.Real = time.Duration(float64(cp.Total) * s.speed)
 
-	tl := s.Timeline()
 	replay := model
 	replay.services = map[string]time.Duration{}
 	for k, v := range model.services {
@@ -398,6 +401,37 @@ func (s *Sandbox) CriticalPath() CriticalPath {
 	rs := replay.chain()
 	cp.Replayed = rs[len(rs)-1].At
 	return cp
+}
+
+// slowestPace is the largest pace a server drew (Profile.Jitter: every
+// server scales all its Scaleway delays by one factor), read off the
+// timeline as its span from ordered to install completed over the
+// profile's: the slowest server holds the whole cluster up. 1 when no
+// server got that far.
+func slowestPace(tl []TimelineEvent, l links) float64 {
+	ordered, pace := map[string]time.Time{}, 0.0
+	want := l.assignIP + l.deliver + l.startInstall + l.install
+	for _, e := range tl {
+		switch e.Name {
+		case TimelineOrdered:
+			ordered[e.Subject] = e.At
+		case TimelineInstalled:
+			if at, ok := ordered[e.Subject]; ok && want > 0 {
+				pace = max(pace, float64(e.At.Sub(at))/float64(want))
+			}
+		}
+	}
+	if pace == 0 {
+		return 1
+	}
+	return pace
+}
+
+// paced is l with the Scaleway delays scaled by the pace a server drew.
+func (l links) paced(pace float64) links {
+	scale := func(d time.Duration) time.Duration { return time.Duration(float64(d) * pace) }
+	l.assignIP, l.deliver, l.startInstall, l.install = scale(l.assignIP), scale(l.deliver), scale(l.startInstall), scale(l.install)
+	return l
 }
 
 // Requests are the request counts of every emulator, by service and
