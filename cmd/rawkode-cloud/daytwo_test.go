@@ -31,8 +31,10 @@ func talosVersions(rep map[string]any) []string {
 // run left open (the Talos API answers this machine), a dry run, Talos
 // upgraded one node at a time with health gates, the same command again
 // skipping every node, a stopped upgrade that says where and how to go on,
-// Kubernetes moved, then the lockdown finished and both commands refusing
-// a locked-down cluster without touching it.
+// Kubernetes moved; then the lockdown finished, and upgrade, status and a
+// break-glass opening reaching the locked-down nodes from inside (Teleport
+// Kubernetes access, a pod per node), with no pod left behind, and refused
+// without a change when Teleport denies Kubernetes access.
 func TestUpgradeThroughTheBinary(t *testing.T) {
 	t.Parallel()
 	w := serve(t, "--sandbox-fault", "teleport.agent=never")
@@ -99,7 +101,8 @@ func TestUpgradeThroughTheBinary(t *testing.T) {
 	}
 
 	// Teleport fixed: resume verifies and locks down; the cluster is
-	// healthy and closed, and upgrade cannot reach it.
+	// healthy and closed to the internet, and the day-two commands reach
+	// its nodes from inside, through Teleport Kubernetes access.
 	w.must(0, "sandbox", "fault")
 	// No --control-planes: the shape comes from the servers' role tags.
 	w.must(0, "provision", "--resume", "--cluster-name", "up", "--output", "json")
@@ -108,20 +111,64 @@ func TestUpgradeThroughTheBinary(t *testing.T) {
 		t.Fatalf("status after resume: %v", rep)
 	}
 	if got, _ := check(rep, "kubernetes"); got != "unknown" {
-		t.Errorf("kubernetes on a locked-down cluster: %s, want unknown (reached through Teleport)", got)
+		t.Errorf("kubernetes on a locked-down cluster: %s, want unknown (6443 is closed from here)", got)
 	}
-	for _, args := range [][]string{
-		{"upgrade", "--cluster-name", "up", "--talos-version", "v1.12.7"},
-		{"access", "open", "--cluster-name", "up", "--for", "2s"},
-	} {
-		r := w.must(1, args...)
-		if !strings.Contains(r.err, "locked down") || !strings.Contains(r.err, "Teleport Kubernetes access") {
-			t.Errorf("%s on a locked-down cluster:\n%s", args[0], r.err)
+	if got, detail := check(rep, "talos"); got != "ok" || !strings.Contains(detail, "route: inside") {
+		t.Errorf("talos on a locked-down cluster: %s (%s), want ok through the inside route", got, detail)
+	}
+	noPods := func(when string) {
+		t.Helper()
+		var inv struct {
+			Kubernetes struct{ Objects []string }
+		}
+		r := w.must(0, "sandbox", "inventory", "--output", "json")
+		if err := json.Unmarshal([]byte(r.out), &inv); err != nil {
+			t.Fatalf("inventory: %v", err)
+		}
+		for _, o := range inv.Kubernetes.Objects {
+			if strings.HasPrefix(o, "Pod/") {
+				t.Errorf("%s: pod left in the cluster: %s", when, o)
+			}
 		}
 	}
-	if rep := w.status(0, "up"); rep["state"] != "ok" {
-		t.Fatalf("status after the refused commands: %v", rep)
+	noPods("after status")
+
+	inside := w.must(0, "upgrade", "--cluster-name", "up", "--talos-version", "v1.12.7")
+	if !strings.Contains(inside.err, "Talos API reached Teleport Kubernetes access") || strings.Count(inside.out, " done") != 3 {
+		t.Errorf("upgrade of a locked-down cluster:\n%s\n%s", inside.out, inside.err)
 	}
+	rep = w.status(0, "up")
+	if v := talosVersions(rep); strings.Join(v, ",") != "Talos v1.12.7,Talos v1.12.7,Talos v1.12.7" {
+		t.Fatalf("after the upgrade from inside: %v", v)
+	}
+	if got, detail := check(rep, "ports"); got != "ok" || !strings.Contains(detail, "closed from here") {
+		t.Errorf("the upgrade from inside opened something: ports %s (%s)", got, detail)
+	}
+	noPods("after the upgrade from inside")
+
+	// Teleport refuses Kubernetes access: nothing changes, nothing is left.
+	w.must(0, "sandbox", "fault", "teleport.kube-proxy=deny")
+	denied := w.must(1, "upgrade", "--cluster-name", "up", "--talos-version", "v1.12.8")
+	if !strings.Contains(denied.err, "locked down") || !strings.Contains(denied.err, "access denied") {
+		t.Errorf("upgrade with Kubernetes access denied:\n%s", denied.err)
+	}
+	w.must(0, "sandbox", "fault")
+	noPods("after the refused upgrade")
+	if v := talosVersions(w.status(0, "up")); strings.Join(v, ",") != "Talos v1.12.7,Talos v1.12.7,Talos v1.12.7" {
+		t.Fatalf("a refused upgrade changed something: %v", v)
+	}
+
+	// Break glass on a locked-down cluster: the opening is applied from
+	// inside, closes itself, and the cluster is locked down again.
+	r := w.must(0, "access", "open", "--cluster-name", "up", "--for", "2s")
+	if !strings.Contains(r.err, "applied from inside the cluster") || !strings.Contains(r.out, "opening closed (time is up)") {
+		t.Errorf("access open on a locked-down cluster:\n%s\n%s", r.out, r.err)
+	}
+	rep = w.status(0, "up")
+	if got, detail := check(rep, "ports"); got != "ok" || !strings.Contains(detail, "closed from here") {
+		t.Errorf("after the opening: ports %s (%s)", got, detail)
+	}
+	noPods("after access open")
 	w.must(0, "destroy", "--cluster-name", "up", "--yes", "--delete-secrets", "--output", "json")
 }
 

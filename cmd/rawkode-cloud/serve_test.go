@@ -277,15 +277,19 @@ func TestStatusSeesALockedDownClusterAndItsLoss(t *testing.T) {
 	if rep["state"] != "ok" {
 		t.Fatalf("state %v after provision: %v", rep["state"], rep)
 	}
-	for comp, want := range map[string]string{"server": "ok", "ports": "ok", "teleport": "ok", "dns": "ok", "secrets": "ok", "talos": "unknown"} {
+	for comp, want := range map[string]string{"server": "ok", "ports": "ok", "teleport": "ok", "dns": "ok", "secrets": "ok", "talos": "ok"} {
 		if got, detail := check(rep, comp); got != want {
 			t.Errorf("%s: %s (%s), want %s", comp, got, detail, want)
 		}
 	}
-	// Locked down: the Talos API is closed, and the error says so.
-	r := w.must(1, "etcd", "snapshot", "--cluster-name", "seen")
-	if !strings.Contains(r.err, "locked down") {
-		t.Errorf("snapshot of a locked-down cluster: %s", r.err)
+	if _, detail := check(rep, "talos"); !strings.Contains(detail, "route: inside") {
+		t.Errorf("talos of a locked-down cluster was not read from inside: %s", detail)
+	}
+	// Locked down: the Talos API is closed from here and reached from
+	// inside, through Teleport Kubernetes access.
+	r := w.must(0, "etcd", "snapshot", "--cluster-name", "seen")
+	if !strings.Contains(r.out, "from inside the cluster") {
+		t.Errorf("snapshot of a locked-down cluster: %s\n%s", r.out, r.err)
 	}
 	list := w.must(0, "list")
 	if !strings.Contains(list.out, "seen") || !strings.Contains(list.out, "registered") {

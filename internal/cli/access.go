@@ -43,10 +43,13 @@ ports no longer answer. The opening's end is recorded on the cluster's servers (
 before any node changes, so 'status' shows it and 'access close' finds one a crashed process left.
 
 The nodes' firewall is their machine config, which changes only through the Talos API: each node's
-running config is read back and only its operator rules change. So the Talos API must still answer
-this machine — on a locked-down cluster it does not, and this command says so and changes nothing
-(the route that keeps the lockdown, through Teleport Kubernetes access, is not built yet). It works
-on a cluster a run left open (exit 3 or --keep-on-failure), where closing it finishes the lockdown.`,
+running config is read back and only its operator rules change. Where the Talos API answers this
+machine (a cluster a run left open with exit 3 or --keep-on-failure) that is done directly; on a
+locked-down cluster it is done from inside: through Teleport Kubernetes access (a short-lived
+certificate for the cluster, issued to the configured Teleport identity) a short-lived hostNetwork
+pod is created on each node in kube-system and port-forwarded to the node's own Talos API on
+loopback, which the lockdown still admits; the pods are deleted once the opening is applied. The
+Teleport role needs kubernetes_labels matching the cluster and kubernetes_groups [system:masters].`,
 		Example: `  rawkode-cloud access open --cluster-name demo --for 30m`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -76,8 +79,8 @@ on a cluster a run left open (exit 3 or --keep-on-failure), where closing it fin
 				}
 				return err
 			}
-			fmt.Fprintln(a.env.Err, a.redactor.String(fmt.Sprintf("%s: Talos API (and Kubernetes API on control planes) open to %s on %s until %s; Ctrl-C closes it early",
-				cluster, op.Operator, strings.Join(op.Nodes, ", "), until.UTC().Format(time.RFC3339))))
+			fmt.Fprintln(a.env.Err, a.redactor.String(fmt.Sprintf("%s: Talos API (and Kubernetes API on control planes) open to %s on %s until %s (applied %s); Ctrl-C closes it early",
+				cluster, op.Operator, strings.Join(op.Nodes, ", "), until.UTC().Format(time.RFC3339), routeWords(op.Route))))
 			timer := time.NewTimer(time.Until(until))
 			defer timer.Stop()
 			why := "time is up"
@@ -148,4 +151,12 @@ func operatorAddress(ctx context.Context, e *ops.Env) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("detect this machine's public IPv4 (set %s to skip detection): %w", config.OperatorIP, err)
 	}
 	return a, nil
+}
+
+// routeWords says how a node's Talos API was reached.
+func routeWords(via string) string {
+	if via == ops.ViaInside {
+		return "from inside the cluster: Teleport Kubernetes access → hostNetwork pod → apid on loopback"
+	}
+	return "directly"
 }

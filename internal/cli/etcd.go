@@ -28,8 +28,11 @@ func (a *app) etcdCmd() *cobra.Command {
 		Short: "Take an etcd snapshot with Talos's EtcdSnapshot API and upload it",
 		Long: `Stream a snapshot of etcd from a control-plane node (Talos's own EtcdSnapshot API) and upload it to
 s3://<etcd-backup-bucket>/etcd/<cluster>/<UTC timestamp>.snapshot. The bucket is signed for with the
-Scaleway access and secret keys (Scaleway Object Storage by default). The node's Talos API must answer
-this machine, which a locked-down cluster's does not (the route through Teleport is not built yet).`,
+Scaleway access and secret keys (Scaleway Object Storage by default). The node's Talos API is reached
+directly where it answers this machine; on a locked-down cluster it is reached from inside through
+Teleport Kubernetes access: a short-lived hostNetwork pod on the node, port-forwarded to the node's own
+Talos API on loopback, deleted afterwards (the Teleport role needs kubernetes_labels matching the
+cluster and kubernetes_groups [system:masters]). The output says which route was used.`,
 		Example: `  rawkode-cloud etcd snapshot --cluster-name demo --etcd-backup-bucket my-etcd-backups`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -42,7 +45,7 @@ this machine, which a locked-down cluster's does not (the route through Teleport
 			if err != nil {
 				return err
 			}
-			a.report(e.Cfg, s, fmt.Sprintf("etcd snapshot of %s (%d bytes) uploaded to s3://%s/%s", s.Node, s.Size, s.Bucket, s.Key))
+			a.report(e.Cfg, s, fmt.Sprintf("etcd snapshot of %s (%d bytes, Talos API reached %s) uploaded to s3://%s/%s", s.Node, s.Size, routeWords(s.Route), s.Bucket, s.Key))
 			return nil
 		},
 	}
@@ -70,7 +73,7 @@ running etcd, so a live cluster is never overwritten: rebuild uses it for new se
 			if err != nil {
 				return err
 			}
-			a.report(e.Cfg, s, fmt.Sprintf("etcd on %s restored from s3://%s/%s", s.Node, s.Bucket, s.Key))
+			a.report(e.Cfg, s, fmt.Sprintf("etcd on %s restored from s3://%s/%s (Talos API reached %s)", s.Node, s.Bucket, s.Key, routeWords(s.Route)))
 			return nil
 		},
 	}

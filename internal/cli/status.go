@@ -53,10 +53,15 @@ where the Kubernetes API answers — each ok, degraded, down or unknown.
 A locked-down cluster keeps the Talos and Kubernetes APIs closed to the internet, and status does not
 reopen them: from here it sees the servers, DNS, the ports (closed, as they must be) and the secret
 store, and through Teleport the kube agent's registration — the agent heartbeats from inside the
-cluster, so it proves the API server and the pod network work. The Talos API of a node is read only
-while it answers this machine (on a cluster a failed run left open, or during an 'access open'); on a
-locked-down cluster nodes and Kubernetes are "unknown", which does not make the cluster unhealthy. An
-opening still recorded after its end (its process died) is "degraded": 'access close' closes it.
+cluster, so it proves the API server and the pod network work. The Talos API of a node is read
+directly where it answers this machine (a cluster a failed run left open, or during an 'access open');
+on a locked-down cluster it is read from inside, through Teleport Kubernetes access: a short-lived
+hostNetwork pod on the node, port-forwarded to the node's own Talos API on loopback, and deleted
+afterwards (the Teleport role needs kubernetes_labels matching the cluster and kubernetes_groups
+[system:masters]). Each talos check names its route; where the inside route is not available the
+node is "unknown", which does not make the cluster unhealthy. Kubernetes is "unknown" where 6443 does
+not answer. An opening still recorded after its end (its process died) is "degraded": 'access close'
+closes it.
 
 Exit code 0 when healthy, 1 when degraded or down.`,
 		Example: `  rawkode-cloud status --cluster-name demo

@@ -32,10 +32,15 @@ and checks for deprecated APIs; this does not). Where the Kubernetes API answers
 node registered and Ready is part of the gate too; a locked-down cluster's is reached only through
 Teleport, and the gate says it leaves it out.
 
-The Talos API must answer this machine. A locked-down cluster's does not, and upgrade stops before
-changing anything, naming the route that is missing; it opens nothing itself. It works on a cluster a
-run left open (exit 3 or --keep-on-failure), or during an 'access open' in another terminal (which
-needs the Talos API to answer as well).`,
+The Talos API is reached directly where it answers this machine (a cluster a run left open, or during
+an 'access open'). On a locked-down cluster upgrade keeps the lockdown and opens nothing: it reaches
+each node from inside, through Teleport Kubernetes access — with a short-lived certificate for the
+cluster issued to the configured Teleport identity it creates a short-lived hostNetwork pod on the
+node (kube-system, pause image) and port-forwards to the node's own Talos API on loopback, which the
+firewall always admits. A Talos upgrade reboots the node and its pod with it; a new pod is made once
+the node is back. Every pod is deleted at the end, also on failure and Ctrl-C. The Teleport role needs
+kubernetes_labels matching the cluster and kubernetes_groups [system:masters]; without Teleport,
+upgrade stops before changing anything. The progress says which route was used.`,
 		Example: `  rawkode-cloud upgrade --cluster-name demo --talos-version v1.12.5 --dry-run
   rawkode-cloud upgrade --cluster-name demo --talos-version v1.12.5
   rawkode-cloud upgrade --cluster-name demo --kubernetes-version 1.35.1`,

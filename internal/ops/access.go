@@ -46,14 +46,15 @@ func withAccessTag(tags []string, until time.Time) []string {
 	return out
 }
 
-// ErrLockedDown is what every Talos-needing day-two command meets on a
-// locked-down cluster: the nodes' firewall admits the Talos API only from
-// the other nodes, so nothing outside can reach it — not even to open it,
-// since the firewall is machine config and machine config changes only
-// through that very API.
-var ErrLockedDown = errors.New("the cluster is locked down: its Talos API answers only the cluster's own nodes, and this command cannot open it from outside. " +
-	"The route that keeps the lockdown (Teleport Kubernetes access → port-forward to a short-lived hostNetwork pod → apid on the node) is not built yet; " +
-	"until it is, this works only while the Talos API answers this machine (a cluster a run left open with exit 3 or --keep-on-failure, or an opening that is still in force)")
+// ErrLockedDown is what a Talos-needing day-two command meets on a
+// locked-down cluster when the inside route is not available either: the
+// nodes' firewall admits the Talos API only from the other nodes (and
+// loopback), so nothing outside can reach it — not even to open it, since
+// the firewall is machine config and machine config changes only through
+// that very API.
+var ErrLockedDown = errors.New("the cluster is locked down: its Talos API answers only from inside the cluster. " +
+	"Day-two commands reach it through Teleport Kubernetes access (a short-lived hostNetwork pod on the node, port-forwarded to apid on loopback); " +
+	"without that route they work only while the Talos API answers this machine (a cluster a run left open with exit 3 or --keep-on-failure, or an opening that is still in force)")
 
 // lockedDown explains a refused Talos API instead of a bare "connection
 // refused".
@@ -145,6 +146,9 @@ type Opening struct {
 	Operator string    `json:"operator"`
 	Until    time.Time `json:"until"`
 	Nodes    []string  `json:"nodes"`
+	// Route is how the opening was applied: ViaDirect or, on a locked-down
+	// cluster, ViaInside (through Teleport Kubernetes access).
+	Route string `json:"route,omitempty"`
 }
 
 // accessPorts are the ports an opening admits the operator to on a node.
@@ -163,15 +167,22 @@ func accessPorts(n node) []int {
 // API), never a regenerated one, so nothing else about the node moves.
 // Every port must answer afterwards. On error the caller closes what may
 // have been opened (CloseAccess).
-func OpenAccess(ctx context.Context, e *Env, cluster string, operator netip.Addr, until time.Time) (Opening, error) {
-	op := Opening{Cluster: cluster, Operator: operator.String() + "/32", Until: until}
+func OpenAccess(ctx context.Context, e *Env, cluster string, operator netip.Addr, until time.Time) (op Opening, err error) {
+	op = Opening{Cluster: cluster, Operator: operator.String() + "/32", Until: until}
 	nodes, tc, err := e.clusterNodes(ctx, cluster)
 	if err != nil {
 		return op, err
 	}
-	if err := e.reachable(ctx, nodes); err != nil {
+	via, closeRoute, err := e.reach(ctx, cluster, nodes)
+	if err != nil {
 		return op, err
 	}
+	op.Route = via
+	defer func() {
+		if cerr := closeRoute(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
 	for _, n := range nodes {
 		if err := e.setAccessTag(ctx, n, until); err != nil {
 			return op, fmt.Errorf("record the opening on %s: %w", n.Name, err)

@@ -19,6 +19,8 @@ type Snapshot struct {
 	Key    string `json:"key"`
 	Size   int64  `json:"size"`
 	Node   string `json:"node,omitempty"`
+	// Route is how the node's Talos API was reached: ViaDirect or ViaInside.
+	Route string `json:"route,omitempty"`
 }
 
 // snapshotPrefix is where a cluster's snapshots live in the bucket; keys
@@ -65,7 +67,7 @@ func (e *Env) controlPlane(ctx context.Context, cluster string) (scaleway.Server
 
 // TakeSnapshot streams a snapshot from a control-plane node through Talos's
 // EtcdSnapshot API and uploads it under etcd/<cluster>/<timestamp>.snapshot.
-func TakeSnapshot(ctx context.Context, e *Env, cluster string, now time.Time) (Snapshot, error) {
+func TakeSnapshot(ctx context.Context, e *Env, cluster string, now time.Time) (_ Snapshot, rerr error) {
 	if err := e.needBackups(); err != nil {
 		return Snapshot{}, err
 	}
@@ -73,6 +75,15 @@ func TakeSnapshot(ctx context.Context, e *Env, cluster string, now time.Time) (S
 	if err != nil {
 		return Snapshot{}, err
 	}
+	via, closeRoute, err := e.reach(ctx, cluster, []node{{Server: cp, role: "controlplane"}})
+	if err != nil {
+		return Snapshot{}, err
+	}
+	defer func() {
+		if cerr := closeRoute(); cerr != nil && rerr == nil {
+			rerr = cerr
+		}
+	}()
 	data, err := e.Talos.EtcdSnapshot(ctx, cp.IPv4, tc)
 	if err != nil {
 		return Snapshot{}, lockedDown(cp.IPv4, err)
@@ -81,7 +92,7 @@ func TakeSnapshot(ctx context.Context, e *Env, cluster string, now time.Time) (S
 	if err := e.Backups.Put(ctx, key, data); err != nil {
 		return Snapshot{}, err
 	}
-	return Snapshot{Bucket: e.Backups.Bucket(), Key: key, Size: int64(len(data)), Node: cp.Name}, nil
+	return Snapshot{Bucket: e.Backups.Bucket(), Key: key, Size: int64(len(data)), Node: cp.Name, Route: via}, nil
 }
 
 // LatestSnapshot is the newest snapshot of the cluster; ok is false when
@@ -106,7 +117,7 @@ func LatestSnapshot(ctx context.Context, e *Env, cluster string) (Snapshot, bool
 // control-plane node whose etcd waits for the bootstrap and bootstraps etcd
 // from it, with Talos's EtcdRecover and Bootstrap(recover_etcd). Talos
 // refuses it on a running etcd: a live cluster is never overwritten.
-func RestoreSnapshot(ctx context.Context, e *Env, cluster, key string, opts wait.Options) (Snapshot, error) {
+func RestoreSnapshot(ctx context.Context, e *Env, cluster, key string, opts wait.Options) (_ Snapshot, rerr error) {
 	if err := e.needBackups(); err != nil {
 		return Snapshot{}, err
 	}
@@ -131,6 +142,16 @@ func RestoreSnapshot(ctx context.Context, e *Env, cluster, key string, opts wait
 		return Snapshot{}, err
 	}
 	snap.Node = cp.Name
+	via, closeRoute, err := e.reach(ctx, cluster, []node{{Server: cp, role: "controlplane"}})
+	if err != nil {
+		return Snapshot{}, err
+	}
+	snap.Route = via
+	defer func() {
+		if cerr := closeRoute(); cerr != nil && rerr == nil {
+			rerr = cerr
+		}
+	}()
 	if err := e.Talos.EtcdRecover(ctx, cp.IPv4, tc, data); err != nil {
 		return Snapshot{}, lockedDown(cp.IPv4, err)
 	}

@@ -7,15 +7,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"time"
 
 	"github.com/rawkode/rawkode-cloud/internal/config"
 	"github.com/rawkode/rawkode-cloud/internal/fail"
 	"github.com/rawkode/rawkode-cloud/internal/infisical"
+	"github.com/rawkode/rawkode-cloud/internal/inside"
 	"github.com/rawkode/rawkode-cloud/internal/kube"
 	"github.com/rawkode/rawkode-cloud/internal/provision"
 	"github.com/rawkode/rawkode-cloud/internal/retry"
 	"github.com/rawkode/rawkode-cloud/internal/s3"
 	"github.com/rawkode/rawkode-cloud/internal/talos"
+	"github.com/rawkode/rawkode-cloud/internal/teleport"
 	"github.com/rawkode/rawkode-cloud/internal/wait"
 )
 
@@ -62,6 +66,14 @@ type Env struct {
 	// Kube reads the cluster's Kubernetes API at a node's address, with
 	// the stored admin kubeconfig.
 	Kube func(kubeconfig []byte, nodeIP string) (KubeNodes, error)
+	// Inside opens the route into a locked-down cluster (Teleport
+	// Kubernetes access → hostNetwork pod → apid on loopback); nil
+	// without Teleport.
+	Inside func(ctx context.Context, cluster string) (Route, error)
+	// TalosVia is a Talos client that dials through dial.
+	TalosVia func(dial func(ctx context.Context, addr string) (net.Conn, error)) Talos
+
+	route Route // the inside route in use, if any
 }
 
 // KubeNodes is what the day-two operations ask of the Kubernetes API.
@@ -119,6 +131,15 @@ func Open(ctx context.Context, f provision.Factory, cfg *config.Config, addSecre
 		return nil, errors.New("the Talos client cannot inspect nodes")
 	}
 	e.Talos = t
+	e.TalosVia = func(dial func(ctx context.Context, addr string) (net.Conn, error)) Talos {
+		via := f
+		via.TalosDialer = dial
+		t, _ := via.Talos(cfg).(Talos)
+		return t
+	}
+	if kc, ok := e.Teleport.(kubeCredentials); ok {
+		e.Inside = insideRoute(kc, f.TimeScale)
+	}
 	e.IP = f.IPDetector(cfg)
 	e.Kube = func(kubeconfig []byte, nodeIP string) (KubeNodes, error) { return f.Kube(kubeconfig, nodeIP) }
 	return e, nil
@@ -144,4 +165,34 @@ func (e *Env) secret(ctx context.Context, cluster, name string) (string, error) 
 		return "", nil
 	}
 	return v, err
+}
+
+// kubeCredentials is the Teleport client's Kubernetes access.
+type kubeCredentials interface {
+	KubeCredentials(ctx context.Context, kubeCluster string, ttl time.Duration) (teleport.KubeCredentials, error)
+}
+
+// insideCertTTL is how long one Kubernetes certificate of the inside
+// route lives; the route renews it when less than five minutes are left.
+const insideCertTTL = 30 * time.Minute
+
+// insideRoute opens the inside route with certificates for the cluster's
+// kube cluster (the agent registers it under the cluster's name). speed
+// is the sandbox's time scale (0 on the real network).
+func insideRoute(kc kubeCredentials, speed float64) func(ctx context.Context, cluster string) (Route, error) {
+	scaled := func(d time.Duration) time.Duration {
+		if speed > 0 {
+			return max(time.Duration(float64(d)/speed), 5*time.Millisecond)
+		}
+		return d
+	}
+	return func(ctx context.Context, cluster string) (Route, error) {
+		return inside.New(ctx, inside.Options{
+			Credentials: func(ctx context.Context) (teleport.KubeCredentials, error) {
+				return kc.KubeCredentials(ctx, cluster, insideCertTTL)
+			},
+			Wait:            wait.Options{Interval: scaled(time.Second)},
+			PodStartTimeout: max(scaled(2*time.Minute), 10*time.Second),
+		})
+	}
 }

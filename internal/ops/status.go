@@ -80,6 +80,7 @@ func Status(ctx context.Context, e *Env, cluster string, now time.Time) (Report,
 		return rep, fmt.Errorf("find servers of cluster %s: %w", cluster, err)
 	}
 	sort.Slice(servers, func(i, j int) bool { return servers[i].Name < servers[j].Name })
+	ins := &statusRoute{e: e, cluster: cluster}
 	if len(servers) == 0 {
 		add(Check{Component: "servers", State: Down, Detail: "no server tagged " + strings.Join(scaleway.ClusterTags(cluster), ",")})
 	}
@@ -95,7 +96,24 @@ func Status(ctx context.Context, e *Env, cluster string, now time.Time) (Report,
 			return rep, err
 		}
 		add(portsCheck(info, open))
-		add(e.nodeCheck(ctx, srv.IPv4, talosconfig, open[machineconfig.TalosAPIPort]))
+		if open[machineconfig.TalosAPIPort] || talosconfig == "" {
+			add(e.nodeCheck(ctx, e.Talos, srv.IPv4, talosconfig, open[machineconfig.TalosAPIPort], ViaDirect))
+			continue
+		}
+		t, err := ins.talos(ctx, srv)
+		if err != nil {
+			c := Check{Component: "talos", Subject: srv.IPv4, State: Unknown,
+				Detail: "not observed: the Talos API is closed from here (locked down) and the inside route through Teleport Kubernetes access failed: " + err.Error()}
+			if e.Inside == nil {
+				c.Detail = "not observed: the Talos API is closed from here (locked down) and the inside route needs Teleport; the Teleport registration is the in-cluster signal"
+			}
+			add(c)
+			continue
+		}
+		add(e.nodeCheck(ctx, t, srv.IPv4, talosconfig, true, ViaInside))
+	}
+	if err := ins.close(ctx); err != nil {
+		add(Check{Component: "talos-route", State: Degraded, Detail: err.Error()})
 	}
 	add(e.kubernetesCheck(ctx, servers, kubeconfig))
 	add(accessCheck(cluster, servers, now))
@@ -184,8 +202,8 @@ func portsCheck(info ServerInfo, open map[int]bool) Check {
 	return c
 }
 
-func (e *Env) nodeCheck(ctx context.Context, ip, talosconfig string, reachable bool) Check {
-	c := Check{Component: "talos", Subject: ip}
+func (e *Env) nodeCheck(ctx context.Context, t Talos, ip, talosconfig string, reachable bool, via string) (c Check) {
+	c = Check{Component: "talos", Subject: ip}
 	switch {
 	case !reachable:
 		c.State, c.Detail = Unknown, "not observed: the Talos API is closed from here (locked down); the Teleport registration is the in-cluster signal"
@@ -194,11 +212,16 @@ func (e *Env) nodeCheck(ctx context.Context, ip, talosconfig string, reachable b
 		c.State, c.Detail = Degraded, "the Talos API answers but no talosconfig is stored to talk to it"
 		return c
 	}
-	info, err := e.Talos.Inspect(ctx, ip, []byte(talosconfig))
+	route := "direct"
+	if via == ViaInside {
+		route = "inside: Teleport Kubernetes access → hostNetwork pod → apid on loopback"
+	}
+	info, err := t.Inspect(ctx, ip, []byte(talosconfig))
 	if err != nil {
-		c.State, c.Detail = Down, err.Error()
+		c.State, c.Detail = Down, err.Error()+" (route: "+route+")"
 		return c
 	}
+	defer func() { c.Detail += " (route: " + route + ")" }()
 	var bad []string
 	for _, s := range info.Services {
 		if slices.Contains(talos.DefaultServices(), s.ID) && (s.State != "Running" || !s.Healthy) {
@@ -336,4 +359,39 @@ func overall(checks []Check, servers int) State {
 		}
 	}
 	return OK
+}
+
+// statusRoute opens the inside route the first time status needs it.
+type statusRoute struct {
+	e       *Env
+	cluster string
+	r       Route
+	err     error
+	t       Talos
+}
+
+func (s *statusRoute) talos(ctx context.Context, srv scaleway.Server) (Talos, error) {
+	if s.e.Inside == nil || s.e.TalosVia == nil {
+		return nil, ErrLockedDown
+	}
+	if s.r == nil && s.err == nil {
+		s.r, s.err = s.e.Inside(ctx, s.cluster)
+		if s.err == nil {
+			s.t = s.e.TalosVia(s.r.Dial)
+		}
+	}
+	if s.err != nil {
+		return nil, s.err
+	}
+	s.r.AddNode(srv.IPv4, srv.Name)
+	return s.t, nil
+}
+
+func (s *statusRoute) close(ctx context.Context) error {
+	if s.r == nil {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), routeCloseBudget)
+	defer cancel()
+	return s.r.Close(cctx)
 }

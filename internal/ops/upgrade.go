@@ -46,6 +46,8 @@ type UpgradeResult struct {
 	Steps   []UpgradeStep `json:"steps"`
 	// Note says what the plan could not see.
 	Note string `json:"note,omitempty"`
+	// Route is how the Talos API was reached: ViaDirect or ViaInside.
+	Route string `json:"route,omitempty"`
 }
 
 // StoppedError says where an upgrade stopped and how to continue.
@@ -112,10 +114,14 @@ type nodeState struct {
 // machine config (it also rolls the static pods' and kube-proxy's
 // manifests, and checks deprecated APIs, which this does not).
 //
-// The Talos API must answer this machine; on a locked-down cluster it
-// returns ErrLockedDown before changing anything. It opens nothing itself.
-func Upgrade(ctx context.Context, e *Env, cluster string, o UpgradeOptions) (UpgradeResult, error) {
-	res := UpgradeResult{Cluster: cluster, DryRun: o.DryRun, Steps: []UpgradeStep{}}
+// Where the Talos API does not answer this machine (a locked-down
+// cluster) it goes through the inside route (Teleport Kubernetes access →
+// a hostNetwork pod per node → apid on loopback; a node's pod goes down
+// with its reboot and a new one is made when the node is back); the
+// route's pods are deleted at the end, also on failure. Without Teleport
+// it returns ErrLockedDown before changing anything. It opens nothing.
+func Upgrade(ctx context.Context, e *Env, cluster string, o UpgradeOptions) (res UpgradeResult, err error) {
+	res = UpgradeResult{Cluster: cluster, DryRun: o.DryRun, Steps: []UpgradeStep{}}
 	say := o.Progress
 	if say == nil {
 		say = func(string) {}
@@ -129,12 +135,20 @@ func Upgrade(ctx context.Context, e *Env, cluster string, o UpgradeOptions) (Upg
 		return res, err
 	}
 	states := map[string]nodeState{}
-	if rerr := e.reachable(ctx, nodes); rerr != nil {
+	via, closeRoute, rerr := e.reach(ctx, cluster, nodes)
+	defer func() {
+		if derr := closeRoute(); derr != nil && err == nil {
+			err = derr
+		}
+	}()
+	res.Route = via
+	if rerr != nil {
 		if !o.DryRun {
 			return res, rerr
 		}
 		res.Note = "current versions unknown: " + rerr.Error()
 	} else {
+		say("Talos API reached " + e.RouteDescription())
 		for _, n := range nodes {
 			st, err := e.nodeState(ctx, n, tc)
 			if err != nil {
