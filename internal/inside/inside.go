@@ -138,6 +138,11 @@ func (r *Route) renew(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("kubernetes client through Teleport: %w", err)
 	}
+	// One request through the proxy now: a proxy or role that refuses
+	// Kubernetes access is found before anything is created.
+	if _, err := cs.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{Limit: 1, LabelSelector: podLabel + "=" + podLabelVal}); err != nil {
+		return fmt.Errorf("reach the cluster's Kubernetes API through Teleport (%s): %w", creds.ProxyAddr, err)
+	}
 	r.mu.Lock()
 	r.creds, r.rest, r.cs = creds, cfg, cs
 	r.mu.Unlock()

@@ -194,7 +194,7 @@ type kubeProxy struct {
 	srv     *http.Server
 	ln      *connListener
 	backend *http.Server // the agents' side: the clusters' APIs, in process
-	backLn  *connListener
+	backLn  net.Listener
 }
 
 // kubeClusterHeader tells the in-process backend which cluster a proxied
@@ -228,7 +228,14 @@ func newKubeProxy(e *Emulator) (*kubeProxy, error) {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(e.ca.tlsCert)
-	p := &kubeProxy{e: e, ln: newConnListener(), backLn: newConnListener()}
+	// The agents' side listens on loopback TCP: a synchronous in-memory
+	// pipe would fail a request whose body the API server does not read
+	// (a DELETE's options) when the server closes first.
+	backLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &kubeProxy{e: e, ln: newConnListener(), backLn: backLn}
 	p.tls = &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert,
 		NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12}
 	p.srv = &http.Server{Handler: http.HandlerFunc(p.serve), ReadHeaderTimeout: 30 * time.Second}
@@ -321,12 +328,8 @@ func (p *kubeProxy) serve(w http.ResponseWriter, r *http.Request) {
 			pr.Out.Host = "kube-agent.internal"
 		},
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			a, b := net.Pipe()
-			if !p.backLn.push(b) {
-				a.Close()
-				return nil, net.ErrClosed
-			}
-			return a, nil
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", p.backLn.Addr().String())
 		}, DisableKeepAlives: true},
 		FlushInterval: -1,
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
