@@ -187,12 +187,16 @@ func insideRoute(kc kubeCredentials, speed float64) func(ctx context.Context, cl
 		return d
 	}
 	return func(ctx context.Context, cluster string) (Route, error) {
-		return inside.New(ctx, inside.Options{
+		r, err := inside.New(ctx, inside.Options{
 			Credentials: func(ctx context.Context) (teleport.KubeCredentials, error) {
 				return kc.KubeCredentials(ctx, cluster, insideCertTTL)
 			},
 			Wait:            wait.Options{Interval: scaled(time.Second)},
 			PodStartTimeout: max(scaled(2*time.Minute), 10*time.Second),
 		})
+		if err != nil {
+			return nil, err // not a nil *inside.Route in a non-nil Route
+		}
+		return r, nil
 	}
 }
