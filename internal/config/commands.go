@@ -81,7 +81,11 @@ func registerFlag(fs *pflag.FlagSet, s Setting, help string) {
 		help += " (one of " + strings.Join(s.Values, ", ") + ")"
 	}
 	if s.Default != "" && s.Type != Bool {
-		help += fmt.Sprintf(" (default %s)", s.Default)
+		def := s.Default
+		for _, topo := range sortedKeys(s.TopologyDefaults) {
+			def += fmt.Sprintf("; %s with topology %s", s.TopologyDefaults[topo], topo)
+		}
+		help += fmt.Sprintf(" (default %s)", def)
 	}
 	help += fmt.Sprintf(" [env %s]", s.Env())
 	switch s.Type {

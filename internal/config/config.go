@@ -52,12 +52,21 @@ func New() *Config {
 }
 
 // Get returns the raw value ("" when unset).
-func (c *Config) Get(name string) string { mustLookup(name); return c.values[name].Raw }
+func (c *Config) Get(name string) string { return c.Value(name).Raw }
 
-// Value returns the value with its provenance.
+// Value returns the value with its provenance. A setting that only has its
+// default takes the chosen topology's default when the schema gives one
+// (TopologyDefaults), so a later --topology changes it and a value from any
+// other source always wins.
 func (c *Config) Value(name string) Value {
-	mustLookup(name)
+	s := mustLookup(name)
 	v, ok := c.values[name]
+	if (!ok || v.Source == FromDefault) && s.TopologyDefaults != nil {
+		topo := c.values[Topology].Raw
+		if d, has := s.TopologyDefaults[topo]; has {
+			return Value{Raw: d, Source: FromDefault, Origin: "topology " + topo}
+		}
+	}
 	if !ok {
 		return Value{Source: Unset}
 	}

@@ -897,3 +897,52 @@ func TestLoadReportsValueProblemsAlongsideFileProblems(t *testing.T) {
 		t.Errorf("zone problem %q does not name the file line", p.String())
 	}
 }
+
+// The proxmox topology defaults cni to cilium (its gateway VIP is the load
+// balancer the HAProxy VM sends *.apps to); the default follows the
+// topology whichever source set it, and any explicit cni wins.
+func TestTopologyDefaults(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		src        sources
+		want       string
+		wantSource config.Source
+		wantOrigin string
+	}{
+		{"metal keeps flannel", sources{}, config.CNIFlannel, config.FromDefault, ""},
+		{"proxmox by flag", sources{args: []string{"--topology", "proxmox"}}, config.CNICilium, config.FromDefault, "topology proxmox"},
+		{"proxmox by file", sources{file: "topology: proxmox\n"}, config.CNICilium, config.FromDefault, "topology proxmox"},
+		{"proxmox by env", sources{env: fakeEnv{"RAWKODE_CLOUD_TOPOLOGY": "proxmox"}}, config.CNICilium, config.FromDefault, "topology proxmox"},
+		{"explicit flannel on proxmox", sources{args: []string{"--topology", "proxmox", "--cni", "flannel"}}, config.CNIFlannel, config.FromFlag, "--cni"},
+		{"file flannel on proxmox", sources{file: "cni: flannel\n", args: []string{"--topology=proxmox"}}, config.CNIFlannel, config.FromFile, "{file}:1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, path, err := tt.src.load(t)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := cfg.Value(config.CNI)
+			wantOrigin := strings.ReplaceAll(tt.wantOrigin, "{file}", path)
+			if got.Raw != tt.want || got.Source != tt.wantSource || got.Origin != wantOrigin || cfg.Get(config.CNI) != tt.want {
+				t.Errorf("cni = %+v, want {%s %s %s}", got, tt.want, tt.wantSource, wantOrigin)
+			}
+		})
+	}
+	// Infisical still backfills a topology default, like any default.
+	cfg, _, err := sources{args: []string{"--topology", "proxmox"}}.load(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filled := cfg.FillFromInfisical(map[string]string{"CNI": "flannel"}); !slices.Contains(filled, config.CNI) || cfg.Get(config.CNI) != config.CNIFlannel {
+		t.Errorf("Infisical's CNI did not fill the topology default: filled %v, cni %q", filled, cfg.Get(config.CNI))
+	}
+	// Set after load (the sandbox, resume) moves the default along.
+	cfg = config.New()
+	cfg.Set(config.Topology, config.TopologyProxmox, config.FromSandbox, "")
+	if cfg.Get(config.CNI) != config.CNICilium {
+		t.Errorf("cni after topology set = %q", cfg.Get(config.CNI))
+	}
+}

@@ -44,6 +44,9 @@ func Reference() string {
 		if s.Default != "" {
 			def = "`" + s.Default + "`"
 		}
+		for _, topo := range sortedKeys(s.TopologyDefaults) {
+			def += fmt.Sprintf(" (`%s` with topology %s)", s.TopologyDefaults[topo], topo)
+		}
 		help := s.Help
 		if len(s.Values) > 0 && !mentionsAll(help, s.Values) {
 			help += " (one of " + strings.Join(s.Values, ", ") + ")"
@@ -65,4 +68,13 @@ func Reference() string {
 	sort.Strings(groups)
 	b.WriteString(strings.Join(groups, "; ") + ".\n")
 	return b.String()
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

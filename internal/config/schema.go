@@ -14,6 +14,9 @@ type Setting struct {
 	Section string // heading in the reference
 	Help    string
 	Default string
+	// TopologyDefaults replace Default on the named topologies (a setting
+	// given from any source still wins); the reference lists them.
+	TopologyDefaults map[string]string
 	// Secret values are never printed, logged or written anywhere.
 	Secret bool
 	// Type decides parsing for flags, the file and the environment.
@@ -287,7 +290,7 @@ var Schema = []Setting{
 	{Name: KeepOnFailure, Section: "Output", Help: "On failure, keep everything that was created (and list it) instead of removing it", Default: "false", Type: Bool, Commands: []string{CmdProvision}},
 	{Name: SecretsOut, Section: "Output", Help: "Directory to write talosconfig, kubeconfig and the secrets bundle to (0600) when Infisical is not configured", Check: checkDirPath, Commands: forProvision},
 
-	{Name: CNI, Section: "Kubernetes", Help: "Pod network: flannel (Talos's default, with kube-proxy) or cilium (Cilium 1.19 from its official chart, replacing kube-proxy, with Gateway API and L2 load balancing)", Default: CNIFlannel, Infisical: "CNI", Check: checkCNI, Commands: forProvision, Values: []string{CNIFlannel, CNICilium}},
+	{Name: CNI, Section: "Kubernetes", Help: "Pod network: flannel (Talos's default, with kube-proxy) or cilium (Cilium 1.19 from its official chart, replacing kube-proxy, with Gateway API and L2 load balancing). The proxmox topology defaults to cilium: the HAProxy VM sends *.apps.<domain> to its gateway VIP", Default: CNIFlannel, TopologyDefaults: map[string]string{TopologyProxmox: CNICilium}, Infisical: "CNI", Check: checkCNI, Commands: forProvision, Values: []string{CNIFlannel, CNICilium}},
 	{Name: LoadBalancerPool, Section: "Kubernetes", Help: "Addresses Cilium hands to LoadBalancer services (the gateway) and announces on the local network: IPs or CIDRs, comma-separated; empty means the gateway VIP (Proxmox) or the server's public IP (Elastic Metal). Needs cni cilium", Infisical: "LOAD_BALANCER_POOL", Check: checkPool, Commands: forProvision},
 	{Name: FluxGitURL, Section: "Kubernetes", Help: "Platform repository the Flux Operator syncs, ssh://git@host/org/repo.git (with a deploy key) or https://host/org/repo.git; empty: no Flux", Infisical: "FLUX_GIT_URL", Check: checkGitURL, Commands: forProvision},
 	{Name: FluxGitBranch, Section: "Kubernetes", Help: "Branch of the platform repository Flux syncs", Default: "main", Infisical: "FLUX_GIT_BRANCH", Check: checkGitBranch, Commands: forProvision},

@@ -187,3 +187,20 @@ func TestFaults(t *testing.T) {
 		}
 	})
 }
+
+// A HEAD on an asset nobody asked for yet waits out its build, as the real
+// factory's handler builds before it answers either method.
+func TestHeadWaitsForTheFirstBuild(t *testing.T) {
+	t.Parallel()
+	_, c := start(t, ifemu.Options{Build: time.Hour})
+	s := imagefactory.ProxmoxVMSchematic()
+	id, err := c.CreateSchematic(ctx(t), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := c.CheckImage(short, id, "v1.12.4", "nocloud-amd64.raw.xz"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("HEAD during an hour-long build: %v, want the caller's deadline", err)
+	}
+}

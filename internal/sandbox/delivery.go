@@ -20,7 +20,7 @@ func (s *Sandbox) startImageFactory() error {
 	if s.faults.Peek("talos.maintenance", talos.Hijack) {
 		talos.PrepareHijacker() // while phases 0 to 2 run
 	}
-	s.ImageFactory = ifemu.New(ifemu.Options{Faults: s.faults})
+	s.ImageFactory = ifemu.New(ifemu.Options{Faults: s.faults, Build: s.Scaled(s.profile.ImageBuild)})
 	return s.ImageFactory.Seed(imagefactory.Schematic{})
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -65,6 +66,7 @@ func TestProvisionProxmoxHostThroughTheCLI(t *testing.T) {
 				Name  string `json:"name"`
 				Ready bool   `json:"ready"`
 			} `json:"nodes"`
+			Objects []string `json:"objects"`
 		} `json:"kubernetes"`
 		Proxmox struct {
 			Hosts         []map[string]any `json:"hosts"`
@@ -118,6 +120,22 @@ func TestProvisionProxmoxHostThroughTheCLI(t *testing.T) {
 	}
 	if strings.Join(vms, "\n") != strings.Join(want, "\n") {
 		t.Errorf("proxmox.vms:\n%s\nwant:\n%s", strings.Join(vms, "\n"), strings.Join(want, "\n"))
+	}
+	// The topology defaults cni to cilium, whose load-balancer pool is the
+	// gateway VIP the HAProxy VM sends *.apps.<domain> to.
+	platformLine := ""
+	for _, l := range lines {
+		if strings.Contains(l, "platform layer rendered") {
+			platformLine = l
+		}
+	}
+	if !strings.Contains(platformLine, `"cni":"cilium"`) || !strings.Contains(platformLine, `"load_balancer_pool":"[10.10.0.30/32]"`) {
+		t.Errorf("platform layer: want cilium with the gateway VIP as its pool, got %s", platformLine)
+	}
+	for _, obj := range []string{"DaemonSet/kube-system/cilium", "CiliumLoadBalancerIPPool/pve-e2e-pool"} {
+		if !slices.Contains(inv.Kubernetes.Objects, obj) {
+			t.Errorf("Kubernetes objects lack %s: %v", obj, inv.Kubernetes.Objects)
+		}
 	}
 	ready := 0
 	for _, n := range inv.Kubernetes.Nodes {

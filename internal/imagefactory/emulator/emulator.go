@@ -58,8 +58,9 @@ type Options struct {
 	Faults     *emulator.Faults // shared with the sandbox; nil makes a new set
 	Versions   []string         // DefaultVersions when nil
 	Extensions []imagefactory.ExtensionInfo
-	// Build is how long an asset takes on its first request (the factory
-	// builds it then); later requests are served from cache at once.
+	// Build is how long an asset takes on its first request, GET or HEAD
+	// (the factory builds it then); later requests are served from cache
+	// at once.
 	Build time.Duration
 }
 
@@ -245,7 +246,11 @@ func (e *Emulator) image(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if r.Method == http.MethodGet && !e.cached(id, version, asset) {
+	// The factory builds the asset before it answers either method: its
+	// handler (image-factory internal/frontend/http/image.go, handleImage)
+	// calls the asset builder first and only then returns early for HEAD,
+	// which needs the built asset's size for Content-Length.
+	if !e.cached(id, version, asset) {
 		if !e.waitBuild(r) {
 			return
 		}
