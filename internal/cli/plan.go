@@ -20,6 +20,7 @@ import (
 
 	"github.com/rawkode/rawkode-cloud/internal/cidata"
 	"github.com/rawkode/rawkode-cloud/internal/config"
+	"github.com/rawkode/rawkode-cloud/internal/democraticcsi"
 	"github.com/rawkode/rawkode-cloud/internal/fail"
 	"github.com/rawkode/rawkode-cloud/internal/imagefactory"
 	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
@@ -29,6 +30,7 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/proxmoxvms"
 	"github.com/rawkode/rawkode-cloud/internal/scaleway"
 	"github.com/rawkode/rawkode-cloud/internal/secretfile"
+	chartpkg "github.com/rawkode/rawkode-cloud/third_party/democratic-csi"
 )
 
 type planOptions struct {
@@ -419,7 +421,16 @@ func (a *app) runProxmoxPlan(cfg *config.Config, o *planOptions) error {
 		}
 	}
 	sort.Strings(needs)
-	userData, err := provision.HostUserData(cfg)
+	// The storage driver's SSH key, made for this render only (provision
+	// makes the cluster's own): its public half is in the host's user data,
+	// its private half in democratic-csi.yaml and the Talos configs.
+	storageKey, err := provision.NewStorageKey(cfg.Get(config.ClusterName) + " (plan placeholder)")
+	if err != nil {
+		return err
+	}
+	a.redactor.Add(string(storageKey.PrivateKey))
+	placeholders["democratic-csi SSH key"] = "made for this plan only (provision makes the cluster's own and keeps it as " + provision.SecretStorageSSHKey + ")"
+	userData, err := provision.HostUserData(cfg, storageKey)
 	if err != nil {
 		return err
 	}
@@ -429,7 +440,7 @@ func (a *app) runProxmoxPlan(cfg *config.Config, o *planOptions) error {
 		Steps: []planStep{
 			{"0 Resolve secrets", []string{"fill unset settings from Infisical (when configured)", "validate every setting (domain is required)",
 				"side by side: check the offer and OS support cloud-init, list the project's SSH keys, check no server of the cluster exists yet, check Teleport, detect the operator's public IPv4 (or use operator-ip)"}},
-			{"1 Order server", []string{fmt.Sprintf("generate root's password (only its hash goes into the user data) and the API certificate; order Elastic Metal offer %s in %s with OS %s (Debian 12), hostname %s.%s, tags %s,topology=proxmox (%d bytes of user data)",
+			{"1 Order server", []string{fmt.Sprintf("generate root's password (only its hash goes into the user data), the API certificate and the storage driver's SSH key pair (its public half authorized for root from 10.10.0.0/24 only, without forwarding or a terminal); order Elastic Metal offer %s in %s with OS %s (Debian 12), hostname %s.%s, tags %s,topology=proxmox (%d bytes of user data)",
 				orUnset(cfg.Get(config.ScalewayOfferID)), cfg.Get(config.ScalewayZone), orUnset(cfg.Get(config.ScalewayOSID)), name, cfg.Get(config.Domain), strings.Join(scaleway.ClusterTags(name), ","), len(userData))}},
 			{"2 Prepare Proxmox VE host", []string{"wait until the server is delivered and Debian installed",
 				"wait until Proxmox VE (installed by the first boot) accepts root's login on :8006, pinning the certificate",
@@ -438,7 +449,7 @@ func (a *app) runProxmoxPlan(cfg *config.Config, o *planOptions) error {
 				"add the operator's temporary rule (TCP 8006) and the vmbr1 rule, then enable the firewall with input policy DROP, and check the API still answers",
 				"check local's content types",
 				fmt.Sprintf("rotate root's password to a new one kept as break-glass (%s)", provision.SecretProxmoxRoot),
-				"mint the kube agent's join token, generate the Talos PKI and each Talos VM's configs (the VM's network, VIP 10.10.0.20 and hostname added); keep the secrets bundle and talosconfig",
+				"mint the kube agent's join token, generate the Talos PKI and each Talos VM's configs (the VM's network, VIP 10.10.0.20 and hostname added; the control planes' inline manifests carry democratic-csi " + chartpkg.ChartVersion + " zfs-generic-iscsi against 10.10.0.1 with the default StorageClass " + democraticcsi.StorageClass + "); keep the secrets bundle, talosconfig and the storage key (" + provision.SecretStorageSSHKey + ")",
 				"check the Image Factory can build the nocloud image (qemu-guest-agent, iscsi-tools) for " + cfg.Get(config.TalosVersion) + "; the host downloads it and Debian 12's cloud image (download-url)",
 				"create and start haproxy (100), teleport (101) and " + name + "-cp-1…3 (110-112), each from its image and its own cidata ISO",
 				"read the Teleport VM's one-hour provisioner identity through the guest agent and shred it there; create the GitHub connector (org " + cfg.Get(config.GitHubOrg) + ", team " + cfg.Get(config.GitHubTeam) + ")",
@@ -468,7 +479,7 @@ func (a *app) runProxmoxPlan(cfg *config.Config, o *planOptions) error {
 			return err
 		}
 		doc.Rendered = []renderedFile{{Path: path, Mode: "0644"}}
-		vmFiles, err := proxmoxVMFiles(cfg)
+		vmFiles, err := proxmoxVMFiles(cfg, storageKey)
 		if err != nil {
 			return err
 		}
@@ -618,7 +629,7 @@ func printPlan(w io.Writer, d *planDoc) {
 // proxmoxVMFiles renders the VMs' files as provision would make them, with
 // a Talos PKI made for this plan only and placeholders for what only a run
 // knows (the operator's IP when not set, the join token).
-func proxmoxVMFiles(cfg *config.Config) ([]proxmoxvms.File, error) {
+func proxmoxVMFiles(cfg *config.Config, storageKey democraticcsi.KeyPair) ([]proxmoxvms.File, error) {
 	bundle, err := machineconfig.NewSecrets(cfg.Get(config.TalosVersion))
 	if err != nil {
 		return nil, fmt.Errorf("generate Talos secrets: %w", err)
@@ -647,6 +658,11 @@ func proxmoxVMFiles(cfg *config.Config) ([]proxmoxvms.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("render the platform layer: %w", err)
 	}
+	storage, err := provision.StorageManifest(context.Background(), cfg, storageKey.PrivateKey)
+	if err != nil {
+		return nil, fmt.Errorf("render the storage driver: %w", err)
+	}
+	layer.Manifests = append(layer.Manifests, storage)
 	opIP := placeholderOperatorIP
 	if v := cfg.Get(config.OperatorIP); v != "" {
 		opIP = v
@@ -662,5 +678,11 @@ func proxmoxVMFiles(cfg *config.Config) ([]proxmoxvms.File, error) {
 		InfisicalClientID: cfg.Get(config.InfisicalClientID), InfisicalClientSecret: cfg.Get(config.InfisicalClientSecret),
 		Secrets: bundle, Platform: layer,
 	}
-	return proxmoxvms.Render(provision.VMInput(cfg, base))
+	files, err := proxmoxvms.Render(provision.VMInput(cfg, base))
+	if err != nil {
+		return nil, err
+	}
+	// The storage driver as the control planes apply it (it holds the
+	// private key, as the Talos configs that carry it do).
+	return append(files, proxmoxvms.File{Name: provision.ManifestStorage + ".yaml", Data: []byte(storage.Contents), Secret: true}), nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
@@ -86,5 +87,42 @@ func TestRenderedChartDecodesStrictly(t *testing.T) {
 	}
 	if !found {
 		t.Error("no Secret carries driver-config-file.yaml")
+	}
+}
+
+// The rendered chart is what Talos applies from the inline manifest: every
+// object is accepted by the (emulated) API server in one pass, namespace
+// first, and the cluster then has zfs-iscsi as its default StorageClass.
+func TestRenderedChartAppliesAsTheDefaultStorageClass(t *testing.T) {
+	t.Parallel()
+	kp, err := democraticcsi.GenerateKeyPair("democratic-csi@sandbox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := democraticcsi.Input{Host: netip.MustParseAddr("10.10.0.1"), PrivateKey: kp.PrivateKey, Pool: "vmdata",
+		Volumes: "k8s-csi", Snapshots: "k8s-csi-snaps", IQNBase: "iqn.2003-01.org.linux-iscsi.sandbox"}
+	out, err := democraticcsi.Render(context.Background(), in, "1.35.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	objects, err := emulator.ManifestObjects([]string{out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := emulator.New(emulator.Options{})
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if created, err := emulator.ApplyOnce(ctx, emulator.InProcessConfig(srv), objects); err != nil {
+		t.Fatalf("one apply pass did not take everything (created %v): %v", created, err)
+	}
+	inv := srv.Inventory()
+	if inv.DefaultStorageClass != democraticcsi.StorageClass {
+		t.Errorf("default StorageClass %q, want %s (objects %v)", inv.DefaultStorageClass, democraticcsi.StorageClass, inv.Objects)
+	}
+	for _, o := range []string{"CSIDriver/" + democraticcsi.DriverName, "Namespace/" + democraticcsi.Namespace, "StorageClass/" + democraticcsi.StorageClass} {
+		if !srv.Has(o) {
+			t.Errorf("no %s after the apply: %v", o, inv.Objects)
+		}
 	}
 }

@@ -294,7 +294,7 @@ func (d *Destroyer) findSecrets(ctx context.Context) error {
 		return nil
 	}
 	path := SecretsPath(d.cluster)
-	for _, n := range []string{SecretTalosBundle, SecretTalosconfig, SecretKubeconfig, SecretProxmoxToken, SecretProxmoxRoot} {
+	for _, n := range []string{SecretTalosBundle, SecretTalosconfig, SecretKubeconfig, SecretProxmoxToken, SecretProxmoxRoot, SecretStorageSSHKey} {
 		_, err := d.store.Get(ctx, path, n)
 		switch {
 		case err == nil:

@@ -69,6 +69,9 @@ func (p *Provisioner) prepare(ctx context.Context, r *pipeline.Run) (struct{}, e
 	if p.newDeployKey {
 		items[SecretFluxDeployKey] = p.deployKey.Private
 	}
+	if p.host != nil {
+		items[SecretStorageSSHKey] = p.host.storageKey.PrivateKey
+	}
 	return struct{}{}, p.keep(ctx, r, items)
 }
 

@@ -160,6 +160,11 @@ func (p *Provisioner) renderPlatform(ctx context.Context, r *pipeline.Run) error
 	}
 
 	fields := map[string]any{"cni": string(in.CNI)}
+	if p.host != nil {
+		if err := p.addStorage(ctx, fields); err != nil {
+			return err
+		}
+	}
 	if in.CNI == platform.CNICilium {
 		fields["cilium"] = platform.CiliumVersion
 		fields["gateway_api"] = platform.GatewayAPIVersion

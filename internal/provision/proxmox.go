@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/rawkode/rawkode-cloud/internal/config"
+	"github.com/rawkode/rawkode-cloud/internal/democraticcsi"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 	"github.com/rawkode/rawkode-cloud/internal/proxmox"
 	"github.com/rawkode/rawkode-cloud/internal/proxmoxhost"
@@ -84,6 +85,9 @@ type proxmoxHost struct {
 	build      proxmoxvms.Build
 	vms        []proxmoxvms.VM
 	vmTeleport *teleport.Client
+
+	// storageKey is the storage driver's SSH key (proxmox_storage.go).
+	storageKey democraticcsi.KeyPair
 }
 
 func newProxmoxHost(p *Provisioner, m *metal) *proxmoxHost {
@@ -104,9 +108,13 @@ func hostOptions(cfg *config.Config) proxmoxhost.Options {
 }
 
 // HostUserData renders the host's user data for plan: with a placeholder
-// password hash, as plan must not mint credentials.
-func HostUserData(cfg *config.Config) ([]byte, error) {
-	opts := hostOptions(cfg)
+// password hash, as plan must not mint credentials, and the public half of
+// the storage key plan made for its render.
+func HostUserData(cfg *config.Config, storageKey democraticcsi.KeyPair) ([]byte, error) {
+	opts, err := withStorageKey(hostOptions(cfg), storageKey)
+	if err != nil {
+		return nil, err
+	}
 	opts.RootPasswordHash = "$2b$10$" + strings.Repeat("x", 53)
 	return proxmoxhost.Render(opts)
 }
@@ -128,7 +136,16 @@ func (h *proxmoxHost) Create(ctx context.Context, r *pipeline.Run, _ []*Node) er
 	if err != nil {
 		return fmt.Errorf("hash the host's root password: %w", err)
 	}
-	opts := hostOptions(h.cfg)
+	// The storage driver's key: its public half is authorized on the host
+	// by the user data, its private half reaches the cluster in phase 4.
+	if h.storageKey, err = NewStorageKey(h.node); err != nil {
+		return err
+	}
+	h.p.opts.Redactor.Add(string(h.storageKey.PrivateKey))
+	opts, err := withStorageKey(hostOptions(h.cfg), h.storageKey)
+	if err != nil {
+		return err
+	}
 	opts.RootPasswordHash = string(hash)
 	if h.certs.cert, h.certs.key, err = proxmoxhost.NewCertificate(h.node + "." + h.cfg.Get(config.Domain)); err != nil {
 		return fmt.Errorf("make the host's API certificate: %w", err)

@@ -27,11 +27,13 @@ import (
 	"math/big"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"golang.org/x/crypto/ssh"
 	"gopkg.in/yaml.v3"
 )
 
@@ -98,7 +100,17 @@ type Options struct {
 	// TLSCert and TLSKey (PEM) replace pveproxy's self-signed certificate,
 	// so the CLI can pin the one it made (see NewCertificate).
 	TLSCert, TLSKey []byte
+	// RootAuthorizedKeys are authorized_keys lines added for root: the
+	// cluster's storage driver (democratic-csi), which runs zfs and
+	// targetcli on the host over SSH. Each must carry a from= option:
+	// only the internal network may use them.
+	RootAuthorizedKeys []string
 }
+
+// RootAuthorizedKeysPath is root's authorized_keys; the user data appends
+// to it (cloud-init's ssh module, later in the same boot, keeps lines it
+// did not write).
+const RootAuthorizedKeysPath = "/root/.ssh/authorized_keys"
 
 // TLS paths on the host, installed into /etc/pve/local by the script.
 const (
@@ -243,6 +255,15 @@ func (o Options) Validate() error {
 			errs = append(errs, fmt.Errorf("operator IP set name %q is not a PVE IP set name of at most %d characters", o.OperatorIPSet, maxIPSetID-len("0--v4")))
 		}
 	}
+	for _, line := range o.RootAuthorizedKeys {
+		_, _, options, rest, err := ssh.ParseAuthorizedKey([]byte(line))
+		switch {
+		case err != nil || len(rest) > 0 || strings.ContainsAny(line, "\r\n"):
+			errs = append(errs, fmt.Errorf("root authorized key %.40q… is not one authorized_keys line", line))
+		case !slices.ContainsFunc(options, func(o string) bool { return strings.HasPrefix(o, "from=") }):
+			errs = append(errs, fmt.Errorf("root authorized key %.40q… has no from= restriction", line))
+		}
+	}
 	if (len(o.TLSCert) == 0) != (len(o.TLSKey) == 0) {
 		errs = append(errs, errors.New("TLS certificate and key go together"))
 	}
@@ -349,6 +370,7 @@ type writeFile struct {
 	Owner       string `yaml:"owner"`
 	Permissions string `yaml:"permissions"`
 	Content     string `yaml:"content"`
+	Append      bool   `yaml:"append,omitempty"`
 }
 
 type chpasswdUser struct {
@@ -405,6 +427,10 @@ func Render(opts Options) ([]byte, error) {
 		doc.WriteFiles = append(doc.WriteFiles,
 			writeFile{Path: TLSCertPath, Owner: "root:root", Permissions: "0644", Content: string(opts.TLSCert)},
 			writeFile{Path: TLSKeyPath, Owner: "root:root", Permissions: "0600", Content: string(opts.TLSKey)})
+	}
+	if len(opts.RootAuthorizedKeys) > 0 {
+		doc.WriteFiles = append(doc.WriteFiles, writeFile{Path: RootAuthorizedKeysPath, Owner: "root:root", Permissions: "0600",
+			Content: strings.Join(opts.RootAuthorizedKeys, "\n") + "\n", Append: true})
 	}
 	body, err := yaml.Marshal(doc)
 	if err != nil {

@@ -17,8 +17,9 @@ const hash = "$2a$10$0nA0kjV6vW4K8F3wG1n6ZOmJ3rcbXJZkS2G2cT0b2mVQkLhV1vYqC"
 
 func goldenOptions() proxmoxhost.Options {
 	return proxmoxhost.Options{Hostname: "pve-demo", Domain: "example.com", RootPasswordHash: hash,
-		ZFSDevices:    []string{"/dev/nvme0n1p4", "/dev/nvme1n1p4"},
-		OperatorIPSet: "operator", OperatorForwards: []proxmoxhost.OperatorForward{
+		ZFSDevices:         []string{"/dev/nvme0n1p4", "/dev/nvme1n1p4"},
+		RootAuthorizedKeys: []string{csiKey},
+		OperatorIPSet:      "operator", OperatorForwards: []proxmoxhost.OperatorForward{
 			{Port: 50000, To: netip.MustParseAddrPort("10.10.0.10:50000")},
 			{Port: 6443, To: netip.MustParseAddrPort("10.10.0.10:6443")},
 		}}
@@ -40,6 +41,9 @@ func TestOperatorForwardsReadBack(t *testing.T) {
 		t.Fatal(proxmoxhost.KernelIPSet("operator"))
 	}
 }
+
+// A fixed democratic-csi key line, as the CLI makes them.
+const csiKey = `from="10.10.0.0/24",no-agent-forwarding,no-port-forwarding,no-X11-forwarding,no-pty,no-user-rc ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHq0ncf2ZKWqjXEBXj1aMvnGQmmC6XAz4ZB7c0kNDTKn democratic-csi@pve-demo`
 
 func TestRenderGolden(t *testing.T) {
 	t.Parallel()
@@ -125,6 +129,11 @@ func TestValidateRefusesWhatTheShellWouldRun(t *testing.T) {
 		},
 		"operator set name pve-firewall would hash": func(o *proxmoxhost.Options) { o.OperatorIPSet = "operator-forwards-long" },
 		"operator forwards without a set":           func(o *proxmoxhost.Options) { o.OperatorIPSet = "" },
+		"unrestricted key": func(o *proxmoxhost.Options) {
+			o.RootAuthorizedKeys = []string{csiKey[strings.Index(csiKey, "ssh-ed25519"):]}
+		},
+		"two lines in one key": func(o *proxmoxhost.Options) { o.RootAuthorizedKeys = []string{csiKey + "\n" + csiKey} },
+		"not a key":            func(o *proxmoxhost.Options) { o.RootAuthorizedKeys = []string{`from="10.10.0.0/24" nonsense`} },
 	} {
 		opts := goldenOptions()
 		mutate(&opts)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -100,12 +101,18 @@ func (s *Sandbox) kubeInventory() kubeemulator.Inventory {
 	}
 	s.mu.Unlock()
 	inv := kubeemulator.Inventory{Nodes: []kubeemulator.NodeInventory{}, Objects: []string{}}
+	var defaults []string
 	for _, k := range kubes {
 		i := k.Inventory()
 		inv.Nodes = append(inv.Nodes, i.Nodes...)
 		inv.Objects = append(inv.Objects, i.Objects...)
+		if i.DefaultStorageClass != "" {
+			defaults = append(defaults, i.DefaultStorageClass)
+		}
 	}
 	slices.Sort(inv.Objects)
+	slices.Sort(defaults)
+	inv.DefaultStorageClass = strings.Join(defaults, ",")
 	return inv
 }
 

@@ -753,7 +753,8 @@ func (o *outcome) warned(about string) bool {
 // A kube server belongs to its server: it goes when the server goes.
 // judgeProxmoxHost checks a successful proxmox run: one host, locked
 // down, its five VMs running, the cluster's agent registered, the host's
-// token and break-glass password and the cluster's credentials kept,
+// token and break-glass password, the storage driver's SSH key and the
+// cluster's credentials kept,
 // nothing else. (The Kubernetes API closes with the sandbox: its Ready
 // nodes are checked by TestProvisionProxmoxHostThroughTheCLI.)
 func (o *outcome) judgeProxmoxHost() {
@@ -764,7 +765,7 @@ func (o *outcome) judgeProxmoxHost() {
 			running++
 		}
 	}
-	if len(inv.Servers) != 1 || len(inv.Proxmox.Hosts) != 1 || len(inv.Secrets) != 5 || len(inv.DNSRecords) != 0 || len(inv.KubeServers) != 1 ||
+	if len(inv.Servers) != 1 || len(inv.Proxmox.Hosts) != 1 || len(inv.Secrets) != 6 || len(inv.DNSRecords) != 0 || len(inv.KubeServers) != 1 ||
 		running != 5 || len(inv.Proxmox.VMs) != 5 {
 		o.problems = append(o.problems, fmt.Sprintf("inventory after success: %+v", inv))
 	}

@@ -66,7 +66,8 @@ func TestProvisionProxmoxHostThroughTheCLI(t *testing.T) {
 				Name  string `json:"name"`
 				Ready bool   `json:"ready"`
 			} `json:"nodes"`
-			Objects []string `json:"objects"`
+			Objects             []string `json:"objects"`
+			DefaultStorageClass string   `json:"default_storage_class"`
 		} `json:"kubernetes"`
 		Proxmox struct {
 			Hosts         []map[string]any `json:"hosts"`
@@ -102,7 +103,7 @@ func TestProvisionProxmoxHostThroughTheCLI(t *testing.T) {
 	for _, s := range inv.Secrets {
 		secrets[s["name"].(string)] = true
 	}
-	for _, name := range []string{"PROXMOX_API_TOKEN", "PROXMOX_ROOT_PASSWORD", "TALOS_SECRETS_BUNDLE", "TALOSCONFIG", "KUBECONFIG"} {
+	for _, name := range []string{"PROXMOX_API_TOKEN", "PROXMOX_ROOT_PASSWORD", "TALOS_SECRETS_BUNDLE", "TALOSCONFIG", "KUBECONFIG", "DEMOCRATIC_CSI_SSH_KEY"} {
 		if !secrets[name] {
 			t.Errorf("stored secrets: %v, missing %s", secrets, name)
 		}
@@ -132,7 +133,12 @@ func TestProvisionProxmoxHostThroughTheCLI(t *testing.T) {
 	if !strings.Contains(platformLine, `"cni":"cilium"`) || !strings.Contains(platformLine, `"load_balancer_pool":"[10.10.0.30/32]"`) {
 		t.Errorf("platform layer: want cilium with the gateway VIP as its pool, got %s", platformLine)
 	}
-	for _, obj := range []string{"DaemonSet/kube-system/cilium", "CiliumLoadBalancerIPPool/pve-e2e-pool"} {
+	// The storage driver came with the control planes' configs.
+	if inv.Kubernetes.DefaultStorageClass != "zfs-iscsi" {
+		t.Errorf("default StorageClass %q, want zfs-iscsi", inv.Kubernetes.DefaultStorageClass)
+	}
+	for _, obj := range []string{"DaemonSet/kube-system/cilium", "CiliumLoadBalancerIPPool/pve-e2e-pool",
+		"CSIDriver/org.democratic-csi.iscsi", "DaemonSet/democratic-csi/zfs-iscsi-democratic-csi-node", "Secret/democratic-csi/zfs-iscsi-democratic-csi-driver-config"} {
 		if !slices.Contains(inv.Kubernetes.Objects, obj) {
 			t.Errorf("Kubernetes objects lack %s: %v", obj, inv.Kubernetes.Objects)
 		}
@@ -161,6 +167,9 @@ func TestProvisionProxmoxHostThroughTheCLI(t *testing.T) {
 		if strings.Contains(out.String()+errOut.String(), s+"=") {
 			t.Errorf("output shows %s", s)
 		}
+	}
+	if strings.Contains(out.String()+errOut.String(), "OPENSSH PRIVATE KEY") {
+		t.Error("output shows the storage driver's SSH private key")
 	}
 }
 

@@ -781,7 +781,11 @@ func kubernetesFields(k kubeemulator.Inventory) map[string]any {
 	for _, n := range k.Nodes {
 		nodes = append(nodes, map[string]any{"name": n.Name, "ready": n.Ready})
 	}
-	return map[string]any{"nodes": nodes, "objects": append([]string{}, k.Objects...)}
+	f := map[string]any{"nodes": nodes, "objects": append([]string{}, k.Objects...)}
+	if k.DefaultStorageClass != "" {
+		f["default_storage_class"] = k.DefaultStorageClass
+	}
+	return f
 }
 
 // proxmoxInventory lists every emulated host's state.

@@ -17,7 +17,15 @@ type NodeInventory struct {
 type Inventory struct {
 	Nodes   []NodeInventory `json:"nodes"`
 	Objects []string        `json:"objects"`
+	// DefaultStorageClass names the StorageClasses annotated as the
+	// default (comma-separated, sorted, when there are several: Kubernetes
+	// then picks the newest, which is rarely what was meant).
+	DefaultStorageClass string `json:"default_storage_class,omitempty"`
 }
+
+// defaultClassAnnotation marks the default StorageClass
+// (k8s.io/api/storage/v1 "storageclass.kubernetes.io/is-default-class").
+const defaultClassAnnotation = "storageclass.kubernetes.io/is-default-class"
 
 var defaultNamespaces = []string{"default", "kube-system", "kube-public", "kube-node-lease"}
 
@@ -32,6 +40,7 @@ func (s *Server) Inventory() Inventory {
 		inv.Nodes = append(inv.Nodes, NodeInventory{Name: name, Ready: s.nodeReadyLocked(name)})
 	}
 
+	var defaults []string
 	for gr, objects := range s.store {
 		if gr == nodesGR {
 			continue
@@ -40,6 +49,9 @@ func (s *Server) Inventory() Inventory {
 		for k, obj := range objects {
 			kind := stringOf(obj["kind"])
 			ns, name, _ := strings.Cut(k, "/")
+			if kind == "StorageClass" && isDefaultClass(obj) {
+				defaults = append(defaults, name)
+			}
 
 			switch {
 			case kind == "Namespace" && slices.Contains(defaultNamespaces, name):
@@ -53,6 +65,8 @@ func (s *Server) Inventory() Inventory {
 	}
 
 	slices.Sort(inv.Objects)
+	slices.Sort(defaults)
+	inv.DefaultStorageClass = strings.Join(defaults, ",")
 
 	return inv
 }
@@ -100,4 +114,12 @@ func (s *Server) FluxInstanceReady(namespace, name string) bool {
 	}
 
 	return false
+}
+
+// isDefaultClass reads the annotation as the API server's admission plugin
+// does: exactly "true".
+func isDefaultClass(obj map[string]any) bool {
+	meta, _ := obj["metadata"].(map[string]any)
+	ann, _ := meta["annotations"].(map[string]any)
+	return ann[defaultClassAnnotation] == "true"
 }

@@ -21,8 +21,8 @@ type resource struct {
 func (r resource) gvk() schema.GroupVersionKind { return r.gvr.GroupVersion().WithKind(r.kind) }
 
 // builtinResources are the built-in resources served: what Talos's
-// bootstrap manifests, the Cilium chart, the Teleport agent and the Flux
-// Operator create, and what verification reads. A kind outside this list is
+// bootstrap manifests, the Cilium and democratic-csi charts, the Teleport
+// agent and the Flux Operator create, and what verification reads. A kind outside this list is
 // not served, as a kind of a disabled API group would not be.
 var builtinResources = []resource{
 	{gvr: gvr("", "v1", "namespaces"), kind: "Namespace"},
@@ -47,6 +47,7 @@ var builtinResources = []resource{
 	{gvr: gvr("coordination.k8s.io", "v1", "leases"), kind: "Lease", namespaced: true},
 	{gvr: gvr("scheduling.k8s.io", "v1", "priorityclasses"), kind: "PriorityClass"},
 	{gvr: gvr("storage.k8s.io", "v1", "storageclasses"), kind: "StorageClass"},
+	{gvr: gvr("storage.k8s.io", "v1", "csidrivers"), kind: "CSIDriver"},
 	{gvr: gvr("apiextensions.k8s.io", "v1", "customresourcedefinitions"), kind: "CustomResourceDefinition"},
 }
 
