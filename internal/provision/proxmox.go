@@ -88,6 +88,10 @@ type proxmoxHost struct {
 
 	// storageKey is the storage driver's SSH key (proxmox_storage.go).
 	storageKey democraticcsi.KeyPair
+	// nodeToken names the host's SSH node join token, chosen in phase 1
+	// and created on the Teleport VM later (proxmox_teleport.go).
+	nodeToken       string
+	nodeTokenMinted bool
 }
 
 func newProxmoxHost(p *Provisioner, m *metal) *proxmoxHost {
@@ -113,6 +117,10 @@ func hostOptions(cfg *config.Config) proxmoxhost.Options {
 func HostUserData(cfg *config.Config, storageKey democraticcsi.KeyPair) ([]byte, error) {
 	opts, err := withStorageKey(hostOptions(cfg), storageKey)
 	if err != nil {
+		return nil, err
+	}
+	// A name no Teleport knows: provision chooses the run's own.
+	if opts, err = withHostAgent(opts, cfg.Get(config.ClusterName), strings.Repeat("0", 32)); err != nil {
 		return nil, err
 	}
 	opts.RootPasswordHash = "$2b$10$" + strings.Repeat("x", 53)
@@ -144,6 +152,15 @@ func (h *proxmoxHost) Create(ctx context.Context, r *pipeline.Run, _ []*Node) er
 	h.p.opts.Redactor.Add(string(h.storageKey.PrivateKey))
 	opts, err := withStorageKey(hostOptions(h.cfg), h.storageKey)
 	if err != nil {
+		return err
+	}
+	// The host's Teleport SSH service: its token is created on the
+	// Teleport VM once that exists.
+	if h.nodeToken, err = teleport.NewTokenName(); err != nil {
+		return fmt.Errorf("choose the host's join token: %w", err)
+	}
+	h.p.opts.Redactor.Add(h.nodeToken)
+	if opts, err = withHostAgent(opts, h.node, h.nodeToken); err != nil {
 		return err
 	}
 	opts.RootPasswordHash = string(hash)

@@ -157,6 +157,9 @@ func (h *proxmoxHost) createVMs(ctx context.Context, r *pipeline.Run, nodes []*N
 	if err := h.teleportSSO(ctx, r, in, res.TeleportIdentity); err != nil {
 		return err
 	}
+	if err := h.hostNodeToken(ctx, r); err != nil {
+		return err
+	}
 	// The nodes booted configured: the first thing they serve is mTLS.
 	return eachNode(nodes, func(n *Node) error {
 		ip := n.IP()
@@ -221,6 +224,7 @@ func (h *proxmoxHost) dropProvisioner(ctx context.Context, r *pipeline.Run) {
 	if h.vmTeleport == nil {
 		return
 	}
+	h.dropHostNodeToken(ctx, r) // needs the provisioner's identity
 	if err := h.vmTeleport.DeleteUser(ctx, teleportvm.ProvisionerUser); err != nil {
 		r.Warn("could not delete the Teleport VM's provisioner user; its identity expires within the hour", map[string]any{"user": teleportvm.ProvisionerUser, "error": err.Error()})
 		return

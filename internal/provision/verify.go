@@ -22,12 +22,16 @@ type verification struct {
 // verifications lists every check phase 6 runs, side by side, before the
 // lockdown. Add a check here.
 func (p *Provisioner) verifications() []verification {
-	return []verification{
+	checks := []verification{
 		{"Teleport lists the cluster's kube agent", p.verifyTeleport},
 		{"every control plane is an etcd member", p.verifyEtcd},
 		{"every node registered and Ready in Kubernetes", p.verifyNodes},
 		{"Kubernetes CNI, CoreDNS and Flux", p.verifyKubernetes},
 	}
+	if p.host != nil {
+		checks = append(checks, p.host.verifications()...)
+	}
+	return checks
 }
 
 // verify runs every verification and reports every failure at once.

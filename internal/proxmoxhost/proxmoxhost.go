@@ -105,6 +105,30 @@ type Options struct {
 	// targetcli on the host over SSH. Each must carry a from= option:
 	// only the internal network may use them.
 	RootAuthorizedKeys []string
+	// TeleportAgent is the teleport.yaml of the host's Teleport SSH
+	// service (teleportvm.HostAgentYAML); with it the host installs
+	// Teleport from TeleportAptSource (signed by the key at
+	// TeleportAptKeyURL) and runs the agent. It holds a join token's name.
+	TeleportAgent                        []byte
+	TeleportAptSource, TeleportAptKeyURL string
+}
+
+// TeleportAgentPath is the host agent's teleport.yaml.
+const TeleportAgentPath = "/etc/teleport.yaml"
+
+// TeleportAgentConfig finds the host agent's teleport.yaml in user data
+// rendered by Render; the sandbox runs the agent it describes.
+func TeleportAgentConfig(userData []byte) ([]byte, bool) {
+	var doc cloudConfig
+	if err := yaml.Unmarshal(userData, &doc); err != nil {
+		return nil, false
+	}
+	for _, f := range doc.WriteFiles {
+		if f.Path == TeleportAgentPath {
+			return []byte(f.Content), true
+		}
+	}
+	return nil, false
 }
 
 // RootAuthorizedKeysPath is root's authorized_keys; the user data appends
@@ -195,6 +219,9 @@ var (
 	deviceRE = regexp.MustCompile(`^/dev/[A-Za-z0-9][A-Za-z0-9._:/+-]*$`)
 	nameRE   = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]*$`)
 	ipsetRE  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]+$`) // pve-firewall's $ipset_name_pattern
+	// Inert in the shell environment file: no quotes, no expansions.
+	aptSourceRE = regexp.MustCompile(`^https://[A-Za-z0-9./_-]+( [A-Za-z0-9./_-]+)+$`)
+	keyURLRE    = regexp.MustCompile(`^https://[A-Za-z0-9./_-]+$`)
 )
 
 var contentTypes = map[string]bool{"images": true, "rootdir": true, "vztmpl": true, "iso": true, "backup": true, "snippets": true, "import": true}
@@ -264,6 +291,11 @@ func (o Options) Validate() error {
 			errs = append(errs, fmt.Errorf("root authorized key %.40q… has no from= restriction", line))
 		}
 	}
+	if len(o.TeleportAgent) > 0 {
+		if !aptSourceRE.MatchString(o.TeleportAptSource) || !keyURLRE.MatchString(o.TeleportAptKeyURL) {
+			errs = append(errs, fmt.Errorf("the Teleport agent needs an https apt source and key URL (got %q, %q)", o.TeleportAptSource, o.TeleportAptKeyURL))
+		}
+	}
 	if (len(o.TLSCert) == 0) != (len(o.TLSKey) == 0) {
 		errs = append(errs, errors.New("TLS certificate and key go together"))
 	}
@@ -309,6 +341,9 @@ func (o Options) env() string {
 		{"OPERATOR_IPSET", kernelSet},
 		{"OPERATOR_FORWARDS", strings.Join(operator, " ")},
 		{"LOCAL_CONTENT", strings.Join(o.LocalContent, ",")},
+	}
+	if len(o.TeleportAgent) > 0 {
+		lines = append(lines, [2]string{"TELEPORT_APT", o.TeleportAptSource}, [2]string{"TELEPORT_APT_KEY", o.TeleportAptKeyURL})
 	}
 	var b strings.Builder
 	b.WriteString("# Written by rawkode-cloud; read by " + ScriptPath + ".\n")
@@ -427,6 +462,9 @@ func Render(opts Options) ([]byte, error) {
 		doc.WriteFiles = append(doc.WriteFiles,
 			writeFile{Path: TLSCertPath, Owner: "root:root", Permissions: "0644", Content: string(opts.TLSCert)},
 			writeFile{Path: TLSKeyPath, Owner: "root:root", Permissions: "0600", Content: string(opts.TLSKey)})
+	}
+	if len(opts.TeleportAgent) > 0 {
+		doc.WriteFiles = append(doc.WriteFiles, writeFile{Path: TeleportAgentPath, Owner: "root:root", Permissions: "0600", Content: string(opts.TeleportAgent)})
 	}
 	if len(opts.RootAuthorizedKeys) > 0 {
 		doc.WriteFiles = append(doc.WriteFiles, writeFile{Path: RootAuthorizedKeysPath, Owner: "root:root", Permissions: "0600",

@@ -22,7 +22,10 @@ func goldenOptions() proxmoxhost.Options {
 		OperatorIPSet:      "operator", OperatorForwards: []proxmoxhost.OperatorForward{
 			{Port: 50000, To: netip.MustParseAddrPort("10.10.0.10:50000")},
 			{Port: 6443, To: netip.MustParseAddrPort("10.10.0.10:6443")},
-		}}
+		},
+		TeleportAgent:     []byte("version: v3\nteleport:\n  nodename: pve-demo\n"),
+		TeleportAptSource: "https://apt.releases.teleport.dev/debian bookworm stable/v18",
+		TeleportAptKeyURL: "https://apt.releases.teleport.dev/gpg"}
 }
 
 // The sandbox builds its host's forwarding from the user data: what
@@ -54,6 +57,9 @@ func TestRenderGolden(t *testing.T) {
 	golden.Compare(t, "testdata/user-data.yaml", data)
 	if h, ok := proxmoxhost.RootHash(data); !ok || h != hash {
 		t.Fatalf("RootHash = %q %v", h, ok)
+	}
+	if a, ok := proxmoxhost.TeleportAgentConfig(data); !ok || string(a) != string(goldenOptions().TeleportAgent) {
+		t.Fatalf("TeleportAgentConfig = %q %v", a, ok)
 	}
 }
 
@@ -94,11 +100,11 @@ func TestEnvironmentFileSourcesCleanly(t *testing.T) {
 	}
 	env := between(string(data), "# Written by rawkode-cloud", "\n    - path:")
 	env = strings.ReplaceAll(env, "\n            ", "\n")
-	out, err := exec.Command(bash, "-c", "set -eu; "+env+"\necho \"$PORT_FORWARDS|$ZFS_VDEV $ZFS_DEVICES|$LOCAL_CONTENT|$OPERATOR_IPSET $OPERATOR_FORWARDS\"").CombinedOutput()
+	out, err := exec.Command(bash, "-c", "set -eu; "+env+"\necho \"$PORT_FORWARDS|$ZFS_VDEV $ZFS_DEVICES|$LOCAL_CONTENT|$OPERATOR_IPSET $OPERATOR_FORWARDS|$TELEPORT_APT\"").CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	want := "80=10.10.0.3 443=10.10.0.3 3023=10.10.0.2 3024=10.10.0.2|mirror /dev/nvme0n1p4 /dev/nvme1n1p4|iso,vztmpl,snippets,import,backup,images|PVEFW-0-operator-v4 6443=10.10.0.10:6443 50000=10.10.0.10:50000\n"
+	want := "80=10.10.0.3 443=10.10.0.3 3023=10.10.0.2 3024=10.10.0.2|mirror /dev/nvme0n1p4 /dev/nvme1n1p4|iso,vztmpl,snippets,import,backup,images|PVEFW-0-operator-v4 6443=10.10.0.10:6443 50000=10.10.0.10:50000|https://apt.releases.teleport.dev/debian bookworm stable/v18\n"
 	if string(out) != want {
 		t.Fatalf("got %q, want %q", out, want)
 	}
@@ -134,6 +140,8 @@ func TestValidateRefusesWhatTheShellWouldRun(t *testing.T) {
 		},
 		"two lines in one key": func(o *proxmoxhost.Options) { o.RootAuthorizedKeys = []string{csiKey + "\n" + csiKey} },
 		"not a key":            func(o *proxmoxhost.Options) { o.RootAuthorizedKeys = []string{`from="10.10.0.0/24" nonsense`} },
+		"agent without a repo": func(o *proxmoxhost.Options) { o.TeleportAptSource = "" },
+		"quote in the repo":    func(o *proxmoxhost.Options) { o.TeleportAptSource = "https://x.example/debian bookworm'; reboot" },
 	} {
 		opts := goldenOptions()
 		mutate(&opts)

@@ -143,9 +143,26 @@ stage2() {
 	fi
 	# democratic-csi's zfs-generic-iscsi drives this target from the cluster.
 	systemctl enable --now rtslib-fb-targetctl
+	teleport_agent
 	systemctl disable rawkode-pve-stage2.service
 	touch "$STATE/ready"
 	log "ready: Proxmox VE answers on port 8006"
+}
+
+# teleport_agent installs Teleport and starts the host's SSH service when
+# the user data brought its config. It joins the Teleport VM once the CLI
+# has created its join token there; until then systemd restarts it.
+teleport_agent() {
+	if [ -z "${TELEPORT_APT:-}" ] || [ ! -s /etc/teleport.yaml ]; then
+		return 0
+	fi
+	log "installing the Teleport SSH service"
+	install -d -m 0755 /etc/apt/keyrings
+	curl -fsSL --retry 5 -o /etc/apt/keyrings/teleport.asc "$TELEPORT_APT_KEY"
+	echo "deb [signed-by=/etc/apt/keyrings/teleport.asc] $TELEPORT_APT" >/etc/apt/sources.list.d/teleport.list
+	apt_get update
+	apt_get install teleport
+	systemctl enable --now teleport
 }
 
 # ensure appends an iptables rule unless it is there.

@@ -143,6 +143,10 @@ var expected = map[string][5]int{
 	"imagefactory.versions": {failed, ok, ok, failed, skip},
 	"imagefactory.image":    {failed, ok, ok, failed, failed},
 	"teleport.sso":          {failed, ok, ok, failed, skip},
+	// Phase 7's registrations, verified before the lockdown like the kube
+	// agent: a host or app that never registers leaves the run (exit 3).
+	"teleport.ssh-node": {leftRun, ok, ok, leftRun, leftRun},
+	"teleport.app":      {leftRun, ok, ok, leftRun, leftRun},
 }
 
 // proxmoxLeftovers name what a point's failing cleanup leaves and lists: a
@@ -155,7 +159,8 @@ var proxmoxLeftovers = map[string]string{
 
 // proxmoxPoint says whether a point's scenarios run in the proxmox topology.
 func proxmoxPoint(point string) bool {
-	return strings.HasPrefix(point, "proxmox.") || point == "imagefactory.versions" || point == "imagefactory.image" || point == "teleport.sso"
+	return strings.HasPrefix(point, "proxmox.") || point == "imagefactory.versions" || point == "imagefactory.image" ||
+		point == "teleport.sso" || point == "teleport.ssh-node" || point == "teleport.app"
 }
 
 // expectedProxmox adds proxmox-topology scenarios for points whose main
@@ -451,6 +456,7 @@ var smokeScenarios = map[string]bool{
 	"ha: talos.kubelet=never@node=sandbox-worker-1": true,
 	"teleport.sso=error":                            true,
 	"imagefactory.image=never":                      true,
+	"teleport.app=never":                            true,
 }
 
 // outcome is what one scenario did.
@@ -583,6 +589,10 @@ func runScenario(t *testing.T, sc scenario) *outcome {
 			ip, _ := srv["ip"].(string)
 			n := o.sb.Node(ip)
 			o.openTo[ip] = n != nil && n.Allowed(machineconfig.TalosAPIPort, sandbox.OperatorIP)
+			if h := o.sb.Host(ip); h != nil {
+				// A Proxmox host: its API still admits the operator.
+				o.openTo[ip] = h.Reachable(sandbox.OperatorIP, 8006)
+			}
 		}
 	}}
 	env := cli.Env{
@@ -670,9 +680,11 @@ func (o *outcome) judge() {
 				o.problems = append(o.problems, "the kept server's firewall is closed: the operator cannot debug it")
 			}
 		}
-		// Debugging needs the cluster's credentials: all three are kept.
-		if len(inv.Secrets) != 3 {
-			o.problems = append(o.problems, fmt.Sprintf("%d stored credentials for the kept cluster, want the bundle, talosconfig and kubeconfig", len(inv.Secrets)))
+		// Debugging needs the cluster's credentials: all three are kept
+		// (on proxmox also the host's token, break-glass password and the
+		// storage key).
+		if want := map[bool]int{false: 3, true: 6}[o.sc.proxmox]; len(inv.Secrets) != want {
+			o.problems = append(o.problems, fmt.Sprintf("%d stored credentials for the kept cluster, want %d", len(inv.Secrets), want))
 		}
 		// In the sandbox the command names --sandbox too.
 		if !strings.Contains(o.stderr, "rawkode-cloud destroy --cluster-name") && !strings.Contains(o.stderr, "rawkode-cloud destroy --sandbox --cluster-name") {
@@ -752,7 +764,8 @@ func (o *outcome) warned(about string) bool {
 // unlisted returns what the inventory holds that no listed resource names.
 // A kube server belongs to its server: it goes when the server goes.
 // judgeProxmoxHost checks a successful proxmox run: one host, locked
-// down, its five VMs running, the cluster's agent registered, the host's
+// down, its five VMs running, the cluster's agent, the host's SSH node and
+// the Proxmox UI app registered, the host's
 // token and break-glass password, the storage driver's SSH key and the
 // cluster's credentials kept,
 // nothing else. (The Kubernetes API closes with the sandbox: its Ready
@@ -766,7 +779,7 @@ func (o *outcome) judgeProxmoxHost() {
 		}
 	}
 	if len(inv.Servers) != 1 || len(inv.Proxmox.Hosts) != 1 || len(inv.Secrets) != 6 || len(inv.DNSRecords) != 0 || len(inv.KubeServers) != 1 ||
-		running != 5 || len(inv.Proxmox.VMs) != 5 {
+		running != 5 || len(inv.Proxmox.VMs) != 5 || len(inv.Proxmox.TeleportNodes) != 1 || len(inv.Proxmox.TeleportApps) != 1 {
 		o.problems = append(o.problems, fmt.Sprintf("inventory after success: %+v", inv))
 	}
 	if len(inv.Tokens) > 0 && !o.warned("join token") {
@@ -809,6 +822,12 @@ func (o *outcome) unlisted(listed []map[string]any) []string {
 	if len(o.inv.Servers) == 0 {
 		for _, k := range o.inv.KubeServers {
 			out = append(out, "kube server "+fmt.Sprint(k["name"])+" without its server")
+		}
+		for _, n := range o.inv.Proxmox.TeleportNodes {
+			out = append(out, "Teleport SSH node "+fmt.Sprint(n["hostname"])+" without its host")
+		}
+		for _, a := range o.inv.Proxmox.TeleportApps {
+			out = append(out, "Teleport app "+fmt.Sprint(a["name"])+" without its Teleport VM")
 		}
 	}
 	return out

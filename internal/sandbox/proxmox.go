@@ -51,7 +51,7 @@ func (s *Sandbox) vmPower(hostIP string, g pveemu.Guest, on bool) {
 	}
 	switch {
 	case hasTag(tags, proxmoxvms.RoleTeleport):
-		s.after(s.Scaled(teleportFirstBoot), func() { s.bootTeleportVM(hostIP, g.VMID) })
+		s.after(s.Scaled(teleportFirstBoot), func() { s.bootTeleportVM(hostIP, g) })
 	case hasTag(tags, proxmoxvms.RoleTalos):
 		s.bootTalosVM(hostIP, cluster, g)
 	}
@@ -68,7 +68,7 @@ func hasTag(tags []string, want string) bool {
 
 // bootTeleportVM is the Teleport VM's first boot as far as the CLI sees
 // it: the provisioner user exists and its identity waits in tmpfs.
-func (s *Sandbox) bootTeleportVM(hostIP string, vmid int) {
+func (s *Sandbox) bootTeleportVM(hostIP string, g pveemu.Guest) {
 	h := s.Host(hostIP)
 	if h == nil {
 		return
@@ -78,8 +78,15 @@ func (s *Sandbox) bootTeleportVM(hostIP string, vmid int) {
 		return
 	}
 	s.Teleport.SeedUser(teleportvm.ProvisionerUser)
-	h.WriteGuestFile(vmid, teleportvm.IdentityPath, id)
+	h.WriteGuestFile(g.VMID, teleportvm.IdentityPath, id)
+	s.mu.Lock()
+	if s.teleportVMs == nil {
+		s.teleportVMs = map[string]int{}
+	}
+	s.teleportVMs[hostIP] = g.VMID
+	s.mu.Unlock()
 	s.tl.add("proxmox: teleport VM first boot done", hostIP, time.Now())
+	s.serveApps(hostIP, g)
 }
 
 // bootTalosVM starts the emulated Talos node of a Talos VM, configured from
@@ -142,7 +149,15 @@ func (s *Sandbox) stopVM(hostIP string, vmid int) {
 	s.mu.Lock()
 	key, ok := s.vmNodes[hostIP][vmid]
 	delete(s.vmNodes[hostIP], vmid)
+	tv, isTeleport := s.teleportVMs[hostIP]
+	isTeleport = isTeleport && tv == vmid
+	if isTeleport {
+		delete(s.teleportVMs, hostIP)
+	}
 	s.mu.Unlock()
+	if isTeleport {
+		s.dropTeleportVM(hostIP)
+	}
 	if ok {
 		s.dropNode(key)
 	}

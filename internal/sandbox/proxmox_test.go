@@ -75,6 +75,8 @@ func TestProvisionProxmoxHostThroughTheCLI(t *testing.T) {
 			FirewallRules []map[string]any `json:"firewall_rules"`
 			APITokens     []map[string]any `json:"api_tokens"`
 			VMs           []map[string]any `json:"vms"`
+			TeleportNodes []map[string]any `json:"teleport_nodes"`
+			TeleportApps  []map[string]any `json:"teleport_apps"`
 		} `json:"proxmox"`
 	}
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &inv); err != nil || inv.Type != "inventory" {
@@ -95,6 +97,18 @@ func TestProvisionProxmoxHostThroughTheCLI(t *testing.T) {
 		if strings.Contains(r["comment"].(string), "temporary") || r["source"] != "" {
 			t.Errorf("a temporary rule survived the lockdown: %v", r)
 		}
+	}
+	// Phase 7: the host is an SSH node and the Proxmox UI an app of the
+	// Teleport VM, each verified before the lockdown; the host's join
+	// token is gone once used.
+	if len(p.TeleportNodes) != 1 || p.TeleportNodes[0]["hostname"] != "pve-e2e" {
+		t.Errorf("teleport nodes: %v", p.TeleportNodes)
+	}
+	if len(p.TeleportApps) != 1 || p.TeleportApps[0]["name"] != "proxmox" {
+		t.Errorf("teleport apps: %v", p.TeleportApps)
+	}
+	if !strings.Contains(out.String(), "the host's used SSH node join token is deleted") {
+		t.Error("the host's join token was not deleted after use")
 	}
 	if len(p.APITokens) != 1 || p.APITokens[0]["id"] != "rawkode-cloud@pve!provision" {
 		t.Errorf("api tokens: %v", p.APITokens)
@@ -177,7 +191,8 @@ func TestProvisionProxmoxHostThroughTheCLI(t *testing.T) {
 // --delete-secrets takes the token and the break-glass password along.
 func TestDestroyFindsTheProxmoxHost(t *testing.T) {
 	t.Parallel()
-	r := provisionSandbox(t, runOpts{cluster: "pve-doomed", set: map[string]string{"topology": "proxmox", "domain": "example.com"}})
+	// flannel: this test is about destroy, and Cilium is the heavier start.
+	r := provisionSandbox(t, runOpts{cluster: "pve-doomed", set: map[string]string{"topology": "proxmox", "domain": "example.com", "cni": "flannel"}})
 	if r.err != nil {
 		t.Fatalf("provision: %v\n%s", r.err, dump(r.events))
 	}

@@ -152,9 +152,14 @@ type Sandbox struct {
 	// vmNodes are the Talos VMs' nodes by host IP and VM ID (their key in
 	// nodes is their internal address).
 	vmNodes map[string]map[int]string
-	closed  bool
-	timers  []*time.Timer
-	rewrite func([]byte) []byte
+	// teleportVMs are the booted Teleport VMs (VM ID) and hostAgents the
+	// hosts' Teleport SSH services (node name), by host IP (proxmox.go).
+	teleportVMs map[string]int
+	hostAgents  map[string]string
+	vmApps      map[string][]string // apps the host's Teleport VM registered
+	closed      bool
+	timers      []*time.Timer
+	rewrite     func([]byte) []byte
 	// kubes are the clusters' Kubernetes APIs, by cluster name; nodeCluster
 	// says which cluster a node (by IP) serves.
 	kubes       map[string]*kubeemulator.Server
@@ -260,10 +265,13 @@ func (s *Sandbox) bootNode(srv scaleway.Server) {
 	}
 	if ud := s.Scaleway.UserData(srv.ID); ud != nil {
 		if hash, ok := proxmoxhost.RootHash(ud); ok {
-			// The host forwards what its user data says, nothing else.
+			// The host forwards what its user data says, nothing else, and
+			// runs the Teleport agent it configures (read now: the CLI
+			// overwrites the user data once the host is up).
 			set, fw, _ := proxmoxhost.OperatorForwardsOf(ud)
 			fwd := hostForwarding{ipset: set, forwards: fw}
-			s.after(s.Scaled(s.profile.PVEInstall), func() { s.bootHost(srv, hash, fwd) })
+			agent, _ := proxmoxhost.TeleportAgentConfig(ud)
+			s.after(s.Scaled(s.profile.PVEInstall), func() { s.bootHost(srv, hash, fwd, agent) })
 			return
 		}
 	}
@@ -306,7 +314,7 @@ func (s *Sandbox) bootNode(srv scaleway.Server) {
 // bootHost starts the emulated Proxmox VE API of a server whose user data
 // made it a Proxmox host, in the state the first boot leaves: root's
 // password from the user data, local's content types and the ZFS pool.
-func (s *Sandbox) bootHost(srv scaleway.Server, rootHash string, fwd hostForwarding) {
+func (s *Sandbox) bootHost(srv scaleway.Server, rootHash string, fwd hostForwarding, teleportAgent []byte) {
 	sc := func(d time.Duration) time.Duration { return s.Scaled(d) }
 	d := s.profile.PVE
 	e, err := pveemu.New(pveemu.Options{Node: srv.Name, Version: SandboxPVEVersion, RootPasswordHash: rootHash, PublicCIDR: srv.IPv4 + "/24",
@@ -330,6 +338,9 @@ func (s *Sandbox) bootHost(srv scaleway.Server, rootHash string, fwd hostForward
 	s.hosts[srv.IPv4] = e
 	s.hostForwards[srv.IPv4] = fwd
 	s.ips[srv.ID] = srv.IPv4
+	if teleportAgent != nil {
+		s.startHostAgentLocked(srv.IPv4, teleportAgent)
+	}
 }
 
 // SandboxPVEVersion is the Proxmox VE the sandbox's hosts run: Debian 12's
@@ -426,6 +437,7 @@ func (s *Sandbox) removeNode(id string) {
 	s.mu.Unlock()
 	if h != nil {
 		h.Close()
+		s.dropHostTeleport(ip)
 	}
 	for _, k := range keys {
 		s.dropNode(k)
@@ -720,11 +732,16 @@ type ProxmoxInventory struct {
 	FirewallRules []map[string]any `json:"firewall_rules"`
 	APITokens     []map[string]any `json:"api_tokens"`
 	VMs           []map[string]any `json:"vms"`
+	// TeleportNodes and TeleportApps are what registered with a Teleport
+	// VM: the host as an SSH node, the Proxmox UI as an app.
+	TeleportNodes []map[string]any `json:"teleport_nodes"`
+	TeleportApps  []map[string]any `json:"teleport_apps"`
 }
 
 // Empty reports whether nothing is left anywhere.
 func (i Inventory) Empty() bool {
-	return len(i.Servers)+len(i.DNSRecords)+len(i.Tokens)+len(i.KubeServers)+len(i.Secrets)+len(i.Proxmox.Hosts) == 0
+	return len(i.Servers)+len(i.DNSRecords)+len(i.Tokens)+len(i.KubeServers)+len(i.Secrets)+len(i.Proxmox.Hosts)+
+		len(i.Proxmox.TeleportNodes)+len(i.Proxmox.TeleportApps) == 0
 }
 
 // Inventory lists what every emulator holds. A Teleport token's name is the
@@ -770,7 +787,8 @@ func InventoryEventOf(inv Inventory) pipeline.Event {
 		"servers": inv.Servers, "dns_records": inv.DNSRecords, "tokens": inv.Tokens,
 		"kube_servers": inv.KubeServers, "secrets": inv.Secrets, "kubernetes": kubernetesFields(inv.Kubernetes),
 		"proxmox": map[string]any{"hosts": inv.Proxmox.Hosts, "bridges": inv.Proxmox.Bridges,
-			"firewall_rules": inv.Proxmox.FirewallRules, "api_tokens": inv.Proxmox.APITokens, "vms": inv.Proxmox.VMs},
+			"firewall_rules": inv.Proxmox.FirewallRules, "api_tokens": inv.Proxmox.APITokens, "vms": inv.Proxmox.VMs,
+			"teleport_nodes": inv.Proxmox.TeleportNodes, "teleport_apps": inv.Proxmox.TeleportApps},
 	}}
 }
 
@@ -791,7 +809,14 @@ func kubernetesFields(k kubeemulator.Inventory) map[string]any {
 // proxmoxInventory lists every emulated host's state.
 func (s *Sandbox) proxmoxInventory() ProxmoxInventory {
 	inv := ProxmoxInventory{Hosts: []map[string]any{}, Bridges: []map[string]any{}, FirewallRules: []map[string]any{},
-		APITokens: []map[string]any{}, VMs: []map[string]any{}}
+		APITokens: []map[string]any{}, VMs: []map[string]any{}, TeleportNodes: []map[string]any{}, TeleportApps: []map[string]any{}}
+	nodes, apps := s.Teleport.NodesAndApps()
+	for _, n := range nodes {
+		inv.TeleportNodes = append(inv.TeleportNodes, map[string]any{"hostname": n})
+	}
+	for _, a := range apps {
+		inv.TeleportApps = append(inv.TeleportApps, map[string]any{"name": a})
+	}
 	s.mu.Lock()
 	ips := make([]string, 0, len(s.hosts))
 	for ip := range s.hosts {
@@ -896,6 +921,8 @@ var FaultPoints = []FaultPoint{
 	{Point: "imagefactory.versions", What: "listing Talos versions and extensions before the proxmox topology's Talos VM image is downloaded"},
 	{Point: "imagefactory.image", What: "the proxmox topology's Talos VM image, checked before the host downloads it (never: the build never finishes)"},
 	{Point: "teleport.sso", What: "the proxmox topology's Teleport VM: creating its GitHub connector, deleting the provisioner user at the end"},
+	{Point: "teleport.ssh-node", What: "the proxmox host's Teleport SSH service joining the Teleport VM (never: the host never registers as a node; other kinds refuse the join, and the agent tries again)"},
+	{Point: "teleport.app", What: "the Teleport VM's app service registering the Proxmox UI (never: the app never appears; other kinds refuse it, and the service tries again)"},
 	{Point: "talos.lockdown", What: "re-applying the config without the operator rules"},
 	{Point: "talos.etcd-snapshot", What: "Talos's EtcdSnapshot (etcd snapshot)"},
 	{Point: "talos.upgrade", What: "Talos's Upgrade (upgrade; never: acknowledged, but the node never reboots into the new version)"},

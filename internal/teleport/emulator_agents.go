@@ -1,12 +1,109 @@
 package teleport
 
 import (
+	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/gravitational/teleport/api/client/proto"
 	"github.com/gravitational/teleport/api/types"
 	apiutils "github.com/gravitational/teleport/api/utils"
+
+	"github.com/rawkode/rawkode-cloud/internal/emulator"
 )
+
+// Fault points of SSH nodes and apps.
+const (
+	// FaultSSHNode fires when an SSH node's agent joins (JoinNode):
+	// "never" drops the join silently (the node never shows up), other
+	// kinds refuse it, and the agent tries again.
+	FaultSSHNode = "teleport.ssh-node"
+	// FaultApp fires when an app service starts serving its apps
+	// (ServeApp): "never" leaves the app unregistered, other kinds refuse
+	// it, and the service tries again.
+	FaultApp = "teleport.app"
+)
+
+// JoinNode is an SSH node's agent (teleport.yaml: ssh_service, joining
+// with a token) joining: like a kube agent's join, the token must exist,
+// be unexpired and allow role Node; the node then registers under its
+// hostname with its static labels.
+func (e *Emulator) JoinNode(token, hostname string, labels map[string]string) error {
+	e.count(OpJoin)
+	if kind, ok := e.faults.Check(FaultSSHNode); ok {
+		if kind == emulator.Never {
+			return nil
+		}
+		return fmt.Errorf("%w: emulated %s fault", ErrJoinRefused, kind)
+	}
+	e.mu.Lock()
+	t, ok := e.tokens[token]
+	now := e.opts.Now()
+	e.mu.Unlock()
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: token %s not found", ErrJoinRefused, Redact(token))
+	case expired(t, now):
+		return fmt.Errorf("%w: token %s expired", ErrJoinRefused, Redact(token))
+	case !slices.Contains(t.GetRoles(), types.RoleNode):
+		return fmt.Errorf("%w: token %s does not allow role %s", ErrJoinRefused, Redact(token), types.RoleNode)
+	}
+	n, err := types.NewServerWithLabels(hostname, types.KindNode, types.ServerSpecV2{Hostname: hostname, Addr: hostname + ":3022"}, labels)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.nodes[hostname] = n.(*types.ServerV2)
+	return nil
+}
+
+// ServeApp is an app service registering one app. An app service in the
+// auth server's own process needs no join token; it serves through the
+// proxy's reverse tunnel, so without one (tunnel false) no app server
+// appears: what "Unable to serve application requests" reports.
+func (e *Emulator) ServeApp(name, uri, publicAddr string, tunnel bool) error {
+	if kind, ok := e.faults.Check(FaultApp); ok {
+		if kind == emulator.Never {
+			return nil
+		}
+		return fmt.Errorf("app service: emulated %s fault", kind)
+	}
+	if !tunnel {
+		return fmt.Errorf("app service: no reverse tunnel to register %s through", name)
+	}
+	return e.RegisterApp(name, uri, publicAddr)
+}
+
+// RemoveNode and RemoveApp take a node or an app away with the machine
+// that served it.
+func (e *Emulator) RemoveNode(hostname string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.nodes, hostname)
+}
+
+// RemoveApp: see RemoveNode.
+func (e *Emulator) RemoveApp(name string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.apps, name)
+}
+
+// NodesAndApps lists the registered SSH nodes and apps, for inventories.
+func (e *Emulator) NodesAndApps() (nodes, apps []string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for n := range e.nodes {
+		nodes = append(nodes, n)
+	}
+	for a := range e.apps {
+		apps = append(apps, a)
+	}
+	sort.Strings(nodes)
+	sort.Strings(apps)
+	return nodes, apps
+}
 
 // SSH nodes and app servers, for the Proxmox topology's phase 7: the host
 // reachable as an SSH node and the Proxmox UI as an app are verified before

@@ -66,15 +66,39 @@ func Redact(name string) string {
 // Kube, ttl (DefaultTokenTTL when zero), a crypto/rand name, labelled with
 // LabelCluster.
 func (c *Client) CreateKubeToken(ctx context.Context, clusterName string, ttl time.Duration) (Token, error) {
+	name, err := NewTokenName()
+	if err != nil {
+		return Token{}, fmt.Errorf("generate join token for %s: %w", clusterName, err)
+	}
+	return c.createToken(ctx, name, types.RoleKube, clusterName, ttl)
+}
+
+// NewTokenName is a fresh unguessable join token name (crypto/rand).
+func NewTokenName() (string, error) {
+	raw := make([]byte, tokenBytes)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(raw), nil
+}
+
+// CreateNodeToken issues a join token for an SSH node (role Node) under a
+// name chosen beforehand with NewTokenName: the proxmox topology's host is
+// configured with the name at its first boot, and its agent keeps trying
+// until the Teleport VM exists and the token is created on it.
+func (c *Client) CreateNodeToken(ctx context.Context, name, clusterName string, ttl time.Duration) (Token, error) {
+	if len(name) < 2*tokenBytes {
+		return Token{}, fmt.Errorf("node join token for %s: the name is too short to be unguessable", clusterName)
+	}
+	return c.createToken(ctx, name, types.RoleNode, clusterName, ttl)
+}
+
+func (c *Client) createToken(ctx context.Context, name string, role types.SystemRole, clusterName string, ttl time.Duration) (Token, error) {
 	if ttl <= 0 {
 		ttl = DefaultTokenTTL
 	}
-	raw := make([]byte, tokenBytes)
-	if _, err := rand.Read(raw); err != nil {
-		return Token{}, fmt.Errorf("generate join token for %s: %w", clusterName, err)
-	}
-	tok := Token{Name: hex.EncodeToString(raw), Cluster: clusterName, Expires: time.Now().Add(ttl).UTC()}
-	pt, err := types.NewProvisionToken(tok.Name, types.SystemRoles{types.RoleKube}, tok.Expires)
+	tok := Token{Name: name, Cluster: clusterName, Expires: time.Now().Add(ttl).UTC()}
+	pt, err := types.NewProvisionToken(tok.Name, types.SystemRoles{role}, tok.Expires)
 	if err != nil {
 		return Token{}, fmt.Errorf("build join token for %s: %w", clusterName, scrub(err, tok.Name))
 	}

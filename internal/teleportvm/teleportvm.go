@@ -215,7 +215,7 @@ func TeleportYAML(c Config) ([]byte, error) {
 	f.Proxy.ACME.Enabled = true
 	f.Proxy.ACME.Email = c.ACMEEmail
 	f.App.Enabled = true
-	f.App.Apps = []appSpec{{Name: "proxmox", URI: c.ProxmoxURL, PublicAddr: c.ProxmoxHost(),
+	f.App.Apps = []appSpec{{Name: ProxmoxApp, URI: c.ProxmoxURL, PublicAddr: c.ProxmoxHost(),
 		// The Proxmox UI has a self-signed certificate on the internal network.
 		InsecureSkipVerify: true, Labels: map[string]string{"rawkode-cloud/role": "proxmox"}}}
 	var buf bytes.Buffer
