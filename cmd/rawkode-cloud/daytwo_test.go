@@ -110,8 +110,8 @@ func TestUpgradeThroughTheBinary(t *testing.T) {
 	if rep["state"] != "ok" {
 		t.Fatalf("status after resume: %v", rep)
 	}
-	if got, _ := check(rep, "kubernetes"); got != "unknown" {
-		t.Errorf("kubernetes on a locked-down cluster: %s, want unknown (6443 is closed from here)", got)
+	if got, detail := check(rep, "kubernetes"); got != "ok" || !strings.Contains(detail, "3 node(s) registered and Ready (read through Teleport)") {
+		t.Errorf("kubernetes on a locked-down cluster: %s (%s), want every node Ready, read through Teleport", got, detail)
 	}
 	if got, detail := check(rep, "talos"); got != "ok" || !strings.Contains(detail, "route: inside") {
 		t.Errorf("talos on a locked-down cluster: %s (%s), want ok through the inside route", got, detail)
@@ -134,7 +134,8 @@ func TestUpgradeThroughTheBinary(t *testing.T) {
 	noPods("after status")
 
 	inside := w.must(0, "upgrade", "--cluster-name", "up", "--talos-version", "v1.12.7")
-	if !strings.Contains(inside.err, "Talos API reached Teleport Kubernetes access") || strings.Count(inside.out, " done") != 3 {
+	if !strings.Contains(inside.err, "Talos API reached Teleport Kubernetes access") || strings.Count(inside.out, " done") != 3 ||
+		!strings.Contains(inside.err, "reached through Teleport: every node registered and Ready is part of the health gate") {
 		t.Errorf("upgrade of a locked-down cluster:\n%s\n%s", inside.out, inside.err)
 	}
 	rep = w.status(0, "up")

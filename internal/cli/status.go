@@ -59,8 +59,8 @@ on a locked-down cluster it is read from inside, through Teleport Kubernetes acc
 hostNetwork pod on the node, port-forwarded to the node's own Talos API on loopback, and deleted
 afterwards (the Teleport role needs kubernetes_labels matching the cluster and kubernetes_groups
 [system:masters]). Each talos check names its route; where the inside route is not available the
-node is "unknown", which does not make the cluster unhealthy. Kubernetes is "unknown" where 6443 does
-not answer. An opening still recorded after its end (its process died) is "degraded": 'access close'
+node is "unknown", which does not make the cluster unhealthy. Node readiness is read where 6443
+answers, otherwise through Teleport along with the inside route, and is "unknown" without either. An opening still recorded after its end (its process died) is "degraded": 'access close'
 closes it.
 
 Exit code 0 when healthy, 1 when degraded or down.`,

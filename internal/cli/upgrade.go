@@ -28,9 +28,9 @@ stays) with the new tag through Talos's Upgrade API; it reboots and must come ba
 and healthy services. Kubernetes: the kubelet, API server, controller manager, scheduler and kube-proxy
 images in each node's running config are moved to the new tag and the config re-applied without a
 reboot — what talosctl upgrade-k8s changes in machine config (it also rolls the manifests it manages
-and checks for deprecated APIs; this does not). Where the Kubernetes API answers this machine, every
-node registered and Ready is part of the gate too; a locked-down cluster's is reached only through
-Teleport, and the gate says it leaves it out.
+and checks for deprecated APIs; this does not). Every node registered and Ready is part of the gate
+too, read directly where the Kubernetes API answers this machine and through Teleport on a
+locked-down cluster; the progress says which.
 
 The Talos API is reached directly where it answers this machine (a cluster a run left open, or during
 an 'access open'). On a locked-down cluster upgrade keeps the lockdown and opens nothing: it reaches

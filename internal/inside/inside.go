@@ -35,6 +35,7 @@ import (
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/transport/spdy"
 
+	"github.com/rawkode/rawkode-cloud/internal/kube"
 	"github.com/rawkode/rawkode-cloud/internal/teleport"
 	"github.com/rawkode/rawkode-cloud/internal/wait"
 )
@@ -161,6 +162,16 @@ func (r *Route) client(ctx context.Context) (*kubernetes.Clientset, *rest.Config
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.cs, r.rest, nil
+}
+
+// Kube is a client of the cluster's Kubernetes API through Teleport, with
+// the route's current credentials.
+func (r *Route) Kube(ctx context.Context) (*kube.Client, error) {
+	_, cfg, err := r.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return kube.NewForConfig(rest.CopyConfig(cfg))
 }
 
 // Describe names the route, for messages.

@@ -116,6 +116,22 @@ func New(kubeconfig []byte, opts ...Option) (*Client, error) {
 	return &Client{cs: cs, dyn: dyn}, nil
 }
 
+// NewForConfig builds a client from a REST config someone else made (the
+// inside route's, through Teleport).
+func NewForConfig(cfg *rest.Config) (*Client, error) {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+
+	return &Client{cs: cs, dyn: dyn}, nil
+}
+
 // Expect says what a healthy cluster has.
 type Expect struct {
 	// Nodes is how many nodes must be registered (and Ready).

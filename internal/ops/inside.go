@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/rawkode/rawkode-cloud/internal/kube"
 )
 
 // The inside route: on a locked-down cluster the Talos API answers only
@@ -21,6 +23,8 @@ type Route interface {
 	Dial(ctx context.Context, addr string) (net.Conn, error)
 	Close(ctx context.Context) error
 	Describe() string
+	// Kube reads the cluster's Kubernetes API through Teleport.
+	Kube(ctx context.Context) (*kube.Client, error)
 }
 
 // How the Talos API of a cluster was reached.

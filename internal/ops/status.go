@@ -112,10 +112,14 @@ func Status(ctx context.Context, e *Env, cluster string, now time.Time) (Report,
 		}
 		add(e.nodeCheck(ctx, t, srv.IPv4, talosconfig, true, ViaInside))
 	}
+	kc := e.kubernetesCheck(ctx, servers, kubeconfig)
+	if kc.State == Unknown && ins.r != nil {
+		kc = ins.kubernetesCheck(ctx, servers)
+	}
 	if err := ins.close(ctx); err != nil {
 		add(Check{Component: "talos-route", State: Degraded, Detail: err.Error()})
 	}
-	add(e.kubernetesCheck(ctx, servers, kubeconfig))
+	add(kc)
 	add(accessCheck(cluster, servers, now))
 	add(e.teleportCheck(ctx, cluster))
 	add(e.dnsCheck(ctx, servers))
@@ -394,4 +398,25 @@ func (s *statusRoute) close(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), routeCloseBudget)
 	defer cancel()
 	return s.r.Close(cctx)
+}
+
+// kubernetesCheck reads the nodes' readiness through Teleport.
+func (s *statusRoute) kubernetesCheck(ctx context.Context, servers []scaleway.Server) Check {
+	c := Check{Component: "kubernetes"}
+	want := 0
+	for _, srv := range servers {
+		if srv.IPv4 != "" && srv.Status != "deleting" {
+			want++
+		}
+	}
+	cl, err := s.r.Kube(ctx)
+	if err == nil {
+		err = nodesReadyGate(ctx, cl, want, "through Teleport")
+	}
+	if err != nil {
+		c.State, c.Detail = Degraded, err.Error()
+		return c
+	}
+	c.State, c.Detail = OK, fmt.Sprintf("%d node(s) registered and Ready (read through Teleport)", want)
+	return c
 }

@@ -183,8 +183,10 @@ func Upgrade(ctx context.Context, e *Env, cluster string, o UpgradeOptions) (res
 		return res, err
 	}
 	kc := []byte(kcs)
-	if e.kubeReachable(ctx, nodes, kc) {
+	if e.kubeDirect(ctx, nodes, kc) {
 		say("the Kubernetes API answers from here: every node registered and Ready is part of the health gate")
+	} else if e.route != nil {
+		say("the Kubernetes API is reached through Teleport: every node registered and Ready is part of the health gate")
 	} else {
 		say("the Kubernetes API does not answer from here (it is reached through Teleport): node readiness is not part of the health gate")
 	}
@@ -321,6 +323,13 @@ func (e *Env) healthGate(ctx context.Context, nodes []node, tc []byte, kc []byte
 // plane whose 6443 answers; with none (a locked-down API, reached only
 // through Teleport) or no stored kubeconfig it checks nothing.
 func (e *Env) kubeGate(ctx context.Context, nodes []node, kc []byte) error {
+	if e.route != nil && !e.kubeDirect(ctx, nodes, kc) {
+		cl, err := e.route.Kube(ctx)
+		if err != nil {
+			return fmt.Errorf("Kubernetes API through Teleport: %w", err)
+		}
+		return nodesReadyGate(ctx, cl, len(nodes), "through Teleport")
+	}
 	if len(kc) == 0 || e.Kube == nil {
 		return nil
 	}
@@ -339,23 +348,35 @@ func (e *Env) kubeGate(ctx context.Context, nodes []node, kc []byte) error {
 		if err != nil {
 			return fmt.Errorf("Kubernetes API: %w", err)
 		}
-		rep, err := cl.NodesReady(ctx, len(nodes))
-		if err != nil {
-			return fmt.Errorf("Kubernetes API through %s: %w", n.Name, err)
-		}
-		if bad := rep.Failing(); len(bad) > 0 {
-			var s []string
-			for _, b := range bad {
-				s = append(s, b.Name+": "+b.Detail)
-			}
-			return fmt.Errorf("Kubernetes: %s", strings.Join(s, "; "))
-		}
-		return nil
+		return nodesReadyGate(ctx, cl, len(nodes), "through "+n.Name)
 	}
 	return nil
 }
 
+// nodesReadyGate fails unless want nodes are registered and Ready.
+func nodesReadyGate(ctx context.Context, cl KubeNodes, want int, via string) error {
+	rep, err := cl.NodesReady(ctx, want)
+	if err != nil {
+		return fmt.Errorf("Kubernetes API %s: %w", via, err)
+	}
+	if bad := rep.Failing(); len(bad) > 0 {
+		var s []string
+		for _, b := range bad {
+			s = append(s, b.Name+": "+b.Detail)
+		}
+		return fmt.Errorf("Kubernetes: %s", strings.Join(s, "; "))
+	}
+	return nil
+}
+
+// kubeReachable says whether node readiness can be read: directly, or
+// through Teleport while the inside route is in use.
 func (e *Env) kubeReachable(ctx context.Context, nodes []node, kc []byte) bool {
+	return e.route != nil || e.kubeDirect(ctx, nodes, kc)
+}
+
+// kubeDirect says whether a control plane's 6443 answers this machine.
+func (e *Env) kubeDirect(ctx context.Context, nodes []node, kc []byte) bool {
 	if len(kc) == 0 || e.Kube == nil {
 		return false
 	}
