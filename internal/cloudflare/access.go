@@ -56,3 +56,19 @@ func (c *Client) CheckAccess(ctx context.Context) (proven bool, err error) {
 	}
 	return true, nil
 }
+
+// ZoneName reads the configured zone's name (GET /zones/{id}): records
+// whose name does not end in it would be created under it, the zone's name
+// appended, as Cloudflare completes relative names.
+func (c *Client) ZoneName(ctx context.Context) (string, error) {
+	var zone *zones.Zone
+	err := c.call(ctx, func(ctx context.Context, opts ...option.RequestOption) error {
+		var err error
+		zone, err = c.api.Zones.Get(ctx, zones.ZoneGetParams{ZoneID: cf.F(c.cfg.ZoneID)}, opts...)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("read Cloudflare zone %s: %w", c.cfg.ZoneID, err)
+	}
+	return normalizeName(zone.Name), nil
+}

@@ -160,6 +160,25 @@ func (e *Emulator) Zones() []Zone {
 	return out
 }
 
+// AddZone serves one more zone and returns it; a zone of that name that
+// exists already is returned as it is. (The sandbox adds the proxmox
+// topology's domain, whose records must live in a zone of that name.)
+func (e *Emulator) AddZone(z Zone) Zone {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	z.Name = normalizeName(z.Name)
+	for _, have := range e.zones {
+		if have.Name == z.Name {
+			return have.Zone
+		}
+	}
+	if z.ID == "" {
+		z.ID = newID()
+	}
+	e.zones[z.ID] = &emuZone{Zone: z, records: map[string]*emuRecord{}}
+	return z
+}
+
 // Counters counts requests per operation: list-records, get-record,
 // create-record, update-record, delete-record.
 func (e *Emulator) Counters() *emulator.Counters { return e.counters }

@@ -29,6 +29,8 @@ var (
 	forServers = []string{CmdProvision, CmdPlan, CmdDestroy, CmdRebuild}
 	// forBuild: what the cluster and its platform are built from.
 	forBuild = []string{CmdProvision, CmdPlan, CmdPlatform}
+	// forDomain: destroy too, which removes the DNS records made under it.
+	forDomain = []string{CmdProvision, CmdPlan, CmdPlatform, CmdDestroy}
 	// forUpgrade: how long to wait for a node's services (upgrade waits
 	// for them after each node).
 	forUpgrade = []string{CmdProvision, CmdPlan, CmdRebuild, CmdUpgrade}

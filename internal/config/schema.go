@@ -225,7 +225,7 @@ var Schema = []Setting{
 	{Name: Topology, Section: "Cluster", Help: "How the cluster's machines come to exist: metal (each node an Elastic Metal server) or proxmox (one Elastic Metal server turned into a Proxmox VE host for VMs)", Default: TopologyMetal, Values: []string{TopologyMetal, TopologyProxmox}, Commands: forProvision},
 	{Name: ControlPlanes, Section: "Cluster", Help: "Number of control-plane nodes: 1, 3 or 5 (etcd needs an odd number to keep a quorum; 3 survive the loss of one, 5 of two)", Default: "1", Infisical: "CONTROL_PLANES", Check: checkControlPlanes, Commands: forProvision},
 	{Name: Workers, Section: "Cluster", Help: "Number of worker nodes (0 or more); with none, workloads run on the control planes", Default: "0", Infisical: "WORKERS", Check: checkWorkers, Commands: forProvision},
-	{Name: Domain, Section: "Cluster", Help: "Public DNS domain of the cluster; the names it serves are made under it (e.g. *.apps.<domain>)", Infisical: "DOMAIN", Check: checkDNSName, Commands: forBuild},
+	{Name: Domain, Section: "Cluster", Help: "Public DNS domain of the cluster; the names it serves are made under it (e.g. *.apps.<domain>)", Infisical: "DOMAIN", Check: checkDNSName, Commands: forDomain},
 
 	{Name: ScalewayAccessKey, Section: "Scaleway", Help: "Scaleway API access key (SCW followed by 17 characters)", Secret: true, Infisical: "SCALEWAY_ACCESS_KEY", Check: checkScalewayAccessKey},
 	{Name: ScalewaySecretKey, Section: "Scaleway", Help: "Scaleway API secret key", Secret: true, Infisical: "SCALEWAY_SECRET_KEY", Check: checkUUID},

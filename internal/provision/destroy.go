@@ -264,26 +264,36 @@ func (d *Destroyer) searchOtherZones(ctx context.Context, r *pipeline.Run, id, z
 	return nil
 }
 
-// findRecords finds the A records of the DNS name that point at the servers
-// found: only those are ours to delete.
+// findRecords finds the A records of the cluster's DNS names that point
+// at the servers found: only those are ours to delete. The names are the
+// endpoint name and, with a domain set, the proxmox topology's public
+// names (ProxmoxDNSNames), which point at its host.
 func (d *Destroyer) findRecords(ctx context.Context) error {
 	if d.dns == nil || len(d.servers) == 0 {
 		return nil
 	}
-	name := d.cfg.Get(config.CloudflareDNSName)
+	names := []string{d.cfg.Get(config.CloudflareDNSName)}
+	if dom := strings.TrimSuffix(d.cfg.Get(config.Domain), "."); dom != "" {
+		names = append(names, ProxmoxDNSNames(dom)...)
+	}
 	ips := map[string]bool{}
 	for _, s := range d.servers {
 		if s.IPv4 != "" {
 			ips[s.IPv4] = true
 		}
 	}
-	recs, err := d.dns.FindA(ctx, name)
-	if err != nil {
-		return fmt.Errorf("look up DNS record %s: %w", name, err)
-	}
-	for _, rec := range recs {
-		if ips[rec.Content] {
-			d.records = append(d.records, rec)
+	for _, name := range names {
+		if name == "" {
+			continue
+		}
+		recs, err := d.dns.FindA(ctx, name)
+		if err != nil {
+			return fmt.Errorf("look up DNS record %s: %w", name, err)
+		}
+		for _, rec := range recs {
+			if ips[rec.Content] {
+				d.records = append(d.records, rec)
+			}
 		}
 	}
 	return nil
@@ -363,13 +373,13 @@ func (d *Destroyer) deleteDNS(ctx context.Context, r *pipeline.Run) error {
 		r.Skip("Cloudflare is not configured")
 		return nil
 	}
-	name := d.cfg.Get(config.CloudflareDNSName)
 	if len(d.records) == 0 {
-		r.Skip("no record of " + name + " points at this cluster's servers")
+		r.Skip("no record of " + d.cfg.Get(config.CloudflareDNSName) + " points at this cluster's servers")
 		return nil
 	}
 	var errs []error
 	for _, rec := range d.records {
+		name := rec.Name
 		if err := d.dns.DeleteRecord(ctx, rec.ID); err != nil {
 			errs = append(errs, fmt.Errorf("delete DNS record %s → %s: %w", name, rec.Content, err))
 			d.left(fmt.Sprintf("Cloudflare A record %s → %s", name, rec.Content), revertCommand(cloudflare.Change{RecordID: rec.ID, Created: true}, name, d.cfg.Get(config.CloudflareZoneID)))

@@ -346,6 +346,21 @@ func (p *Provisioner) checkCloudflare(ctx context.Context, r *pipeline.Run) erro
 	if !proven {
 		r.Warn("Cloudflare does not list the token's permissions in the zone: DNS edit could not be proven before ordering", map[string]any{"zone": zone})
 	}
+	// The proxmox topology's names are made from domain: outside the zone,
+	// Cloudflare would create them under it (the zone's name appended).
+	if zn, ok := p.dns.(interface {
+		ZoneName(ctx context.Context) (string, error)
+	}); ok && p.host != nil {
+		name, err := zn.ZoneName(ctx)
+		if err != nil {
+			return err
+		}
+		d := strings.TrimSuffix(strings.ToLower(p.cfg.Get(config.Domain)), ".")
+		if d != name && !strings.HasSuffix(d, "."+name) {
+			return fail.UsageError(fmt.Errorf("domain %s is not in Cloudflare zone %s (%s): its records (%s) would land in the wrong place; set cloudflare-zone-id to the zone of %s, or domain to a name in %s",
+				d, name, zone, strings.Join(ProxmoxDNSNames(d), ", "), d, name))
+		}
+	}
 	return nil
 }
 

@@ -18,11 +18,8 @@ func (p *Provisioner) updateDNS(ctx context.Context, r *pipeline.Run) error {
 		r.Skip("Cloudflare is not configured")
 		return nil
 	}
-	if p.host != nil {
-		// The Kubernetes API's endpoint is the VIP on the internal network.
-		r.Skip("the proxmox topology's API endpoint is its VIP " + ProxmoxLayout().APIVIP.String() + " on the internal network")
-		return nil
-	}
+	// The proxmox topology's records (its host's public names) were needed
+	// by phase 2 already, to reach the Teleport VM; this collects them.
 	_, err := p.dnsRecords.Get(ctx, r)
 	return err
 }
@@ -33,11 +30,21 @@ func (p *Provisioner) upsertDNS(ctx context.Context, r *pipeline.Run) ([]cloudfl
 	if p.dns == nil {
 		return nil, nil
 	}
+	if p.host != nil {
+		// The Kubernetes API's endpoint is the VIP on the internal network;
+		// the public names point at the host.
+		return p.host.upsertDNS(ctx, r)
+	}
 	ips, err := addresses(ctx, p.controlPlanes())
 	if err != nil {
 		return nil, err
 	}
-	name := p.cfg.Get(config.CloudflareDNSName)
+	return p.pointName(ctx, r, p.cfg.Get(config.CloudflareDNSName), ips)
+}
+
+// pointName makes name resolve to exactly ips, pushing each change's undo
+// before its request goes out.
+func (p *Provisioner) pointName(ctx context.Context, r *pipeline.Run, name string, ips []string) ([]cloudflare.Change, error) {
 	// Each undo goes on the stack before its request goes out: a run that
 	// fails meanwhile cancels the request, and a record Cloudflare created
 	// whose answer was never read must still be removed (by name and

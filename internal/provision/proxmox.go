@@ -208,6 +208,8 @@ func (h *proxmoxHost) Reach(ctx context.Context, r *pipeline.Run, nodes []*Node)
 	if err := h.waitInstalled(ctx, r, nodes); err != nil {
 		return err
 	}
+	// The public names need only the host's address.
+	h.p.ahead(r, h.p.dnsRecords)
 	root, err := h.login(ctx, r)
 	if err != nil {
 		return err

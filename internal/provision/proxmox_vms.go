@@ -154,6 +154,10 @@ func (h *proxmoxHost) createVMs(ctx context.Context, r *pipeline.Run, nodes []*N
 		names = append(names, fmt.Sprintf("%s (%d, %s)", vm.Name, vm.VMID, vm.Address.Addr()))
 	}
 	r.Info("VMs created and started from their cidata ISOs", map[string]any{"vms": names, "talos_schematic": res.TalosSchematic})
+	// The CLI reaches the Teleport VM by its public name, through HAProxy.
+	if _, err := p.dnsRecords.Get(ctx, r); err != nil {
+		return err
+	}
 	if err := h.teleportSSO(ctx, r, in, res.TeleportIdentity); err != nil {
 		return err
 	}

@@ -246,3 +246,26 @@ func (s *Sandbox) dropped(ctx context.Context) error {
 		return &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ETIMEDOUT}
 	}
 }
+
+// unresolved is where a name without a DNS record leads: a closed local
+// port, so that the dial fails here and nothing leaves the machine.
+const unresolved = "127.0.0.1:1"
+
+// resolveTeleport is the sandbox's DNS for the proxmox topology's Teleport
+// address (teleport.<domain>:443): the name resolves only through an A
+// record in the emulated Cloudflare, and leads to the Teleport VM only if
+// that record points at a Proxmox host, whose 443 goes to HAProxy and on,
+// by SNI, to the Teleport VM. A run that never made the record cannot
+// reach its Teleport, as on the internet.
+func (s *Sandbox) resolveTeleport(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port != "443" {
+		return unresolved
+	}
+	for _, r := range s.Cloudflare.Records() {
+		if r.Type == "A" && strings.EqualFold(r.Name, host) && s.Host(r.Content) != nil {
+			return s.Teleport.Addr()
+		}
+	}
+	return unresolved
+}

@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/rawkode/rawkode-cloud/internal/cli"
+	"github.com/rawkode/rawkode-cloud/internal/config"
+	"github.com/rawkode/rawkode-cloud/internal/pipeline"
+	"github.com/rawkode/rawkode-cloud/internal/provision"
 	"github.com/rawkode/rawkode-cloud/internal/sandbox"
 	"github.com/rawkode/rawkode-cloud/internal/scaleway"
 )
@@ -199,7 +202,20 @@ func TestDestroyFindsTheProxmoxHost(t *testing.T) {
 	if got := len(r.sb.Inventory().Proxmox.Hosts); got != 1 {
 		t.Fatalf("%d hosts after provision", got)
 	}
-	if _, err := destroy(t, r.sb, "pve-doomed", "", true); err != nil {
+	if got := len(r.sb.Inventory().DNSRecords); got != 3 {
+		t.Fatalf("%d DNS records after provision, want teleport., proxmox. and *.apps.example.com", got)
+	}
+	// The domain says which names are the cluster's (and, in the sandbox,
+	// which zone holds them).
+	cfg := config.New()
+	cfg.Set(config.ClusterName, "pve-doomed", config.FromFlag, "--cluster-name")
+	cfg.Set(config.Domain, "example.com", config.FromFlag, "--domain")
+	r.sb.Apply(cfg)
+	d := provision.NewDestroyer(provision.DestroyOptions{Config: cfg, Factory: r.sb.Factory(), DeleteSecrets: true})
+	defer d.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := (&pipeline.Runner{Phases: append(d.FindPhases(), d.Phases()...), Sink: &pipeline.Recorder{}}).Execute(ctx); err != nil {
 		t.Fatalf("destroy: %v", err)
 	}
 	inv := r.sb.Inventory()

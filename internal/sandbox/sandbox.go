@@ -508,8 +508,9 @@ func (s *Sandbox) Factory() provision.Factory {
 		IPAllowNonPublic:  true,
 		TalosDialer:       s.dial,
 		ProxmoxEndpoint:   s.proxmoxEndpoint,
-		// The proxmox topology's own Teleport VM is this Teleport.
-		TeleportAddr: func(string) string { return s.Teleport.Addr() },
+		// The proxmox topology's own Teleport VM is this Teleport, reached
+		// as a real run reaches it: through its DNS record.
+		TeleportAddr: s.resolveTeleport,
 	})
 }
 
@@ -536,12 +537,21 @@ func (s *Sandbox) Apply(cfg *config.Config) {
 	set(config.TeleportIdentity, string(s.identity))
 	set(config.TeleportIdentityFile, "")
 	set(config.CloudflareAPIToken, CloudflareToken)
+	// A domain (the proxmox topology's names, teleport.<domain>, …) lives
+	// in a zone of its own: the sandbox's Cloudflare serves one for it, and
+	// the cluster's endpoint name moves there too, as it would for a user
+	// whose zone is their domain. provision and destroy see the same zone.
+	zone := DefaultDNSZone
 	set(config.CloudflareZoneID, cloudflare.DefaultZoneID)
+	if d := strings.TrimSuffix(strings.ToLower(cfg.Get(config.Domain)), "."); d != "" && d != DefaultDNSZone && !strings.HasSuffix(d, "."+DefaultDNSZone) {
+		zone = d
+		set(config.CloudflareZoneID, s.Cloudflare.AddZone(cloudflare.Zone{Name: d}).ID)
+	}
 	if !cfg.IsSet(config.ClusterName) {
 		set(config.ClusterName, DefaultClusterName)
 	}
 	s.seedStale(cfg.Get(config.ClusterName))
-	set(config.CloudflareDNSName, cfg.Get(config.ClusterName)+"."+DefaultDNSZone)
+	set(config.CloudflareDNSName, cfg.Get(config.ClusterName)+"."+zone)
 	set(config.ImageFactoryURL, s.ImageFactory.URL())
 	set(config.InfisicalURL, s.Infisical.URL())
 	set(config.InfisicalClientID, InfisicalClientID)
