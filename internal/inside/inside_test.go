@@ -214,6 +214,13 @@ func TestKubeProxyFaults(t *testing.T) {
 	if _, err := say(t, r, "x"); err != nil {
 		t.Fatalf("after the fault: %v", err)
 	}
+	// The roles change under a certificate already issued: the proxy
+	// checks them on every request, not only when issuing.
+	w.tp.Faults().Set(teleport.FaultPermissions, emulator.Fault{Kind: emulator.Deny})
+	if _, err := say(t, r, "x"); err == nil || !strings.Contains(err.Error(), "do not allow Kubernetes access") {
+		t.Fatalf("a role without Kubernetes access, with a certificate issued before: %v", err)
+	}
+	w.tp.Faults().Clear()
 	if err := r.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -909,7 +909,7 @@ var FaultPoints = []FaultPoint{
 	{Point: "teleport.list-kube", What: "listing/watching kube servers"},
 	{Point: "teleport.agent", What: "the kube agent joining (never: it never registers)"},
 	{Point: "teleport.permissions", What: "the roles of the Teleport identity", OnlySpecial: true,
-		Special: map[emulator.Kind]string{emulator.Deny: "the identity may read but not create or delete join tokens"}},
+		Special: map[emulator.Kind]string{emulator.Deny: "the identity may read but not create or delete join tokens, and has no Kubernetes access"}},
 	{Point: "teleport.token", What: "the kube agent's join token", OnlySpecial: true,
 		Special: map[emulator.Kind]string{emulator.Expire: "the run's first join token (@N: the first N) expires a minute after it is minted, before its agent starts, as after a delivery slower than its TTL; the agent is refused until it gets a new one"}},
 	{Point: teleport.FaultKubeProxy, What: "Teleport's Kubernetes access, the day-two commands' inside route to a locked-down cluster's Talos API",
