@@ -23,7 +23,7 @@ func (p *Provisioner) bootstrap(ctx context.Context, r *pipeline.Run) error {
 	if !installDelivery(p.cfg) || p.opts.Resume != nil {
 		// The configs handed over now carry the join token: it must still
 		// cover the reboot, etcd and the agent's start (token.go).
-		if err := p.freshTokenBeforeHanding(ctx, r); err != nil {
+		if err := p.freshTokenBeforeHanding(ctx, r, p.host != nil); err != nil {
 			return err
 		}
 	}

@@ -154,8 +154,11 @@ func (p *Provisioner) deleteToken(ctx context.Context, name string) error {
 // freshTokenBeforeHanding renews the token before phase 5 hands the nodes
 // configs carrying it, when less than half of its life is left: the
 // reboot, etcd and the agent's start still come after. A failed look-up
-// only warns: the phase-6 renewal still covers an expired token.
-func (p *Provisioner) freshTokenBeforeHanding(ctx context.Context, r *pipeline.Run) error {
+// only warns: the phase-6 renewal still covers an expired token. Nodes that
+// run their configs already (the proxmox topology's VMs booted with them)
+// get the renewed one over mTLS (handOver): phase 5 applies nothing to
+// them, and renewing deletes the token they carry.
+func (p *Provisioner) freshTokenBeforeHanding(ctx context.Context, r *pipeline.Run, handOver bool) error {
 	why, err := p.tokenStale(ctx, p.tokenTTL()/2)
 	if err != nil {
 		r.Warn("could not ask Teleport about the join token before handing it over", map[string]any{"error": err.Error()})
@@ -163,6 +166,9 @@ func (p *Provisioner) freshTokenBeforeHanding(ctx context.Context, r *pipeline.R
 	}
 	if why == "" {
 		return nil
+	}
+	if handOver {
+		return p.renewToken(ctx, r, why+", before the nodes' agents start", true)
 	}
 	return p.renewToken(ctx, r, why+", before handing it to the nodes", false)
 }
