@@ -266,20 +266,31 @@ func (d *Destroyer) searchOtherZones(ctx context.Context, r *pipeline.Run, id, z
 
 // findRecords finds the A records of the cluster's DNS names that point
 // at the servers found: only those are ours to delete. The names are the
-// endpoint name and, with a domain set, the proxmox topology's public
-// names (ProxmoxDNSNames), which point at its host.
+// endpoint name and the proxmox topology's public names (ProxmoxDNSNames),
+// which point at its host, for the configured domain and the domain the
+// host carries as a tag.
 func (d *Destroyer) findRecords(ctx context.Context) error {
 	if d.dns == nil || len(d.servers) == 0 {
 		return nil
 	}
 	names := []string{d.cfg.Get(config.CloudflareDNSName)}
+	domains := map[string]bool{}
 	if dom := strings.TrimSuffix(d.cfg.Get(config.Domain), "."); dom != "" {
+		domains[dom] = true
 		names = append(names, ProxmoxDNSNames(dom)...)
 	}
 	ips := map[string]bool{}
 	for _, s := range d.servers {
 		if s.IPv4 != "" {
 			ips[s.IPv4] = true
+		}
+		// A proxmox host carries its domain as a tag: its public names are
+		// found without --domain.
+		for _, t := range s.Tags {
+			if dom, ok := strings.CutPrefix(t, "domain="); ok && dom != "" && !domains[dom] {
+				domains[dom] = true
+				names = append(names, ProxmoxDNSNames(dom)...)
+			}
 		}
 	}
 	for _, name := range names {

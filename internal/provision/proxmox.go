@@ -182,7 +182,9 @@ func (h *proxmoxHost) Create(ctx context.Context, r *pipeline.Run, _ []*Node) er
 		Hostname:    h.node,
 		SSHKeyIDs:   h.m.sshKeys,
 		UserData:    userData,
-		Tags:        append(scaleway.ClusterTags(h.node), "topology=proxmox"),
+		// The domain tag lets destroy find teleport./proxmox./*.apps.<domain>
+		// from the server alone, without the operator repeating --domain.
+		Tags: append(scaleway.ClusterTags(h.node), "topology=proxmox", "domain="+strings.TrimSuffix(h.cfg.Get(config.Domain), ".")),
 	})
 	if err != nil {
 		return err

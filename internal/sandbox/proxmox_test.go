@@ -192,6 +192,41 @@ func TestProvisionProxmoxHostThroughTheCLI(t *testing.T) {
 
 // destroy --cluster-name finds the host by its tags alone, and with
 // --delete-secrets takes the token and the break-glass password along.
+// TestDestroyFindsTheProxmoxNamesByTag: the host's domain= tag is enough for
+// destroy to find teleport./proxmox./*.apps.<domain>; the operator does not
+// have to remember --domain. The domain sits inside the sandbox's default
+// zone, so destroy's configuration (no domain) reaches the same zone.
+func TestDestroyFindsTheProxmoxNamesByTag(t *testing.T) {
+	t.Parallel()
+	domain := "pve." + sandbox.DefaultDNSZone
+	r := provisionSandbox(t, runOpts{cluster: "pve-tagged", set: map[string]string{"topology": "proxmox", "domain": domain, "cni": "flannel"}})
+	if r.err != nil {
+		t.Fatalf("provision: %v\n%s", r.err, dump(r.events))
+	}
+	var public int
+	for _, rec := range r.sb.Inventory().DNSRecords {
+		if strings.HasSuffix(fmt.Sprint(rec["name"]), "."+domain) {
+			public++
+		}
+	}
+	if public != 3 {
+		t.Fatalf("%d records under %s after provision, want teleport., proxmox. and *.apps.: %+v", public, domain, r.sb.Inventory().DNSRecords)
+	}
+	cfg := config.New()
+	cfg.Set(config.ClusterName, "pve-tagged", config.FromFlag, "--cluster-name")
+	r.sb.Apply(cfg)
+	d := provision.NewDestroyer(provision.DestroyOptions{Config: cfg, Factory: r.sb.Factory(), DeleteSecrets: true})
+	defer d.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := (&pipeline.Runner{Phases: append(d.FindPhases(), d.Phases()...), Sink: &pipeline.Recorder{}}).Execute(ctx); err != nil {
+		t.Fatalf("destroy: %v", err)
+	}
+	if inv := r.sb.Inventory(); !inv.Empty() {
+		t.Errorf("left after destroy without --domain: %+v", inv)
+	}
+}
+
 func TestDestroyFindsTheProxmoxHost(t *testing.T) {
 	t.Parallel()
 	// flannel: this test is about destroy, and Cilium is the heavier start.
