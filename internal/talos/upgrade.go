@@ -56,7 +56,7 @@ func (c *Client) Upgrade(ctx context.Context, ip string, talosconfig []byte, ima
 // still missing.
 func (c *Client) WaitUpgraded(ctx context.Context, ip string, talosconfig []byte, version string, want []string, opts wait.Options) error {
 	what := fmt.Sprintf("Talos %s with healthy services on %s", version, ip)
-	last := ""
+	last, seen := "", ""
 	return wait.Until(ctx, what, opts, func(ctx context.Context) (bool, string, error) {
 		info, err := c.Inspect(ctx, ip, talosconfig)
 		switch {
@@ -64,9 +64,16 @@ func (c *Client) WaitUpgraded(ctx context.Context, ip string, talosconfig []byte
 			// Cut short by the deadline: that says nothing about the node.
 			return false, last, nil
 		case err != nil:
-			// Down to reboot, or on its way back: not yet.
+			// Down to reboot, or on its way back: not yet. The version it
+			// last answered with stays in the state: an upgrade that never
+			// started ends with a probe that failed for another reason just
+			// as often, and the operator needs to know it never moved.
 			last = "unreachable (rebooting)"
+			if seen != "" {
+				last += ", last answered as Talos " + seen
+			}
 		case info.Version != version:
+			seen = info.Version
 			last = "still Talos " + info.Version
 		case len(UnhealthyServices(info, want)) > 0:
 			last = "Talos " + version + ", waiting for " + strings.Join(UnhealthyServices(info, want), ", ")
