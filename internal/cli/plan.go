@@ -439,7 +439,7 @@ func (a *app) runProxmoxPlan(cfg *config.Config, o *planOptions) error {
 		Cluster: name,
 		Steps: []planStep{
 			{"0 Resolve secrets", []string{"fill unset settings from Infisical (when configured)", "validate every setting (domain is required)",
-				"side by side: check the offer and OS support cloud-init, list the project's SSH keys, check no server of the cluster exists yet, check Teleport, detect the operator's public IPv4 (or use operator-ip)"}},
+				"side by side: check the offer and OS support cloud-init, list the project's SSH keys, check no server of the cluster exists yet, detect the operator's public IPv4 (or use operator-ip); teleport-proxy is not used: the cluster joins the Teleport VM"}},
 			{"1 Order server", []string{fmt.Sprintf("generate root's password (only its hash goes into the user data), the API certificate and the storage driver's SSH key pair (its public half authorized for root from 10.10.0.0/24 only, without forwarding or a terminal) and the name of the host's Teleport SSH service join token (its config in the user data); order Elastic Metal offer %s in %s with OS %s (Debian 12), hostname %s.%s, tags %s,topology=proxmox (%d bytes of user data)",
 				orUnset(cfg.Get(config.ScalewayOfferID)), cfg.Get(config.ScalewayZone), orUnset(cfg.Get(config.ScalewayOSID)), name, cfg.Get(config.Domain), strings.Join(scaleway.ClusterTags(name), ","), len(userData))}},
 			{"2 Prepare Proxmox VE host", []string{"wait until the server is delivered and Debian installed",
@@ -449,16 +449,17 @@ func (a *app) runProxmoxPlan(cfg *config.Config, o *planOptions) error {
 				"add the operator's temporary rule (TCP 8006) and the vmbr1 rule, then enable the firewall with input policy DROP, and check the API still answers",
 				"check local's content types",
 				fmt.Sprintf("rotate root's password to a new one kept as break-glass (%s)", provision.SecretProxmoxRoot),
-				"mint the kube agent's join token, generate the Talos PKI and each Talos VM's configs (the VM's network, VIP 10.10.0.20 and hostname added; the control planes' inline manifests carry democratic-csi " + chartpkg.ChartVersion + " zfs-generic-iscsi against 10.10.0.1 with the default StorageClass " + democraticcsi.StorageClass + "); keep the secrets bundle, talosconfig and the storage key (" + provision.SecretStorageSSHKey + ")",
 				"check the Image Factory can build the nocloud image (qemu-guest-agent, iscsi-tools) for " + cfg.Get(config.TalosVersion) + "; the host downloads it and Debian 12's cloud image (download-url)",
-				"create and start haproxy (100), teleport (101) and " + name + "-cp-1…3 (110-112), each from its image and its own cidata ISO",
+				"create and start haproxy (100) and teleport (101), each from its image and its own cidata ISO",
 				"read the Teleport VM's one-hour provisioner identity through the guest agent and shred it there; create the GitHub connector (org " + cfg.Get(config.GitHubOrg) + ", team " + cfg.Get(config.GitHubTeam) + ") and the host's SSH node join token (role Node)",
+				"mint the kube agent's join token on the Teleport VM (the agent joins " + provision.KubeAgentProxy(cfg) + "), generate the Talos PKI and each Talos VM's configs (the VM's network, VIP 10.10.0.20 and hostname added; the control planes' inline manifests carry democratic-csi " + chartpkg.ChartVersion + " zfs-generic-iscsi against 10.10.0.1 with the default StorageClass " + democraticcsi.StorageClass + "); keep the secrets bundle, talosconfig and the storage key (" + provision.SecretStorageSSHKey + ")",
+				"create and start " + name + "-cp-1…3 (110-112), each from the Talos image and its own cidata ISO",
 				"wait until each Talos VM answers over mTLS through the host's operator-only forwards (50000+i, 6443+i)"}},
 			{"3 Update DNS", []string{"skipped: the Kubernetes API endpoint is the VIP 10.10.0.20 on the internal network"}},
 			{"4 Generate config", []string{"done in phase 2: the configs travel on the VMs' cidata ISOs"}},
 			{"5 Bootstrap cluster", []string{"bootstrap etcd once on " + name + "-cp-1", "wait until etcd, kubelet, apid, trustd are healthy on every node", "eject and delete the Talos VMs' cidata ISOs", "store the kubeconfig"}},
-			{"6 Verify and lock down", []string{"wait until Teleport lists kube cluster " + name + ", the Teleport VM lists the host as an SSH node and serves the Proxmox UI as app proxmox, every control plane is an etcd member and every node Ready", "re-apply each Talos VM's config without the operator rules and verify its TCP 50000 and 6443 no longer answer through the forwards",
-				"delete the host's used join token and the Teleport VM's provisioner user", "remove the operator's temporary rule on the host", "verify TCP 8006 no longer answers from here"}},
+			{"6 Verify and lock down", []string{"wait until the Teleport VM lists kube cluster " + name + ", lists the host as an SSH node and serves the Proxmox UI as app proxmox, every control plane is an etcd member and every node Ready", "re-apply each Talos VM's config without the operator rules and verify its TCP 50000 and 6443 no longer answer through the forwards",
+				"delete the used join tokens (kube agent's and host's) on the Teleport VM, then its provisioner user", "remove the operator's temporary rule on the host", "verify TCP 8006 no longer answers from here"}},
 		},
 		Firewall: []string{"datacenter input policy: DROP", "node: accept everything in on vmbr1",
 			"datacenter: accept TCP 8006 from <operator IP>/32 (temporary: removed at lockdown)",
@@ -667,10 +668,8 @@ func proxmoxVMFiles(cfg *config.Config, storageKey democraticcsi.KeyPair) ([]pro
 	if v := cfg.Get(config.OperatorIP); v != "" {
 		opIP = v
 	}
-	proxy := cfg.Get(config.TeleportProxy)
-	if proxy == "" {
-		proxy = placeholderProxy
-	}
+	// The kube agent joins the Teleport VM by its public name.
+	proxy := provision.KubeAgentProxy(cfg)
 	base := machineconfig.Input{
 		ClusterName: cfg.Get(config.ClusterName), KubernetesVersion: cfg.Get(config.KubernetesVersion),
 		TalosVersion: cfg.Get(config.TalosVersion), OperatorIP: netip.MustParseAddr(opIP),

@@ -368,6 +368,8 @@ func TeleportJoin(cfg []byte) (token, cluster string, err error) {
 // TeleportAgent is what a node's kube agent joins Teleport with.
 type TeleportAgent struct {
 	Token, Cluster string
+	// Proxy is the Teleport proxy it joins (proxy_server, host:port).
+	Proxy string
 	// Labels are the static labels it puts on the kube cluster it registers.
 	Labels map[string]string
 }
@@ -390,7 +392,7 @@ func TeleportAgentOf(cfg []byte) (TeleportAgent, error) {
 		case ManifestTeleportAgent:
 			var tc teleportConfig
 			tc, clusterFound, err = findTeleportConfig(m.Contents)
-			a.Cluster, a.Labels = tc.KubernetesService.KubeClusterName, tc.KubernetesService.Labels
+			a.Cluster, a.Labels, a.Proxy = tc.KubernetesService.KubeClusterName, tc.KubernetesService.Labels, tc.Teleport.ProxyServer
 		}
 
 		if err != nil {

@@ -95,7 +95,7 @@ func (p *Provisioner) machineInput(n *Node, bundle *secrets.Bundle, controlPlane
 		SchematicID:           p.cfg.Get(config.TalosSchematicID),
 		InstallDisk:           p.cfg.Get(config.TalosInstallDisk),
 		OperatorIP:            p.operatorIP,
-		TeleportProxy:         p.cfg.Get(config.TeleportProxy),
+		TeleportProxy:         p.kubeAgentProxy(),
 		TeleportJoinToken:     p.currentToken().Name,
 		TeleportAgentVersion:  p.agentVersion,
 		TeleportAgentLabels:   p.agentLabels(),

@@ -292,6 +292,11 @@ func (p *Provisioner) checkTopology(ctx context.Context, r *pipeline.Run) error 
 }
 
 func (p *Provisioner) checkTeleport(ctx context.Context, r *pipeline.Run) error {
+	if p.host != nil {
+		// The cluster's kube agent joins the Teleport VM this run creates
+		// (useVMTeleport): teleport-proxy is asked for nothing.
+		return nil
+	}
 	tp, err := p.opts.Factory.Teleport(ctx, p.cfg)
 	if err != nil {
 		return fmt.Errorf("connect to Teleport: %w", err)

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rawkode/rawkode-cloud/internal/config"
 	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 	"github.com/rawkode/rawkode-cloud/internal/teleport"
@@ -64,6 +63,9 @@ func (p *Provisioner) verifyAndLockDown(ctx context.Context, r *pipeline.Run) er
 		return err
 	}
 	if p.host != nil {
+		// The tokens live on the Teleport VM: deleting them needs the
+		// provisioner's identity, which dropProvisioner takes away.
+		_, _ = tokenGone.Get(ctx, r)
 		p.host.dropProvisioner(ctx, r)
 		if err := p.host.LockDown(ctx, r); err != nil {
 			return err
@@ -129,7 +131,7 @@ func (p *Provisioner) debugHint() string {
 	fmt.Fprintf(&b, "  join token:    %s… expires %s\n", teleport.Redact(tok.Name), tok.Expires.UTC().Format("2006-01-02 15:04:05Z"))
 	fmt.Fprintf(&b, "  credentials:   %s\n", p.stored)
 	fmt.Fprintf(&b, "Check: talosctl -n %s logs kubelet; kubectl -n teleport logs statefulset/teleport-kube-agent;\n", p.bootstrapNode().IP())
-	fmt.Fprintf(&b, "       that the proxy %s is reachable from the node and the token has not expired.\n", p.cfg.Get(config.TeleportProxy))
+	fmt.Fprintf(&b, "       that the proxy %s is reachable from the node and the token has not expired.\n", p.kubeAgentProxy())
 	fmt.Fprintf(&b, "Remove everything with: rawkode-cloud destroy --cluster-name %s", p.clusterName())
 	return b.String()
 }

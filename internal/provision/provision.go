@@ -187,7 +187,7 @@ func (p *Provisioner) Close() {
 	if p.tp != nil {
 		_ = p.tp.Close()
 	}
-	if p.host != nil && p.host.vmTeleport != nil {
+	if p.host != nil && p.host.vmTeleport != nil && p.tp != Teleport(p.host.vmTeleport) {
 		_ = p.host.vmTeleport.Close()
 	}
 }

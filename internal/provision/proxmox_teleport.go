@@ -107,3 +107,16 @@ func (h *proxmoxHost) dropHostNodeToken(ctx context.Context, r *pipeline.Run) {
 	h.nodeTokenMinted = false
 	r.Info("the host's used SSH node join token is deleted", map[string]any{"token": teleport.Redact(h.nodeToken)})
 }
+
+// KubeAgentProxy is the Teleport proxy the cluster's kube agent joins: on
+// the proxmox topology the Teleport VM the run creates, by its public name
+// (HAProxy on the host passes 443 on to it by SNI); elsewhere
+// teleport-proxy.
+func KubeAgentProxy(cfg *config.Config) string {
+	if cfg.Get(config.Topology) == config.TopologyProxmox {
+		return teleportvm.Config{Domain: cfg.Get(config.Domain)}.PublicHost() + ":443"
+	}
+	return cfg.Get(config.TeleportProxy)
+}
+
+func (p *Provisioner) kubeAgentProxy() string { return KubeAgentProxy(p.cfg) }

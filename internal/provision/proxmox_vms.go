@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
 
@@ -110,21 +111,49 @@ func (h *proxmoxHost) vmConfigs(bundle *secrets.Bundle) error {
 	return nil
 }
 
-// createVMs is the topology's phase 2 after the host: every VM created and
-// started (each undo pushed right after its create), the Teleport VM given
-// its GitHub connector, and the Talos nodes up with their configs.
+// createVMs is the topology's phase 2 after the host: the HAProxy and
+// Teleport VMs created and started (each undo pushed right after its
+// create), the Teleport VM given its GitHub connector and made the run's
+// Teleport (useVMTeleport), then the kube agent's join token minted on it
+// and the Talos configs rendered naming it (phase 4's work, needed now:
+// the configs go onto the ISOs), and the Talos VMs created and up with
+// their configs.
 func (h *proxmoxHost) createVMs(ctx context.Context, r *pipeline.Run, nodes []*Node) error {
 	p := h.p
-	// The configs go onto the ISOs: phase 4's work is needed now.
-	if _, err := p.prep.Get(ctx, r); err != nil {
-		return err
-	}
 	pve, ok := h.api.(proxmoxvms.Node)
 	if !ok {
 		return errors.New("the Proxmox client cannot manage VMs")
 	}
 	factory, err := p.opts.Factory.imageFactoryClient(p.cfg)
 	if err != nil {
+		return err
+	}
+	h.build = proxmoxvms.Build{PVE: pve, Factory: factory, Undo: r.Undo, Bridge: ProxmoxBridge,
+		ImageStorage: "local", DiskStorage: hostOptions(p.cfg).WithDefaults().ZFSPool,
+		TalosVersion: p.cfg.Get(config.TalosVersion), Poll: p.cfg.Duration(config.ProxmoxHostInterval)}
+	// The service VMs need nothing of the Talos configs.
+	svc := VMInput(p.cfg, machineconfig.Input{})
+	w := r.Wait("HAProxy and Teleport VMs created and the Teleport VM's first boot", p.cfg.Duration(config.ProxmoxHostTimeout), p.cfg.Duration(config.ProxmoxHostInterval))
+	wctx, cancel := w.Context(ctx)
+	defer cancel()
+	res, err := h.build.CreateServices(wctx, svc)
+	if err != nil {
+		return fmt.Errorf("create the VMs: %w", err)
+	}
+	w.Done()
+	p.opts.Redactor.Add(string(res.TeleportIdentity))
+	// The CLI reaches the Teleport VM by its public name, through HAProxy.
+	if _, err := p.dnsRecords.Get(ctx, r); err != nil {
+		return err
+	}
+	if err := h.teleportSSO(ctx, r, svc, res.TeleportIdentity); err != nil {
+		return err
+	}
+	if err := h.hostNodeToken(ctx, r); err != nil {
+		return err
+	}
+	h.useVMTeleport(r)
+	if _, err := p.prep.Get(ctx, r); err != nil {
 		return err
 	}
 	in := h.vmInput
@@ -136,34 +165,19 @@ func (h *proxmoxHost) createVMs(ctx context.Context, r *pipeline.Run, nodes []*N
 		}
 		return nil, nil, fmt.Errorf("no node for VM %s", vm.Name)
 	}
-	h.build = proxmoxvms.Build{PVE: pve, Factory: factory, Undo: r.Undo, Bridge: ProxmoxBridge,
-		ImageStorage: "local", DiskStorage: hostOptions(p.cfg).WithDefaults().ZFSPool,
-		TalosVersion: p.cfg.Get(config.TalosVersion), Poll: p.cfg.Duration(config.ProxmoxHostInterval)}
-	w := r.Wait("VMs created and the Teleport VM's first boot", p.cfg.Duration(config.ProxmoxHostTimeout), p.cfg.Duration(config.ProxmoxHostInterval))
-	wctx, cancel := w.Context(ctx)
-	defer cancel()
-	res, err := h.build.Create(wctx, in)
-	if err != nil {
+	tw := r.Wait("Talos VMs created", p.cfg.Duration(config.ProxmoxHostTimeout), p.cfg.Duration(config.ProxmoxHostInterval))
+	twctx, tcancel := tw.Context(ctx)
+	defer tcancel()
+	if err := h.build.CreateTalos(twctx, in, res); err != nil {
 		return fmt.Errorf("create the VMs: %w", err)
 	}
-	w.Done()
+	tw.Done()
 	h.vms = res.VMs
-	p.opts.Redactor.Add(string(res.TeleportIdentity))
 	names := make([]string, 0, len(res.VMs))
 	for _, vm := range res.VMs {
 		names = append(names, fmt.Sprintf("%s (%d, %s)", vm.Name, vm.VMID, vm.Address.Addr()))
 	}
 	r.Info("VMs created and started from their cidata ISOs", map[string]any{"vms": names, "talos_schematic": res.TalosSchematic})
-	// The CLI reaches the Teleport VM by its public name, through HAProxy.
-	if _, err := p.dnsRecords.Get(ctx, r); err != nil {
-		return err
-	}
-	if err := h.teleportSSO(ctx, r, in, res.TeleportIdentity); err != nil {
-		return err
-	}
-	if err := h.hostNodeToken(ctx, r); err != nil {
-		return err
-	}
 	// The nodes booted configured: the first thing they serve is mTLS.
 	return eachNode(nodes, func(n *Node) error {
 		ip := n.IP()
@@ -176,6 +190,23 @@ func (h *proxmoxHost) createVMs(ctx context.Context, r *pipeline.Run, nodes []*N
 		mw.Done()
 		return nil
 	})
+}
+
+// useVMTeleport makes the Teleport VM the run's Teleport: the cluster's
+// kube agent joins it (the configs name teleport.<domain>:443), so its
+// join tokens are minted, renewed, checked and deleted there, and phase 6
+// waits for the agent there. The agent runs the VM's Teleport version
+// unless teleport-agent-version says otherwise.
+func (h *proxmoxHost) useVMTeleport(r *pipeline.Run) {
+	p := h.p
+	if p.tp != nil && p.tp != Teleport(h.vmTeleport) {
+		_ = p.tp.Close()
+	}
+	p.tp = h.vmTeleport
+	if p.agentVersion = p.cfg.Get(config.TeleportAgentVersion); p.agentVersion == "" {
+		p.agentVersion = strings.TrimPrefix(h.vmTeleport.ServerVersion(), "v")
+	}
+	r.Info("the cluster's kube agent joins the Teleport VM", map[string]any{"proxy": p.kubeAgentProxy(), "agent_version": p.agentVersion})
 }
 
 // teleportSSO gives the topology's own Teleport its GitHub connector with

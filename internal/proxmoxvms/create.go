@@ -44,6 +44,8 @@ type Result struct {
 	TalosSchematic string
 	// TeleportIdentity is the provisioner's one-hour identity (secret).
 	TeleportIdentity []byte
+	// images are the downloaded images' volumes by kind, for CreateTalos.
+	images map[string]string
 }
 
 // ISOName is the cidata volume's file name: per cluster and VM, so destroy
@@ -55,10 +57,23 @@ func ISOName(cluster, vm string) string { return "rawkode-" + cluster + "-" + vm
 // VM's provisioner identity. The Talos nodes boot configured; waiting for
 // them is the shared Talos steps' business.
 func (b Build) Create(ctx context.Context, in Input) (*Result, error) {
+	res, err := b.CreateServices(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	return res, b.CreateTalos(ctx, in, res)
+}
+
+// CreateServices is Create's first half: the images downloaded, the
+// HAProxy and Teleport VMs up, and the Teleport VM's provisioner identity
+// collected. The Talos VMs' configs need not exist yet (in.Talos is not
+// called): their kube agent joins this Teleport, with a token made on it.
+func (b Build) CreateServices(ctx context.Context, in Input) (*Result, error) {
 	vms, err := Plan(in.Cluster, in.Layout)
 	if err != nil {
 		return nil, err
 	}
+	in.Talos = nil // Boots leaves the Talos VMs out
 	boots, err := Boots(in, vms)
 	if err != nil {
 		return nil, err
@@ -68,7 +83,7 @@ func (b Build) Create(ctx context.Context, in Input) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res.TalosSchematic = schematic
+	res.TalosSchematic, res.images = schematic, images
 	for _, boot := range boots {
 		if err := b.createVM(ctx, in.Cluster, boot, images[boot.VM.Image]); err != nil {
 			return nil, err
@@ -84,6 +99,27 @@ func (b Build) Create(ctx context.Context, in Input) (*Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// CreateTalos is Create's second half: the Talos VMs, each from its
+// cidata ISO with the config in.Talos gives it.
+func (b Build) CreateTalos(ctx context.Context, in Input, res *Result) error {
+	if in.Talos == nil {
+		return fmt.Errorf("the Talos VMs need their configs")
+	}
+	boots, err := Boots(in, res.VMs)
+	if err != nil {
+		return err
+	}
+	for _, boot := range boots {
+		if boot.VM.Role != RoleTalos {
+			continue
+		}
+		if err := b.createVM(ctx, in.Cluster, boot, res.images[boot.VM.Image]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // images has the node download both images into import content: Debian's

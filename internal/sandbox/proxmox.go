@@ -269,3 +269,40 @@ func (s *Sandbox) resolveTeleport(addr string) string {
 	}
 	return unresolved
 }
+
+// agentReaches says whether the kube agent of the node at ip reaches a
+// Teleport at proxy (its config's proxy_server). A Talos VM's agent reaches
+// only the Teleport VM on its own host: teleport.<domain>:443 by an A
+// record at that host (HAProxy passes 443 on by SNI), while that VM runs.
+// The configured teleport-proxy, or any other address, leads elsewhere,
+// and the agent never joins. A metal node's agent reaches what it is given
+// (the sandbox has no other Teleport for it).
+func (s *Sandbox) agentReaches(ip, proxy string) bool {
+	s.mu.Lock()
+	hostIP := ""
+	for h, vms := range s.vmNodes {
+		for _, k := range vms {
+			if k == ip {
+				hostIP = h
+			}
+		}
+	}
+	_, teleportUp := s.teleportVMs[hostIP]
+	s.mu.Unlock()
+	if hostIP == "" {
+		return true
+	}
+	if !teleportUp {
+		return false
+	}
+	host, port, err := net.SplitHostPort(proxy)
+	if err != nil || port != "443" {
+		return false
+	}
+	for _, r := range s.Cloudflare.Records() {
+		if r.Type == "A" && strings.EqualFold(r.Name, host) && r.Content == hostIP {
+			return true
+		}
+	}
+	return false
+}

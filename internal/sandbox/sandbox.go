@@ -401,6 +401,12 @@ func (s *Sandbox) startAgent(ip string, node *talos.Node, cfg []byte) {
 			s.after(s.Scaled(s.profile.AgentStart)/4+time.Millisecond, try)
 			return
 		}
+		if !s.agentReaches(ip, agent.Proxy) {
+			// The proxy it was given leads nowhere (or to another Teleport):
+			// it keeps trying, as its restarting pod would, and never joins.
+			s.after(s.Scaled(s.profile.AgentHeartbeat)+time.Millisecond, try)
+			return
+		}
 		if err := s.Teleport.JoinWithLabels(token, cluster, agent.Labels); err != nil {
 			// A real agent keeps trying to join (its pod restarts), so a
 			// transient refusal delays the registration, it does not stop it;
