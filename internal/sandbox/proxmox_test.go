@@ -64,6 +64,7 @@ func TestProvisionProxmoxHostThroughTheCLI(t *testing.T) {
 		Type       string `json:"type"`
 		Secrets    []map[string]any
 		Servers    []map[string]any
+		Tokens     []map[string]any `json:"tokens"`
 		Kubernetes struct {
 			Nodes []struct {
 				Name  string `json:"name"`
@@ -109,6 +110,24 @@ func TestProvisionProxmoxHostThroughTheCLI(t *testing.T) {
 	}
 	if len(p.TeleportApps) != 1 || p.TeleportApps[0]["name"] != "proxmox" {
 		t.Errorf("teleport apps: %v", p.TeleportApps)
+	}
+	// The cluster registered with the Teleport VM, not teleport-proxy: the
+	// configs name it, and the sandbox's agent on a Talos VM joins only
+	// the Teleport VM of its host by that name. teleport-proxy was not
+	// even asked in phase 0.
+	joins := false
+	for _, l := range lines {
+		joins = joins || (strings.Contains(l, "the cluster's kube agent joins the Teleport VM") && strings.Contains(l, `"proxy":"teleport.example.com:443"`))
+		if strings.Contains(l, "Teleport reachable and credentials accepted") {
+			t.Errorf("phase 0 still checked teleport-proxy: %s", l)
+		}
+	}
+	// Deleted through the provisioner's identity, before that user went.
+	if len(inv.Tokens) != 0 {
+		t.Errorf("join tokens left on Teleport: %v", inv.Tokens)
+	}
+	if !joins {
+		t.Error("no event says the kube agent joins the Teleport VM at teleport.example.com:443")
 	}
 	if !strings.Contains(out.String(), "the host's used SSH node join token is deleted") {
 		t.Error("the host's join token was not deleted after use")
