@@ -458,17 +458,8 @@ func (e *Emulator) JoinWithLabels(token, clusterName string, labels map[string]s
 	if clusterName == "" {
 		return fmt.Errorf("%w: empty kube cluster name", ErrJoinRefused)
 	}
-	e.mu.Lock()
-	t, ok := e.tokens[token]
-	now := e.opts.Now()
-	e.mu.Unlock()
-	switch {
-	case !ok:
-		return fmt.Errorf("%w: token %s not found", ErrJoinRefused, Redact(token))
-	case expired(t, now):
-		return fmt.Errorf("%w: token %s expired", ErrJoinRefused, Redact(token))
-	case !slices.Contains(t.GetRoles(), types.RoleKube):
-		return fmt.Errorf("%w: token %s does not allow role %s", ErrJoinRefused, Redact(token), types.RoleKube)
+	if err := e.checkJoinToken(token, types.RoleKube); err != nil {
+		return err
 	}
 	srv, err := newKubeServer(clusterName, labels)
 	if err != nil {
@@ -595,4 +586,22 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // never fails: see crypto/rand.Read
 	return hex.EncodeToString(b)
+}
+
+// checkJoinToken refuses a join as the auth service does: an unknown or
+// expired token, or one that does not carry the role the agent joins as.
+func (e *Emulator) checkJoinToken(token string, role types.SystemRole) error {
+	e.mu.Lock()
+	t, ok := e.tokens[token]
+	now := e.opts.Now()
+	e.mu.Unlock()
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: token %s not found", ErrJoinRefused, Redact(token))
+	case expired(t, now):
+		return fmt.Errorf("%w: token %s expired", ErrJoinRefused, Redact(token))
+	case !slices.Contains(t.GetRoles(), role):
+		return fmt.Errorf("%w: token %s does not allow role %s", ErrJoinRefused, Redact(token), role)
+	}
+	return nil
 }

@@ -2,7 +2,6 @@ package teleport
 
 import (
 	"fmt"
-	"slices"
 	"sort"
 
 	"github.com/gravitational/teleport/api/client/proto"
@@ -36,17 +35,8 @@ func (e *Emulator) JoinNode(token, hostname string, labels map[string]string) er
 		}
 		return fmt.Errorf("%w: emulated %s fault", ErrJoinRefused, kind)
 	}
-	e.mu.Lock()
-	t, ok := e.tokens[token]
-	now := e.opts.Now()
-	e.mu.Unlock()
-	switch {
-	case !ok:
-		return fmt.Errorf("%w: token %s not found", ErrJoinRefused, Redact(token))
-	case expired(t, now):
-		return fmt.Errorf("%w: token %s expired", ErrJoinRefused, Redact(token))
-	case !slices.Contains(t.GetRoles(), types.RoleNode):
-		return fmt.Errorf("%w: token %s does not allow role %s", ErrJoinRefused, Redact(token), types.RoleNode)
+	if err := e.checkJoinToken(token, types.RoleNode); err != nil {
+		return err
 	}
 	n, err := types.NewServerWithLabels(hostname, types.KindNode, types.ServerSpecV2{Hostname: hostname, Addr: hostname + ":3022"}, labels)
 	if err != nil {
