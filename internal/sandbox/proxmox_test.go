@@ -233,6 +233,16 @@ func TestDestroyFindsTheProxmoxNamesByTag(t *testing.T) {
 	}
 	cfg := config.New()
 	cfg.Set(config.ClusterName, "pve-tagged", config.FromFlag, "--cluster-name")
+	destroyIn(t, r, cfg)
+	if inv := r.sb.Inventory(); !inv.Empty() {
+		t.Errorf("left after destroy without --domain: %+v", inv)
+	}
+}
+
+// destroyIn runs destroy (find, then delete, secrets included) against the
+// sandbox that r provisioned, with cfg as the operator gave it.
+func destroyIn(t *testing.T, r result, cfg *config.Config) {
+	t.Helper()
 	r.sb.Apply(cfg)
 	d := provision.NewDestroyer(provision.DestroyOptions{Config: cfg, Factory: r.sb.Factory(), DeleteSecrets: true})
 	defer d.Close()
@@ -240,9 +250,6 @@ func TestDestroyFindsTheProxmoxNamesByTag(t *testing.T) {
 	defer cancel()
 	if _, err := (&pipeline.Runner{Phases: append(d.FindPhases(), d.Phases()...), Sink: &pipeline.Recorder{}}).Execute(ctx); err != nil {
 		t.Fatalf("destroy: %v", err)
-	}
-	if inv := r.sb.Inventory(); !inv.Empty() {
-		t.Errorf("left after destroy without --domain: %+v", inv)
 	}
 }
 
@@ -264,14 +271,7 @@ func TestDestroyFindsTheProxmoxHost(t *testing.T) {
 	cfg := config.New()
 	cfg.Set(config.ClusterName, "pve-doomed", config.FromFlag, "--cluster-name")
 	cfg.Set(config.Domain, "example.com", config.FromFlag, "--domain")
-	r.sb.Apply(cfg)
-	d := provision.NewDestroyer(provision.DestroyOptions{Config: cfg, Factory: r.sb.Factory(), DeleteSecrets: true})
-	defer d.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := (&pipeline.Runner{Phases: append(d.FindPhases(), d.Phases()...), Sink: &pipeline.Recorder{}}).Execute(ctx); err != nil {
-		t.Fatalf("destroy: %v", err)
-	}
+	destroyIn(t, r, cfg)
 	inv := r.sb.Inventory()
 	if !inv.Empty() {
 		t.Errorf("left after destroy: %+v", inv)
