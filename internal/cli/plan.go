@@ -395,7 +395,7 @@ func installUserData(cfg *config.Config, opts pivot.Options, machineConfig []byt
 func provisionNeeds(cfg *config.Config) []string {
 	needs := []string{}
 	var probs config.Problems
-	if errors.As(cfg.Validate(provision.Requirements()), &probs) {
+	if errors.As(cfg.Validate(provision.Requirements(cfg)), &probs) {
 		for _, p := range probs {
 			needs = append(needs, p.String())
 		}
@@ -410,17 +410,16 @@ func (a *app) runProxmoxPlan(cfg *config.Config, o *planOptions) error {
 	// A plan needs no credentials: unset GitHub SSO settings render as
 	// placeholders (listed), as the operator IP does; provision requires them.
 	placeholders := map[string]string{"operator IP": placeholderOperatorIP, "root password hash": "$2b$10$xxx… (generated at provision time)"}
+	// What provision would ask for is judged before the placeholders go in.
+	needs := provisionNeeds(cfg)
 	cfg = cfg.Clone()
-	var needs []string
 	for name, v := range map[string]string{config.GitHubOrg: "example-org", config.GitHubTeam: "platform-admins",
 		config.GitHubClientID: "placeholder-client-id", config.GitHubClientSecret: "placeholder-client-secret"} {
 		if !cfg.IsSet(name) {
 			cfg.Set(name, v, config.FromDefault, "plan placeholder")
 			placeholders[name] = v + " (unset: provision requires it)"
-			needs = append(needs, name+": unset (required by the proxmox topology's GitHub login to Teleport)")
 		}
 	}
-	sort.Strings(needs)
 	// The storage driver's SSH key, made for this render only (provision
 	// makes the cluster's own): its public half is in the host's user data,
 	// its private half in democratic-csi.yaml and the Talos configs.

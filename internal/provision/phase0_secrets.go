@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -22,15 +23,51 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/teleportvm"
 )
 
-// Required are the settings provisioning cannot start without.
-var Required = []string{
+// required are the settings provisioning cannot start without, whatever
+// the topology.
+var required = []string{
 	config.ClusterName, config.ScalewayAccessKey, config.ScalewaySecretKey, config.ScalewayProjectID,
-	config.ScalewayOfferID, config.ScalewayOSID, config.TeleportProxy,
+	config.ScalewayOfferID, config.ScalewayOSID,
 }
 
-// Requirements is everything phase 0 validates locally.
-func Requirements() config.Requirements {
-	return config.Requirements{Required: Required, Extra: extraChecks}
+// MetalTeleport are the settings of the existing Teleport the metal
+// topology's cluster registers with. The proxmox topology builds a Teleport
+// VM of its own and registers there: it never uses them.
+var MetalTeleport = []string{config.TeleportProxy, config.TeleportIdentityFile, config.TeleportIdentity}
+
+// Required lists the settings provisioning the topology cannot start
+// without (an unknown topology, reported as malformed, counts as metal).
+func Required(topology string) []string {
+	out := slices.Clone(required)
+	if topology != config.TopologyProxmox {
+		out = append(out, config.TeleportProxy)
+	}
+	return out
+}
+
+// Requirements is everything phase 0 validates locally for cfg's topology.
+// What the topology does not use is neither demanded nor checked: a
+// teleport-proxy left in a shared config must not stop a proxmox run.
+func Requirements(cfg *config.Config) config.Requirements {
+	topology := cfg.Get(config.Topology)
+	req := config.Requirements{Required: Required(topology), Extra: extraChecks}
+	if topology == config.TopologyProxmox {
+		req.Ignore = MetalTeleport
+	}
+	return req
+}
+
+// UnusedSettings lists the settings given (by file, environment, flag or
+// Infisical) that cfg's topology does not use, so that phase 0 can say so
+// instead of letting the user believe they matter.
+func UnusedSettings(cfg *config.Config) []string {
+	var out []string
+	for _, name := range Requirements(cfg).Ignore {
+		if v := cfg.Value(name); v.Raw != "" && v.Source != config.FromDefault && v.Source != config.FromSandbox {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 func extraChecks(cfg *config.Config) config.Problems {
@@ -178,8 +215,11 @@ func (p *Provisioner) resolveSecrets(ctx context.Context, r *pipeline.Run) error
 	} else {
 		r.Info("Infisical not configured; using file, environment and flags only", nil)
 	}
-	if err := p.cfg.Validate(Requirements()); err != nil {
+	if err := p.cfg.Validate(Requirements(p.cfg)); err != nil {
 		return fail.UsageError(err)
+	}
+	if unused := UnusedSettings(p.cfg); len(unused) > 0 {
+		r.Info("not used by the proxmox topology (its cluster registers with the Teleport VM this run creates): "+strings.Join(unused, ", "), nil)
 	}
 	// Infisical may have filled the node counts.
 	p.nodes = p.planNodes()

@@ -55,3 +55,21 @@ func TestProxmoxPhase0Checks(t *testing.T) {
 		t.Errorf("node counts the VM plan cannot have not refused:\n%s", got)
 	}
 }
+
+// Only the metal topology's Teleport settings a user gave are reported as
+// unused by the proxmox topology; defaults, the sandbox's values and the
+// metal topology report nothing.
+func TestUnusedSettings(t *testing.T) {
+	t.Parallel()
+	cfg := config.New()
+	cfg.Set(config.Topology, config.TopologyProxmox, config.FromFlag, "--topology")
+	cfg.Set(config.TeleportProxy, "teleport.example.com:443", config.FromEnv, "RAWKODE_CLOUD_TELEPORT_PROXY")
+	cfg.Set(config.TeleportIdentity, "sandbox identity", config.FromSandbox, "")
+	if got := UnusedSettings(cfg); strings.Join(got, ",") != config.TeleportProxy {
+		t.Errorf("proxmox: unused %v, want [%s]", got, config.TeleportProxy)
+	}
+	cfg.Set(config.Topology, config.TopologyMetal, config.FromFlag, "--topology")
+	if got := UnusedSettings(cfg); len(got) != 0 {
+		t.Errorf("metal: unused %v, want none", got)
+	}
+}

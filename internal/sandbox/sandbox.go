@@ -539,8 +539,16 @@ func (s *Sandbox) Apply(cfg *config.Config) {
 	set(config.ScalewayZone, scaleway.DefaultZone)
 	set(config.ScalewayOfferID, scaleway.CloudInitOfferID)
 	set(config.ScalewayOSID, scaleway.UbuntuOSID)
-	set(config.TeleportProxy, s.Teleport.Addr())
-	set(config.TeleportIdentity, string(s.identity))
+	if cfg.Get(config.Topology) == config.TopologyProxmox {
+		// Its cluster registers with the Teleport VM the run creates: like
+		// its users, the sandbox gives no Teleport of its own, so a run
+		// proves that nothing asks for one.
+		set(config.TeleportProxy, "")
+		set(config.TeleportIdentity, "")
+	} else {
+		set(config.TeleportProxy, s.Teleport.Addr())
+		set(config.TeleportIdentity, string(s.identity))
+	}
 	set(config.TeleportIdentityFile, "")
 	set(config.CloudflareAPIToken, CloudflareToken)
 	// A domain (the proxmox topology's names, teleport.<domain>, …) lives
