@@ -189,6 +189,12 @@ func (m *metal) orderServer(ctx context.Context, r *pipeline.Run, spec scaleway.
 		r.Warn("the order failed without a server being created; ordering again", map[string]any{"attempt": attempt, "error": err.Error()})
 	}
 	if err != nil {
+		if errors.Is(err, scaleway.ErrMaybeCreated) {
+			// Nobody knows whether the order went through (the answer
+			// was lost, or Ctrl-C came while the API was taking it): the
+			// undo looks for it again by its tag when it runs.
+			m.undoOrder(r, spec.Name, orderTag)
+		}
 		return nil, fmt.Errorf("order server: %w", err)
 	}
 	if !adopted { // an adopted server's undo is already pushed
@@ -204,9 +210,47 @@ func (m *metal) undoServer(r *pipeline.Run, srv scaleway.Server) {
 	r.Undo(pipeline.UndoStep{
 		Resource: fmt.Sprintf("Scaleway server %s (%s)", id, srv.Zone),
 		Command:  fmt.Sprintf("rawkode-cloud destroy --server-id %s --scaleway-zone %s", id, srv.Zone),
+		Do:       func(ctx context.Context) error { return m.deleteServer(ctx, r, id) },
+	})
+}
+
+func (m *metal) deleteServer(ctx context.Context, r *pipeline.Run, id string) error {
+	w := r.Wait("server "+id+" to be deleted", 0, m.cfg.Duration(config.ServerPollInterval))
+	return m.scw.DeleteServer(ctx, id, w.Options())
+}
+
+// undoOrder registers the deletion of whatever an order whose outcome is
+// unknown bought, found by the tag only that order carries. The API may
+// record an order it received a moment after its client stopped waiting,
+// so finding nothing is trusted only on a second look one poll interval
+// later.
+func (m *metal) undoOrder(r *pipeline.Run, node, orderTag string) {
+	r.Undo(pipeline.UndoStep{
+		Resource: fmt.Sprintf("Scaleway server of node %s, if its interrupted order went through (tag %s)", node, orderTag),
+		Command:  "rawkode-cloud destroy --cluster-name " + m.cluster,
+		Undone:   fmt.Sprintf("removed any Scaleway server tagged %s", orderTag),
 		Do: func(ctx context.Context) error {
-			w := r.Wait("server "+id+" to be deleted", 0, m.cfg.Duration(config.ServerPollInterval))
-			return m.scw.DeleteServer(ctx, id, w.Options())
+			for look := 1; ; look++ {
+				found, err := m.scw.FindServers(ctx, scaleway.ToolTag, orderTag)
+				if err != nil {
+					return err
+				}
+				for _, srv := range found {
+					if err := m.deleteServer(ctx, r, srv.ID); err != nil {
+						return err
+					}
+				}
+				if len(found) > 0 || look == 2 {
+					return nil
+				}
+				t := time.NewTimer(m.cfg.Duration(config.ServerPollInterval))
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return ctx.Err()
+				case <-t.C:
+				}
+			}
 		},
 	})
 }

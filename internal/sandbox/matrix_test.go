@@ -190,6 +190,9 @@ var expectedProxmox = map[string][5]int{
 //   - cloudflare.upsert-record=lost: every create lands but its answer is
 //     lost; the retry finds the record that landed and adopts it: success,
 //     one record per control plane;
+//   - scaleway.create-server=lost: the order goes through, its answer never
+//     comes; the run finds the server by the order's own tag and continues
+//     with it: success, one server per node;
 //   - talos.maintenance=hijack: a stranger configures the node first; the
 //     run notices the node is not ours and undoes everything (with the
 //     config delivered at install the node never waits: see hijackScenarios).
@@ -202,6 +205,7 @@ var specialExpected = map[string]int{
 	"teleport.token=expire":         ok,
 	"infisical.permissions=deny":    usage,
 	"cloudflare.upsert-record=lost": ok,
+	"scaleway.create-server=lost":   ok,
 	"teleport.kube-proxy=deny":      ok, // day two only: provisioning never uses Kubernetes access
 }
 

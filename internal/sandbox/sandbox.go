@@ -897,7 +897,8 @@ func (p FaultPoint) Accepts(k emulator.Kind) bool {
 var FaultPoints = []FaultPoint{
 	{Point: "scaleway.list-ssh-keys", What: "IAM list of the project's SSH keys"},
 	{Point: "scaleway.get-catalogue", What: "offer and OS look-ups before ordering"},
-	{Point: "scaleway.create-server", What: "the CreateServer call"},
+	{Point: "scaleway.create-server", What: "the CreateServer call",
+		Special: map[emulator.Kind]string{emulator.Lost: "the server is ordered, but the answer never comes back: the request stays silent until the CLI gives up"}},
 	{Point: "scaleway.get-server", What: "looking up one server (destroy --server-id, the wait until a deleted server is gone)"},
 	{Point: "scaleway.install", What: "the OS install (error: install fails; never: stays installing)"},
 	{Point: "scaleway.delete-server", What: "DeleteServer during undo or destroy"},

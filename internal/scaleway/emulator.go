@@ -1,6 +1,8 @@
 package scaleway
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -376,12 +378,24 @@ func notFound(w http.ResponseWriter) {
 // fault applies latency and the fault configured for point; true means the
 // request has been answered (or abandoned) and must not be processed.
 func (e *Emulator) fault(w http.ResponseWriter, r *http.Request, point string) bool {
-	if err := e.faults.Delay(r.Context(), point); err != nil {
-		return true
+	answered, _ := e.faultOrLost(w, r, point, r.Context())
+	return answered
+}
+
+// faultOrLost is fault for a request the API carries out once received:
+// the latency is waited out on delay (a CreateServer keeps going when its
+// client hangs up), and lost reports the emulator.Lost fault: carry the
+// request out, then never answer it.
+func (e *Emulator) faultOrLost(w http.ResponseWriter, r *http.Request, point string, delay context.Context) (answered, lost bool) {
+	if err := e.faults.Delay(delay, point); err != nil {
+		return true, false
 	}
 	kind, ok := e.faults.Check(point)
 	if !ok {
-		return false
+		return false, false
+	}
+	if kind == emulator.Lost {
+		return false, true
 	}
 	switch kind {
 	case emulator.Error:
@@ -393,12 +407,33 @@ func (e *Emulator) fault(w http.ResponseWriter, r *http.Request, point string) b
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		emulator.WriteJSON(w, http.StatusTooManyRequests, wireMessage{Message: "Too Many Requests"})
 	default: // hang, never
-		select {
-		case <-r.Context().Done():
-		case <-e.done:
-		}
+		e.hang(r)
 	}
-	return true
+	return true, false
+}
+
+// hang holds a request until its client gives up or the emulator closes.
+func (e *Emulator) hang(r *http.Request) {
+	select {
+	case <-r.Context().Done():
+	case <-e.done:
+	}
+}
+
+// received is the context a received order is processed under: the client
+// hanging up does not stop it (the API has the request, and Scaleway's
+// order goes through whether or not anybody reads the answer), the
+// emulator closing does.
+func (e *Emulator) received(r *http.Request) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	go func() {
+		select {
+		case <-e.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
 
 func (e *Emulator) metadata(w http.ResponseWriter, _ *http.Request) {
@@ -470,9 +505,24 @@ func (e *Emulator) getOffer(w http.ResponseWriter, r *http.Request) {
 }
 
 func (e *Emulator) createServer(w http.ResponseWriter, r *http.Request) {
+	e.counters.Inc("create-server")
+	// The body is read before any latency: the request has arrived whole,
+	// and what happens to it no longer depends on the client waiting.
 	var req wireCreateServer
-	if !e.begin(w, r, "create-server", FaultCreateServer, &req) {
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		emulator.WriteJSON(w, http.StatusBadRequest, invalidArgument("body", "format", "request body is not valid JSON"))
 		return
+	}
+	ctx, cancel := e.received(r)
+	defer cancel()
+	answered, lost := e.faultOrLost(w, r, FaultCreateServer, ctx)
+	if answered {
+		return
+	}
+	if lost {
+		// The order goes through; its answer never comes back.
+		w = discard{}
+		defer e.hang(r)
 	}
 	if req.ProjectID == nil || *req.ProjectID != e.opts.ProjectID || r.PathValue("zone") != e.opts.Zone {
 		forbidden(w, "write", "baremetal_servers")
@@ -499,6 +549,13 @@ func (e *Emulator) createServer(w http.ResponseWriter, r *http.Request) {
 	}
 	emulator.WriteJSON(w, http.StatusOK, e.order(&req, offer))
 }
+
+// discard is where the answer of a lost request goes.
+type discard struct{}
+
+func (discard) Header() http.Header         { return http.Header{} }
+func (discard) Write(b []byte) (int, error) { return len(b), nil }
+func (discard) WriteHeader(int)             {}
 
 // checkInstall validates the install block; nil means it is fine.
 func (e *Emulator) checkInstall(req *wireCreateServer, offer wireOffer) *wireInvalidArguments {
@@ -536,6 +593,7 @@ func (e *Emulator) checkInstall(req *wireCreateServer, offer wireOffer) *wireInv
 // order records a new server (ordered, install to_install, no IPs) and
 // starts its lifecycle.
 func (e *Emulator) order(req *wireCreateServer, offer wireOffer) wireServer {
+	e.counters.Inc("orders") // servers bought, whether or not anybody heard
 	now := time.Now().UTC()
 	s := &emuServer{wire: wireServer{
 		BootType: "normal", CreatedAt: now, Description: req.Description, ID: newUUID(),

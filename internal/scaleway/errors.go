@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	scwerrors "github.com/scaleway/scaleway-sdk-go/errors"
 	"github.com/scaleway/scaleway-sdk-go/scw"
 
 	"github.com/rawkode/rawkode-cloud/internal/retry"
@@ -97,8 +98,17 @@ func classifyCreate(err error, ra *retryAfter) error {
 		return retry.Transient(err, 0)
 	}
 	c := classify(err, ra)
-	var ue *url.Error
-	ambiguous := errors.As(err, &ue) || // the request may have reached the API
+	var (
+		ue  *url.Error
+		sdk *scwerrors.Error
+	)
+	// Without an answer nothing is proven: the request may have reached the
+	// API (url.Error), the answer may have been cut off while it was read
+	// (the SDK wraps body errors in its own Error type: the order went
+	// through), or the caller gave up (Ctrl-C, a deadline) while the API
+	// was still taking the order. A 5xx is no better.
+	ambiguous := errors.As(err, &ue) || errors.As(err, &sdk) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
 		(hasStatus && re.StatusCode >= 500 && !errors.Is(c, ErrIncompatible))
 	if ambiguous {
 		return retry.Permanent(fmt.Errorf("%w: %w", ErrMaybeCreated, c))
