@@ -61,10 +61,10 @@ func TestInterruptedOrderIsUndone(t *testing.T) {
 	}
 	// The order lands after the run gave up on it; look once it has.
 	deadline := time.Now().Add(10 * time.Second)
-	for emu.Counters().Get("orders") == 0 && time.Now().Before(deadline) {
+	for emu.Orders() == 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	if n := emu.Counters().Get("orders"); n != 1 {
+	if n := emu.Orders(); n != 1 {
 		t.Fatalf("servers ordered = %d, want 1 (the order must land although nobody waits for its answer)", n)
 	}
 	if left := emu.Servers(); len(left) != 0 {

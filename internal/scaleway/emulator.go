@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rawkode/rawkode-cloud/internal/emulator"
@@ -151,6 +152,7 @@ type Emulator struct {
 
 	mu      sync.Mutex
 	servers map[string]*emuServer
+	orders  atomic.Int64 // servers bought, whether or not anybody heard
 	closed  bool
 	nextIP  netip.Addr
 	nextV6  uint16
@@ -258,6 +260,10 @@ func (e *Emulator) Config() Config {
 		APIURL:    e.URL(),
 	}
 }
+
+// Orders is how many servers were ordered so far, answered or not (the
+// counters count requests, and a request may still be taking its order).
+func (e *Emulator) Orders() int { return int(e.orders.Load()) }
 
 // Servers lists the servers still known to the API (deleting ones
 // included), oldest first.
@@ -593,7 +599,7 @@ func (e *Emulator) checkInstall(req *wireCreateServer, offer wireOffer) *wireInv
 // order records a new server (ordered, install to_install, no IPs) and
 // starts its lifecycle.
 func (e *Emulator) order(req *wireCreateServer, offer wireOffer) wireServer {
-	e.counters.Inc("orders") // servers bought, whether or not anybody heard
+	e.orders.Add(1)
 	now := time.Now().UTC()
 	s := &emuServer{wire: wireServer{
 		BootType: "normal", CreatedAt: now, Description: req.Description, ID: newUUID(),
