@@ -146,10 +146,14 @@ func (b Build) images(ctx context.Context) (map[string]string, string, error) {
 		{ImageTalos, talosFile, b.Factory.ImageURL(id, b.TalosVersion, asset)},
 	} {
 		volid := b.ImageStorage + ":import/" + img.file
-		if err := b.PVE.DownloadURL(ctx, b.ImageStorage, "import", img.file, img.url); err != nil {
+		err := b.PVE.DownloadURL(ctx, b.ImageStorage, "import", img.file, img.url)
+		// Pushed whatever the answer: the download is a task on the host,
+		// which goes on when its client stops waiting (Ctrl-C, a lost
+		// answer) and may leave the file after all.
+		b.Undo(b.removeVolume(volid, "image"))
+		if err != nil {
 			return nil, "", err
 		}
-		b.Undo(b.removeVolume(volid, "image"))
 		out[img.kind] = volid
 	}
 	return out, id, nil

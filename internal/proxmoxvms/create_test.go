@@ -32,8 +32,13 @@ type rig struct {
 
 func newRig(t *testing.T, ctx context.Context) *rig {
 	t.Helper()
+	return newRigWith(t, ctx, pveemu.Delays{})
+}
+
+func newRigWith(t *testing.T, ctx context.Context, delays pveemu.Delays) *rig {
+	t.Helper()
 	h, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-	e, err := pveemu.New(pveemu.Options{RootPasswordHash: string(h)})
+	e, err := pveemu.New(pveemu.Options{RootPasswordHash: string(h), Delays: delays})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,6 +153,48 @@ func TestCreateFailureLeavesNothing(t *testing.T) {
 	r.pve.Faults().Set(pveemu.FaultQemu, emulator.Fault{Kind: emulator.Error, Times: 1})
 	if _, err := r.build.Create(ctx, input(t)); err == nil {
 		t.Fatal("no error")
+	}
+	r.cleanup(t, ctx)
+}
+
+// Ctrl-C while the host downloads an image: the download is a task on the
+// host and finishes without anybody waiting for it; cleanup must still
+// remove the file it leaves.
+func TestInterruptedDownloadIsUndone(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r := newRigWith(t, ctx, pveemu.Delays{Download: 300 * time.Millisecond})
+	interrupted, stop := context.WithCancel(ctx)
+	go func() { // Ctrl-C once the first download task runs
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for r.pve.Counters().Get("POST /nodes/{node}/storage/{storage}/download-url") == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+		stop()
+	}()
+	if _, err := r.build.Create(interrupted, input(t)); err == nil {
+		t.Fatal("no error")
+	}
+	// The task goes on: wait until the host holds the file, then clean up.
+	for {
+		imgs, err := r.c.Volumes(ctx, "local", "import")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(imgs) > 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the interrupted download never finished on the host")
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
 	r.cleanup(t, ctx)
 }
