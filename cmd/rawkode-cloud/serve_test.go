@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -410,4 +411,39 @@ func TestResumeThroughTheBinary(t *testing.T) {
 		t.Fatalf("status after resume: %v", rep)
 	}
 	w.must(0, "destroy", "--cluster-name", "resumed", "--yes", "--delete-secrets", "--output", "json")
+}
+
+// provision --resume does not know the proxmox topology: it refuses such a
+// cluster, whether --topology says so or the host's tag does, before it
+// changes anything, and says what to do instead.
+func TestResumeRefusesTheProxmoxTopology(t *testing.T) {
+	t.Parallel()
+	w := serve(t, "--sandbox-fault", "scaleway.install=error")
+	refused := func(r result) {
+		t.Helper()
+		for _, want := range []string{"cannot continue cluster pve: it is of the proxmox topology", "nothing was changed",
+			"--cluster-name pve --yes --delete-secrets'", "--topology proxmox --cluster-name pve' again"} {
+			if !strings.Contains(r.err, want) {
+				t.Errorf("the refusal does not say %q:\n%s", want, r.err)
+			}
+		}
+	}
+	refused(w.must(2, "provision", "--resume", "--topology", "proxmox", "--cluster-name", "pve", "--output", "json"))
+
+	// A run kept on failure leaves the Proxmox host, tagged as such.
+	w.must(4, "provision", "--topology", "proxmox", "--domain", "pve.sandbox.example.com", "--cluster-name", "pve",
+		"--keep-on-failure", "--output", "json")
+	before := w.inventory()
+	if len(before["servers"]) != 1 {
+		t.Fatalf("servers kept: %v", before["servers"])
+	}
+	refused(w.must(2, "provision", "--resume", "--cluster-name", "pve", "--output", "json"))
+	after := w.inventory()
+	if fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("the refused resume changed the world:\nbefore %v\nafter  %v", before, after)
+	}
+	w.must(0, "destroy", "--cluster-name", "pve", "--yes", "--delete-secrets", "--output", "json")
+	if inv := w.inventory(); len(inv["servers"])+len(inv["dns_records"])+len(inv["secrets"]) != 0 {
+		t.Errorf("left after destroy: %v", inv)
+	}
 }

@@ -28,7 +28,7 @@ type provisionOptions struct {
 func (o *provisionOptions) addFlags(cmd *cobra.Command) {
 	o.sandbox.addFlags(cmd, true)
 	if !o.rebuild {
-		cmd.Flags().BoolVar(&o.resume, "resume", false, "Continue a cluster a run left behind on purpose (exit 3, or --keep-on-failure), found by its tags and the secret store: new join token, verify, lock down; nothing that exists is ordered again")
+		cmd.Flags().BoolVar(&o.resume, "resume", false, "Continue a cluster a run left behind on purpose (exit 3, or --keep-on-failure), found by its tags and the secret store: new join token, verify, lock down; nothing that exists is ordered again (metal topology only: a proxmox cluster is refused)")
 	}
 	cmd.Flags().StringVar(&o.report, "report", "", "Write a JSON performance report to this file (mode 0600): phase and wait timings, request counts, cli_added_seconds; works with and without --sandbox")
 }

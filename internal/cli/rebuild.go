@@ -67,6 +67,9 @@ func (a *app) resumeSource(ctx context.Context, f provision.Factory, cfg *config
 	if !cfg.IsSet(config.ClusterName) {
 		return nil, fail.UsageError(errors.New("name the cluster to resume: --cluster-name NAME ('rawkode-cloud list' shows them)"))
 	}
+	if cfg.Get(config.Topology) == config.TopologyProxmox {
+		return nil, provision.ResumeProxmoxRefused(cfg.Get(config.ClusterName))
+	}
 	e, err := ops.Open(ctx, f, cfg, a.redactor.Add)
 	if err != nil {
 		return nil, err

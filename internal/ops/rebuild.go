@@ -3,6 +3,7 @@ package ops
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/rawkode/rawkode-cloud/internal/fail"
@@ -67,6 +68,11 @@ func ResumeSource(ctx context.Context, e *Env, cluster string) (*provision.Resum
 	}
 	if len(live) == 0 {
 		return nil, fail.UsageError(fmt.Errorf("nothing to resume: cluster %s has no server (provision builds a new cluster; rebuild builds new servers from the stored secrets)", cluster))
+	}
+	for _, s := range live {
+		if slices.Contains(s.Tags, provision.TopologyProxmoxTag) {
+			return nil, provision.ResumeProxmoxRefused(cluster)
+		}
 	}
 	bundle, err := e.secret(ctx, cluster, provision.SecretTalosBundle)
 	if err != nil {

@@ -184,7 +184,7 @@ func (h *proxmoxHost) Create(ctx context.Context, r *pipeline.Run, _ []*Node) er
 		UserData:    userData,
 		// The domain tag lets destroy find teleport./proxmox./*.apps.<domain>
 		// from the server alone, without the operator repeating --domain.
-		Tags: append(scaleway.ClusterTags(h.node), "topology=proxmox", "domain="+strings.TrimSuffix(h.cfg.Get(config.Domain), ".")),
+		Tags: append(scaleway.ClusterTags(h.node), TopologyProxmoxTag, "domain="+strings.TrimSuffix(h.cfg.Get(config.Domain), ".")),
 	})
 	if err != nil {
 		return err

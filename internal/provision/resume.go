@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/rawkode/rawkode-cloud/internal/config"
+	"github.com/rawkode/rawkode-cloud/internal/fail"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 	"github.com/rawkode/rawkode-cloud/internal/scaleway"
 	"github.com/rawkode/rawkode-cloud/internal/teleport"
@@ -21,6 +23,22 @@ import (
 type ResumeFrom struct {
 	Bundle  []byte
 	Servers []scaleway.Server
+}
+
+// TopologyProxmoxTag marks the Proxmox VE host of a proxmox-topology
+// cluster among the cluster's servers.
+const TopologyProxmoxTag = "topology=" + config.TopologyProxmox
+
+// ResumeProxmoxRefused says why a proxmox-topology cluster cannot be
+// resumed and what to do instead. A resume adopts servers that run Talos;
+// a proxmox run leaves a Proxmox VE host whose VMs, API token, firewall
+// rules and Teleport VM (reached only with a one-hour provisioner identity
+// that is shredded when read) a resume would have to adopt, and it does
+// not: continuing with the metal steps would treat the host as a Talos
+// node. Refused before anything is changed (exit 2).
+func ResumeProxmoxRefused(cluster string) error {
+	return fail.UsageError(fmt.Errorf("provision --resume cannot continue cluster %s: it is of the proxmox topology, and resume adopts only the metal topology's servers (not a Proxmox host, its VMs and its Teleport VM); nothing was changed. Remove what the run left with 'rawkode-cloud destroy --cluster-name %s --yes --delete-secrets' and run 'rawkode-cloud provision --topology proxmox --cluster-name %s' again",
+		cluster, cluster, cluster))
 }
 
 // reusedBundle is the stored bundle a rebuild or a resume starts from.
