@@ -399,9 +399,11 @@ func (h *proxmoxHost) operatorIPSet(ctx context.Context, r *pipeline.Run, op net
 		return err
 	}
 	entry := netip.PrefixFrom(op, 32)
-	if err := h.api.AddToIPSet(ctx, ProxmoxOperatorIPSet, entry, proxmoxTempComment); err != nil {
-		return err
-	}
+	err := h.api.AddToIPSet(ctx, ProxmoxOperatorIPSet, entry, proxmoxTempComment)
+	// Pushed whatever the answer: an add whose answer was lost (or that
+	// Ctrl-C cut off) may have opened the forwards all the same, and an
+	// opening must never outlive the run. Removing an absent entry is a
+	// no-op.
 	r.Undo(pipeline.UndoStep{
 		Resource: "operator address " + entry.String() + " in the Proxmox IP set " + ProxmoxOperatorIPSet,
 		Command:  "pvesh delete /cluster/firewall/ipset/" + ProxmoxOperatorIPSet + "/" + op.String(),
@@ -409,6 +411,9 @@ func (h *proxmoxHost) operatorIPSet(ctx context.Context, r *pipeline.Run, op net
 			return h.api.RemoveFromIPSet(ctx, ProxmoxOperatorIPSet, entry)
 		},
 	})
+	if err != nil {
+		return err
+	}
 	ports := []int{}
 	for _, f := range OperatorForwards(ProxmoxLayout()) {
 		ports = append(ports, f.Port)
