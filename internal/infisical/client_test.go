@@ -13,6 +13,7 @@ import (
 
 	"github.com/rawkode/rawkode-cloud/internal/emulator"
 	"github.com/rawkode/rawkode-cloud/internal/retry"
+	"github.com/rawkode/rawkode-cloud/internal/testwait"
 )
 
 // Distinctive values: any of them showing up in an error is a leak.
@@ -480,26 +481,11 @@ func TestTokenRenewal(t *testing.T) {
 	// The SDK renews 5s before expiry, so a 6s token is renewed after ~1s.
 	e := newEmulator(t, EmulatorOptions{TokenTTL: 6 * time.Second})
 	c := connect(t, testConfig(e))
-	waitFor(t, 5*time.Second, "token renewal", func() bool { return e.Counters().Get("renew") >= 1 })
+	testwait.For(t, 5*time.Second, "token renewal", func() bool { return e.Counters().Get("renew") >= 1 })
 	if _, err := c.List(ctxTimeout(t, 5*time.Second)); err != nil {
 		t.Fatalf("List after renewal: %v", err)
 	}
 	if got := e.Counters().Get("login"); got != 1 {
 		t.Errorf("logins = %d, want 1 (renewal, not re-login)", got)
-	}
-}
-
-// waitFor polls cond until it holds or d passes; polling a condition, not
-// sleeping a guess.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		<-tick.C
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rawkode/rawkode-cloud/internal/emulator"
+	"github.com/rawkode/rawkode-cloud/internal/testwait"
 )
 
 // rawCall sends one request to the emulator and decodes the JSON answer.
@@ -112,7 +113,7 @@ func TestEmulatorTokenExpiry(t *testing.T) {
 	tok, _ := rawLogin(t, e)["accessToken"].(string)
 	url := e.URL() + "/api/v3/secrets/raw?workspaceId=" + testProject + "&environment=" + testEnv
 	var body map[string]any
-	waitFor(t, 5*time.Second, "the token to expire", func() bool {
+	testwait.For(t, 5*time.Second, "the token to expire", func() bool {
 		var status int
 		status, _, body = rawCall(t, "GET", url, tok, nil)
 		return status == http.StatusForbidden

@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/rawkode/rawkode-cloud/internal/testwait"
 )
 
 // goroutinesIn counts live goroutines whose stack mentions fn.
@@ -51,11 +53,11 @@ func TestCloseStopsGoroutines(t *testing.T) {
 
 	c.Close()
 	c.Close() // idempotent
-	waitFor(t, 5*time.Second, "the token-refresh goroutine to stop", func() bool {
+	testwait.For(t, 5*time.Second, "the token-refresh goroutine to stop", func() bool {
 		return goroutinesIn(refresher) == baseRefresh
 	})
 	e.Close()
-	waitFor(t, 5*time.Second, "every SDK call and HTTP connection goroutine to end", func() bool {
+	testwait.For(t, 5*time.Second, "every SDK call and HTTP connection goroutine to end", func() bool {
 		return goroutinesIn(sdkCalls) == baseSDK && goroutinesIn(httpConns) == baseConns
 	})
 }
@@ -71,7 +73,7 @@ func TestConnectFailureLeaksNothing(t *testing.T) {
 	if _, err := Connect(ctxTimeout(t, 5*time.Second), cfg); err == nil {
 		t.Fatal("Connect with an unknown identity succeeded")
 	}
-	waitFor(t, 5*time.Second, "the token-refresh goroutine to stop", func() bool {
+	testwait.For(t, 5*time.Second, "the token-refresh goroutine to stop", func() bool {
 		return goroutinesIn(refresher) == base
 	})
 }

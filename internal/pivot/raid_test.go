@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/rawkode/rawkode-cloud/internal/pivot"
+	"github.com/rawkode/rawkode-cloud/internal/testwait"
 )
 
 // The md RAID handling of the pivot script (stop_raid) runs real mdadm
@@ -167,9 +168,7 @@ func raidDisk(t *testing.T, devNumber int, arrays ...*mdArray) (dev string, part
 		if out, err := exec.Command("partx", "--add", dev).CombinedOutput(); err != nil {
 			t.Fatalf("partx --add %s: %v: %s", dev, err, out)
 		}
-		if !waitFor(10*time.Second, func() bool { return blockDevices(parts[:]...) }) {
-			t.Fatalf("partitions of %s never appeared as %v", dev, parts)
-		}
+		testwait.For(t, 10*time.Second, fmt.Sprintf("partitions of %s to appear as %v", dev, parts), func() bool { return blockDevices(parts[:]...) })
 	}
 	return dev, parts, file
 }
@@ -182,19 +181,6 @@ func blockDevices(paths ...string) bool {
 		}
 	}
 	return true
-}
-
-func waitFor(limit time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(limit)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // examine returns what mdadm --examine says about dev and whether it found

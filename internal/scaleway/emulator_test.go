@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rawkode/rawkode-cloud/internal/testwait"
 )
 
 // rawDo sends one request to the emulator without the SDK, so the bodies
@@ -126,7 +128,7 @@ func TestEmulatorMatchesRecording(t *testing.T) {
 	}
 	assertSameKeys(t, "deleting server", deleting, decodeObject(t, fx[7].ResponseBody))
 	var gone map[string]any
-	poll(5*time.Second, func() bool {
+	testwait.For(t, 5*time.Second, "the deleted server to answer 404", func() bool {
 		st, body := rawDo(t, "GET", base+"/servers/"+id, tok, nil)
 		if st == 404 {
 			gone = body
@@ -221,35 +223,11 @@ func TestEmulatorCloseReleasesHang(t *testing.T) {
 		}
 		errc <- err
 	}()
-	waitFor(t, "request to hang", func() bool { return e.Counters().Get("get-server") == 1 })
+	testwait.For(t, 5*time.Second, "request to hang", func() bool { return e.Counters().Get("get-server") == 1 })
 	e.Close()
 	select {
 	case <-errc:
 	case <-time.After(5 * time.Second):
 		t.Fatal("hanging request not released by Close")
 	}
-}
-
-// waitFor polls cond until it holds or a deadline passes (no fixed sleeps).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	if !poll(5*time.Second, cond) {
-		t.Fatalf("timed out waiting for %s", what)
-	}
-}
-
-// poll checks cond every millisecond until it holds (true) or within passes.
-func poll(within time.Duration, cond func() bool) bool {
-	deadline := time.NewTimer(within)
-	defer deadline.Stop()
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			return false
-		case <-tick.C:
-		}
-	}
-	return true
 }

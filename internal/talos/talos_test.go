@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/rawkode/rawkode-cloud/internal/testwait"
 	"github.com/rawkode/rawkode-cloud/internal/wait"
 )
 
@@ -297,7 +298,7 @@ func TestErrorsNeverLeakTalosconfigSecrets(t *testing.T) {
 func TestDialerMapsOnlyThePublicIP(t *testing.T) {
 	t.Parallel()
 	n := fastNode(t, nil)
-	eventually(t, 2*time.Second, "maintenance", func() bool { return n.Mode() == ModeMaintenance })
+	testwait.For(t, 2*time.Second, "maintenance mode", func() bool { return n.Mode() == ModeMaintenance })
 	d := n.Dialer()
 	ctx := testCtx(t, time.Second)
 	tests := []struct {

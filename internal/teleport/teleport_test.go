@@ -22,6 +22,7 @@ import (
 
 	"github.com/rawkode/rawkode-cloud/internal/emulator"
 	"github.com/rawkode/rawkode-cloud/internal/retry"
+	"github.com/rawkode/rawkode-cloud/internal/testwait"
 	"github.com/rawkode/rawkode-cloud/internal/wait"
 )
 
@@ -323,7 +324,7 @@ func TestWaitKubeServer(t *testing.T) {
 				if err := e.Join(token, testCluster); err != nil {
 					t.Fatal(err)
 				}
-				waitFor(t, func() bool { return len(e.KubeServers()) == 1 })
+				testwait.For(t, 5*time.Second, "the agent's kube server to register", func() bool { return len(e.KubeServers()) == 1 })
 			}
 			var st states
 			opts := wait.Options{Interval: 5 * time.Millisecond, OnState: func(s string) {
@@ -349,18 +350,6 @@ func TestWaitKubeServer(t *testing.T) {
 				t.Fatalf("ListResources calls = %d, want %d (the watch should do the waiting)", n, tc.wantLists)
 			}
 		})
-	}
-}
-
-// waitFor waits for cond with a deadline; for emulator-side asynchrony only.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 

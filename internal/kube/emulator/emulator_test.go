@@ -19,20 +19,12 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/emulator"
 	kubeemulator "github.com/rawkode/rawkode-cloud/internal/kube/emulator"
 	"github.com/rawkode/rawkode-cloud/internal/platform"
+	"github.com/rawkode/rawkode-cloud/internal/testwait"
 )
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-
-	deadline := time.Now().Add(90 * time.Second) // generous: CI machines may be loaded
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-
-		time.Sleep(2 * time.Millisecond)
-	}
-}
+// settle bounds a wait for the emulator's controllers: generous, as CI
+// machines may be loaded.
+const settle = 90 * time.Second
 
 type warnings struct {
 	mu   sync.Mutex
@@ -278,9 +270,9 @@ func TestFirstBootWithCiliumAndFlux(t *testing.T) {
 		}
 	}
 
-	waitFor(t, "the node to be Ready", func() bool { return srv.Inventory().Nodes[0].Ready })
-	waitFor(t, "CoreDNS to run", func() bool { return srv.WorkloadReady("Deployment", "kube-system", "coredns") })
-	waitFor(t, "the FluxInstance to be Ready", func() bool { return srv.FluxInstanceReady("flux-system", "flux") })
+	testwait.For(t, settle, "the node to be Ready", func() bool { return srv.Inventory().Nodes[0].Ready })
+	testwait.For(t, settle, "CoreDNS to run", func() bool { return srv.WorkloadReady("Deployment", "kube-system", "coredns") })
+	testwait.For(t, settle, "the FluxInstance to be Ready", func() bool { return srv.FluxInstanceReady("flux-system", "flux") })
 }
 
 // kubernetes.cni=never: Cilium's pods run, the node never gets a pod
@@ -308,7 +300,7 @@ func TestCNINever(t *testing.T) {
 
 	// The operator (host network) registers its CRDs well after a working
 	// CNI would have made the node Ready.
-	waitFor(t, "Cilium's CRDs", func() bool { return srv.Has("CustomResourceDefinition/ciliumnodes.cilium.io") })
+	testwait.For(t, settle, "Cilium's CRDs", func() bool { return srv.Has("CustomResourceDefinition/ciliumnodes.cilium.io") })
 
 	if !srv.WorkloadReady("DaemonSet", "kube-system", "cilium") {
 		t.Error("the Cilium agent should run (host network) even with the fault")
@@ -340,11 +332,7 @@ func TestKubeletStopsAndStarts(t *testing.T) {
 		inv := srv.Inventory()
 		return len(inv.Nodes) == 1 && inv.Nodes[0].Ready
 	}
-	for deadline := time.Now().Add(10 * time.Second); !ready(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the node never became Ready")
-		}
-	}
+	testwait.For(t, 10*time.Second, "the node to become Ready", ready)
 	srv.SetKubeletRunning("node-1", false)
 	if ready() {
 		t.Fatal("a node whose kubelet stopped is still Ready")

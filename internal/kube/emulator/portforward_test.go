@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/transport/spdy"
 
 	kubeemulator "github.com/rawkode/rawkode-cloud/internal/kube/emulator"
+	"github.com/rawkode/rawkode-cloud/internal/testwait"
 )
 
 // echoNode is a node whose port 50000 echoes lines with a prefix.
@@ -104,7 +105,7 @@ func TestPortForwardReachesAHostNetworkPodsNode(t *testing.T) {
 	if _, err := cs.CoreV1().Pods("kube-system").Create(ctx, hostPod("apid", "cp-1"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the pod to run", func() bool { return srv.PodPhase("kube-system", "apid") == "Running" })
+	testwait.For(t, settle, "the pod to run", func() bool { return srv.PodPhase("kube-system", "apid") == "Running" })
 
 	addr, stop, _ := forward(t, cfg, "apid")
 	defer close(stop)
@@ -141,7 +142,7 @@ func TestPortForwardReachesAHostNetworkPodsNode(t *testing.T) {
 		t.Fatalf("pod on a node whose kubelet is down: %s, want Pending", got)
 	}
 	srv.SetKubeletRunning("cp-1", true)
-	waitFor(t, "the new pod to run", func() bool { return srv.PodPhase("kube-system", "apid-2") == "Running" })
+	testwait.For(t, settle, "the new pod to run", func() bool { return srv.PodPhase("kube-system", "apid-2") == "Running" })
 }
 
 func TestAPodNetworkPodWaitsForTheNodesNetwork(t *testing.T) {
