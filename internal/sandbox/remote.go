@@ -128,8 +128,11 @@ func factoryFor(speed float64, f provision.Factory) provision.Factory {
 	// 3-minute budget of a call outside any wait are not settings, so
 	// Apply cannot scale them. The floors keep a loaded machine's TLS
 	// handshakes from timing out, and leave room for a 429's Retry-After
-	// (whole seconds) to be honoured twice.
-	f.AttemptTimeout = max(scaled(30*time.Second), time.Second)
+	// (whole seconds) to be honoured twice. One attempt of a Talos call
+	// through the proxmox host's forward is a dial, an mTLS handshake and
+	// the call, each through an emulator goroutine: on two busy cores that
+	// took more than one second, so the floor is two.
+	f.AttemptTimeout = max(scaled(30*time.Second), 2*time.Second)
 	f.CallBudget = max(scaled(provision.DefaultCallBudget), 5*time.Second)
 	f.TimeScale = speed
 	f.TimeSlack = timeoutSlack
