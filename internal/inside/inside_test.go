@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/gravitational/teleport/api/types"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/rawkode/rawkode-cloud/internal/emulator"
 	"github.com/rawkode/rawkode-cloud/internal/inside"
@@ -49,12 +52,20 @@ func newWorld(t *testing.T, roles []types.Role) *world {
 		return a, nil
 	}})
 	t.Cleanup(w.kube.Close)
+	// The agent reaches its cluster's API as its service account, which
+	// its chart's ClusterRole lets impersonate users and groups.
+	asAgent := w.kube.As(kubeemulator.ServiceAccount("teleport", "teleport-kube-agent"))
 	backend := http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		w.mu.Lock()
 		w.impGr = r.Header.Values("Impersonate-Group")
 		w.mu.Unlock()
-		w.kube.ServeHTTP(rw, r)
+		asAgent.ServeHTTP(rw, r)
 	})
+	w.admin(t, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "teleport-kube-agent"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"users", "groups", "serviceaccounts"}, Verbs: []string{"impersonate"}}}})
+	w.admin(t, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "teleport-kube-agent"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "teleport-kube-agent"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: "teleport", Name: "teleport-kube-agent"}}})
 	tp, err := teleport.NewEmulator(teleport.EmulatorOptions{Roles: roles, KubeBackend: func(c string) http.Handler {
 		if c == "c1" {
 			return backend
@@ -70,6 +81,25 @@ func newWorld(t *testing.T, roles []types.Role) *world {
 		t.Fatal(err)
 	}
 	return w
+}
+
+// admin creates RBAC objects with the cluster's admin credentials.
+func (w *world) admin(t *testing.T, obj any) {
+	t.Helper()
+	cs := kubernetes.NewForConfigOrDie(kubeemulator.InProcessConfig(w.kube))
+	ctx := context.Background()
+	var err error
+	switch o := obj.(type) {
+	case *rbacv1.ClusterRole:
+		_, err = cs.RbacV1().ClusterRoles().Create(ctx, o, metav1.CreateOptions{})
+	case *rbacv1.ClusterRoleBinding:
+		_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, o, metav1.CreateOptions{})
+	default:
+		t.Fatalf("admin: %T", obj)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (w *world) client(t *testing.T) *teleport.Client {

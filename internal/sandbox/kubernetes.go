@@ -128,7 +128,9 @@ func fetchManifest(_ context.Context, url string) (string, error) {
 }
 
 // kubeBackend is a cluster's API as its Teleport kube agent reaches it
-// from inside the cluster: only while the agent's pod runs there.
+// from inside the cluster: only while the agent's pod runs there, and as
+// the agent's service account, whose ClusterRole (in the agent's inline
+// manifest) lets it impersonate the Teleport user's Kubernetes groups.
 func (s *Sandbox) kubeBackend(cluster string) http.Handler {
 	s.mu.Lock()
 	k := s.kubes[cluster]
@@ -136,7 +138,7 @@ func (s *Sandbox) kubeBackend(cluster string) http.Handler {
 	if k == nil || !s.agentPodRuns(cluster) {
 		return nil
 	}
-	return k
+	return k.As(kubeemulator.ServiceAccount(machineconfig.TeleportNamespace, machineconfig.TeleportAgentName))
 }
 
 // dialFromNode is a connection from inside the named Kubernetes node of

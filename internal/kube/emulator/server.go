@@ -188,6 +188,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := strings.Trim(r.URL.Path, "/")
 	parts := strings.Split(path, "/")
 
+	if _, err := s.admit(r); err != nil {
+		s.counters.Inc("refused")
+		writeStatus(w, err)
+		return
+	}
+
 	if ns, name, ok := portForwardPath(parts); ok {
 		s.portForward(w, r, ns, name)
 		return
