@@ -35,6 +35,8 @@ type Config struct {
 	// IdentityContent is an identity file's content; wins over IdentityFile.
 	// With neither, the active `tsh` profile is used.
 	IdentityContent []byte
+	// ProfileDir is where tsh keeps its profiles; default ~/.tsh.
+	ProfileDir string
 	// DialTimeout bounds connecting; default 30s (the client's default).
 	DialTimeout time.Duration
 	// AttemptTimeout bounds one call (one try of Ping, CreateToken, …), so
@@ -88,7 +90,7 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	case cfg.IdentityFile != "":
 		creds = client.LoadIdentityFile(cfg.IdentityFile)
 	default:
-		creds = client.LoadProfile("", "")
+		creds = client.LoadProfile(cfg.ProfileDir, "")
 	}
 	apiCfg := client.Config{
 		Credentials: []client.Credentials{creds},
@@ -110,7 +112,8 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.AttemptTimeout <= 0 {
 		cfg.AttemptTimeout = 30 * time.Second
 	}
-	return &Client{api: api, retry: cfg.Retry, attemptTimeout: cfg.AttemptTimeout, identity: identityOf(cfg), user: identityUser(cfg)}, nil
+	user := credentialsUser(creds)
+	return &Client{api: api, retry: cfg.Retry, attemptTimeout: cfg.AttemptTimeout, identity: identityOf(cfg, user), user: user}, nil
 }
 
 func proxyName(p string) string {

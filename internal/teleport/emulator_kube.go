@@ -63,10 +63,46 @@ const (
 // max_session_ttl (12h) does.
 const MaxKubeCertTTL = 12 * time.Hour
 
-// kubeClusterOID carries the kube cluster a certificate is routed to in the
-// subject's extra names. Teleport's tlsca does the same with OIDs of its
-// own; this one is the emulator's.
-var kubeClusterOID = asn1.ObjectIdentifier{1, 3, 9999, 1, 42}
+// Teleport's tlsca puts the Kubernetes side of an identity in the
+// subject's extra names under these OIDs (KubeUsersASN1ExtensionOID,
+// KubeGroupsASN1ExtensionOID, KubeClusterASN1ExtensionOID): the users and
+// groups the roles map to, and the kube cluster the certificate is routed
+// to. `tsh status` shows the first two from there.
+var (
+	kubeUsersOID   = asn1.ObjectIdentifier{1, 3, 9999, 1, 1}
+	kubeGroupsOID  = asn1.ObjectIdentifier{1, 3, 9999, 1, 2}
+	kubeClusterOID = asn1.ObjectIdentifier{1, 3, 9999, 1, 3}
+)
+
+// kubeIdentityNames encodes a kube certificate's extra subject names.
+func kubeIdentityNames(cluster string, users, groups []string) []pkix.AttributeTypeAndValue {
+	names := []pkix.AttributeTypeAndValue{{Type: kubeClusterOID, Value: cluster}}
+	for _, u := range users {
+		names = append(names, pkix.AttributeTypeAndValue{Type: kubeUsersOID, Value: u})
+	}
+	for _, g := range groups {
+		names = append(names, pkix.AttributeTypeAndValue{Type: kubeGroupsOID, Value: g})
+	}
+	return names
+}
+
+// KubeIdentity reads what a Teleport kube certificate says: the kube
+// cluster it is routed to and the Kubernetes users and groups its roles
+// mapped to when it was issued.
+func KubeIdentity(cert *x509.Certificate) (cluster string, users, groups []string) {
+	for _, n := range cert.Subject.Names {
+		v, _ := n.Value.(string)
+		switch {
+		case n.Type.Equal(kubeClusterOID):
+			cluster = v
+		case n.Type.Equal(kubeUsersOID):
+			users = append(users, v)
+		case n.Type.Equal(kubeGroupsOID):
+			groups = append(groups, v)
+		}
+	}
+	return cluster, users, groups
+}
 
 // kubeAccess is what the roles grant on a kube cluster with labels: the
 // Kubernetes groups and users to impersonate, or why not.
@@ -135,7 +171,9 @@ func (e *Emulator) liveKubeCluster(clusterName string) (map[string]string, bool)
 func (s *authServer) GenerateUserCerts(ctx context.Context, req *proto.UserCertsRequest) (*proto.Certs, error) {
 	s.e.count(OpGenerateUserCerts)
 	e := s.e
-	if req.Username != "" && req.Username != e.opts.User {
+	// Users may generate certificates for themselves only; an empty
+	// Username is someone else too (auth's ServerWithRoles.GenerateUserCerts).
+	if req.Username != e.opts.User {
 		return nil, status.Errorf(codes.PermissionDenied, "user %q has requested to generate certs for %q", e.opts.User, req.Username)
 	}
 	if req.RouteToCluster != "" && req.RouteToCluster != e.opts.ClusterName {
@@ -148,7 +186,8 @@ func (s *authServer) GenerateUserCerts(ctx context.Context, req *proto.UserCerts
 	if !ok {
 		return nil, status.Errorf(codes.InvalidArgument, "kubernetes cluster %q is not registered in this teleport cluster; you can list registered kubernetes clusters using 'tsh kube ls'", req.KubernetesCluster)
 	}
-	if _, _, err := kubeAccess(e.roles(), labels); err != nil {
+	groups, users, err := kubeAccess(e.roles(), labels)
+	if err != nil {
 		return nil, status.Errorf(codes.PermissionDenied, "access to kubernetes cluster %q denied: %v", req.KubernetesCluster, err)
 	}
 	block, _ := pem.Decode(req.TLSPublicKey)
@@ -170,7 +209,7 @@ func (s *authServer) GenerateUserCerts(ctx context.Context, req *proto.UserCerts
 	}
 	certPEM, err := e.ca.issue(&x509.Certificate{
 		Subject: pkix.Name{CommonName: e.opts.User, Organization: roles,
-			ExtraNames: []pkix.AttributeTypeAndValue{{Type: kubeClusterOID, Value: req.KubernetesCluster}}},
+			ExtraNames: kubeIdentityNames(req.KubernetesCluster, users, groups)},
 		NotBefore:   now.Add(-time.Minute),
 		NotAfter:    notAfter,
 		KeyUsage:    x509.KeyUsageDigitalSignature,
@@ -287,12 +326,9 @@ func (p *kubeProxy) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	leaf := r.TLS.PeerCertificates[0]
-	cluster := ""
-	for _, n := range leaf.Subject.Names {
-		if n.Type.Equal(kubeClusterOID) {
-			cluster, _ = n.Value.(string)
-		}
-	}
+	// The proxy decides with the roles as they are now, not with the
+	// groups the certificate was issued with.
+	cluster, _, _ := KubeIdentity(leaf)
 	if cluster == "" {
 		kubeStatus(w, http.StatusForbidden, "Forbidden", "this certificate is not routed to a Kubernetes cluster: request one with 'tsh kube login' (GenerateUserCerts with KubernetesCluster)")
 		return

@@ -5,15 +5,15 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
+	"github.com/gravitational/teleport/api/client"
 	"github.com/gravitational/teleport/api/client/proto"
-	"github.com/gravitational/teleport/api/identityfile"
 	"github.com/gravitational/teleport/api/utils/keys"
 	"github.com/gravitational/trace"
 
@@ -36,6 +36,13 @@ type KubeCredentials struct {
 	KeyPEM      []byte
 	CAPEM       []byte
 	Expires     time.Time
+	// User is the Teleport user; KubeUsers and KubeGroups are the
+	// Kubernetes users and groups its roles mapped to when the certificate
+	// was issued (Teleport impersonates them; the cluster's RBAC decides
+	// what they may do).
+	User       string
+	KubeUsers  []string
+	KubeGroups []string
 }
 
 // String describes the credentials without their key.
@@ -108,28 +115,39 @@ func (c *Client) KubeCredentials(ctx context.Context, kubeCluster string, ttl ti
 		out.CAPEM = append(out.CAPEM, ca...)
 	}
 	out.Expires = leaf.NotAfter
+	out.User = leaf.Subject.CommonName
+	_, out.KubeUsers, out.KubeGroups = KubeIdentity(leaf)
 	return out, nil
 }
 
-// identityUser is the Teleport user an identity was issued to ("" when it
-// cannot be read, e.g. with a tsh profile).
-func identityUser(cfg Config) string {
-	content := cfg.IdentityContent
-	if len(content) == 0 && cfg.IdentityFile != "" {
-		content, _ = os.ReadFile(cfg.IdentityFile)
-	}
-	if len(content) == 0 {
-		return ""
-	}
-	id, err := identityfile.FromString(string(content))
+// credentialsUser is the Teleport user the credentials' TLS certificate
+// was issued to — an identity file's or the tsh profile's alike (the
+// profile's certificate is where `tsh status` reads the user from) — or ""
+// when it cannot be read. GenerateUserCerts needs it: the auth service
+// issues certificates only for the caller's own user.
+func credentialsUser(creds client.Credentials) string {
+	tc, err := creds.TLSConfig()
 	if err != nil {
 		return ""
 	}
-	block, _ := pem.Decode(id.Certs.TLS)
-	if block == nil {
+	// The SDK hands its certificate out through GetClientCertificate, so
+	// that it is sent whatever the server asks for.
+	var tlsCert *tls.Certificate
+	switch {
+	case len(tc.Certificates) > 0:
+		tlsCert = &tc.Certificates[0]
+	case tc.GetClientCertificate != nil:
+		if tlsCert, err = tc.GetClientCertificate(&tls.CertificateRequestInfo{}); err != nil {
+			return ""
+		}
+	}
+	if tlsCert == nil || len(tlsCert.Certificate) == 0 {
 		return ""
 	}
-	cert, err := x509.ParseCertificate(block.Bytes)
+	if tlsCert.Leaf != nil {
+		return tlsCert.Leaf.Subject.CommonName
+	}
+	cert, err := x509.ParseCertificate(tlsCert.Certificate[0])
 	if err != nil {
 		return ""
 	}

@@ -2,16 +2,12 @@ package teleport
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"sort"
 	"strings"
 
-	"github.com/gravitational/teleport/api/identityfile"
 	"github.com/gravitational/teleport/api/types"
 )
 
@@ -109,35 +105,20 @@ func (c *Client) CheckPermissions(ctx context.Context) error {
 	return nil
 }
 
-func identityOf(cfg Config) string {
-	content := cfg.IdentityContent
-	if len(content) == 0 && cfg.IdentityFile != "" {
-		b, err := os.ReadFile(cfg.IdentityFile)
-		if err != nil {
-			return "from " + cfg.IdentityFile
-		}
-		content = b
-	}
-	return identityName(content)
-}
-
-// identityName reads the user an identity file's TLS certificate was
-// issued to, for messages; it never returns key material.
-func identityName(content []byte) string {
-	if len(content) == 0 {
+// identityOf names the identity for messages; it never returns key
+// material. user is what credentialsUser read ("" when nothing could be).
+func identityOf(cfg Config, user string) string {
+	profile := len(cfg.IdentityContent) == 0 && cfg.IdentityFile == ""
+	switch {
+	case user != "" && profile:
+		return fmt.Sprintf("%q (tsh profile)", user)
+	case user != "":
+		return fmt.Sprintf("%q", user)
+	case profile:
 		return "of the tsh profile"
-	}
-	id, err := identityfile.FromString(string(content))
-	if err != nil {
+	case len(cfg.IdentityContent) == 0:
+		return "from " + cfg.IdentityFile
+	default:
 		return "(unreadable identity)"
 	}
-	block, _ := pem.Decode(id.Certs.TLS)
-	if block == nil {
-		return "(no TLS certificate)"
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		return "(unreadable certificate)"
-	}
-	return fmt.Sprintf("%q", cert.Subject.CommonName)
 }
