@@ -49,7 +49,8 @@ locked-down cluster it is done from inside: through Teleport Kubernetes access (
 certificate for the cluster, issued to the configured Teleport identity) a short-lived hostNetwork
 pod is created on each node in kube-system and port-forwarded to the node's own Talos API on
 loopback, which the lockdown still admits; the pods are deleted once the opening is applied. The
-Teleport role needs kubernetes_labels matching the cluster and kubernetes_groups [system:masters].`,
+Teleport role needs kubernetes_labels matching the cluster and kubernetes_groups
+[rawkode-cloud:inside-route] (bound by provisioning to the route's rights) or [system:masters].`,
 		Example: `  rawkode-cloud access open --cluster-name demo --for 30m`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

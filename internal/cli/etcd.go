@@ -32,7 +32,8 @@ Scaleway access and secret keys (Scaleway Object Storage by default). The node's
 directly where it answers this machine; on a locked-down cluster it is reached from inside through
 Teleport Kubernetes access: a short-lived hostNetwork pod on the node, port-forwarded to the node's own
 Talos API on loopback, deleted afterwards (the Teleport role needs kubernetes_labels matching the
-cluster and kubernetes_groups [system:masters]). The output says which route was used.`,
+cluster and kubernetes_groups [rawkode-cloud:inside-route], which provisioning binds to the route's
+rights, or [system:masters]). The output says which route was used.`,
 		Example: `  rawkode-cloud etcd snapshot --cluster-name demo --etcd-backup-bucket my-etcd-backups`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

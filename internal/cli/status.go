@@ -58,7 +58,7 @@ directly where it answers this machine (a cluster a failed run left open, or dur
 on a locked-down cluster it is read from inside, through Teleport Kubernetes access: a short-lived
 hostNetwork pod on the node, port-forwarded to the node's own Talos API on loopback, and deleted
 afterwards (the Teleport role needs kubernetes_labels matching the cluster and kubernetes_groups
-[system:masters]). Each talos check names its route; where the inside route is not available the
+[rawkode-cloud:inside-route], which provisioning binds to the route's rights, or [system:masters]). Each talos check names its route; where the inside route is not available the
 node is "unknown", which does not make the cluster unhealthy. Node readiness is read where 6443
 answers, otherwise through Teleport along with the inside route, and is "unknown" without either. An opening still recorded after its end (its process died) is "degraded": 'access close'
 closes it.

@@ -39,7 +39,8 @@ cluster issued to the configured Teleport identity it creates a short-lived host
 node (kube-system, pause image) and port-forwards to the node's own Talos API on loopback, which the
 firewall always admits. A Talos upgrade reboots the node and its pod with it; a new pod is made once
 the node is back. Every pod is deleted at the end, also on failure and Ctrl-C. The Teleport role needs
-kubernetes_labels matching the cluster and kubernetes_groups [system:masters]; without Teleport,
+kubernetes_labels matching the cluster and kubernetes_groups [rawkode-cloud:inside-route] (bound by
+provisioning to the route's rights) or [system:masters]; without Teleport,
 upgrade stops before changing anything. The progress says which route was used.`,
 		Example: `  rawkode-cloud upgrade --cluster-name demo --talos-version v1.12.5 --dry-run
   rawkode-cloud upgrade --cluster-name demo --talos-version v1.12.5

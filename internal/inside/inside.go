@@ -141,12 +141,12 @@ func (r *Route) renew(ctx context.Context) error {
 	}
 	// One request through the proxy now: a proxy or role that refuses
 	// Kubernetes access is found before anything is created.
-	if _, err := cs.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{Limit: 1, LabelSelector: podLabel + "=" + podLabelVal}); err != nil {
-		return fmt.Errorf("reach the cluster's Kubernetes API through Teleport (%s): %w", creds.ProxyAddr, err)
-	}
 	r.mu.Lock()
 	r.creds, r.rest, r.cs = creds, cfg, cs
 	r.mu.Unlock()
+	if _, err := cs.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{Limit: 1, LabelSelector: podLabel + "=" + podLabelVal}); err != nil {
+		return fmt.Errorf("reach the cluster's Kubernetes API through Teleport (%s): %w", creds.ProxyAddr, r.explain(err))
+	}
 	return nil
 }
 
@@ -241,7 +241,7 @@ func (r *Route) ensure(ctx context.Context, node string) (string, error) {
 			return f.local, nil
 		}
 		if err != nil && !apierrors.IsNotFound(err) {
-			return "", fmt.Errorf("read pod %s/%s: %w", Namespace, f.pod, err)
+			return "", fmt.Errorf("read pod %s/%s: %w", Namespace, f.pod, r.explain(err))
 		}
 	}
 	if f != nil {
@@ -249,11 +249,11 @@ func (r *Route) ensure(ctx context.Context, node string) (string, error) {
 	}
 	pod, err := r.startPod(ctx, cs, node)
 	if err != nil {
-		return "", err
+		return "", r.explain(err)
 	}
 	f, err = r.forward(cfg, pod)
 	if err != nil {
-		return "", err
+		return "", r.explain(err)
 	}
 	r.mu.Lock()
 	r.fwds[node] = f
@@ -330,7 +330,7 @@ func (r *Route) startPod(ctx context.Context, cs *kubernetes.Clientset, node str
 func (r *Route) deletePod(ctx context.Context, cs *kubernetes.Clientset, name string) error {
 	err := cs.CoreV1().Pods(Namespace).Delete(ctx, name, metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("delete pod %s/%s: %w", Namespace, name, err)
+		return fmt.Errorf("delete pod %s/%s: %w", Namespace, name, r.explain(err))
 	}
 	r.mu.Lock()
 	delete(r.pods, name)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/emulator"
 	"github.com/rawkode/rawkode-cloud/internal/inside"
 	kubeemulator "github.com/rawkode/rawkode-cloud/internal/kube/emulator"
+	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
 	"github.com/rawkode/rawkode-cloud/internal/retry"
 	"github.com/rawkode/rawkode-cloud/internal/teleport"
 	"github.com/rawkode/rawkode-cloud/internal/wait"
@@ -66,6 +68,10 @@ func newWorld(t *testing.T, roles []types.Role) *world {
 	w.admin(t, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "teleport-kube-agent"},
 		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "teleport-kube-agent"},
 		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: "teleport", Name: "teleport-kube-agent"}}})
+	// What provisioning binds for the route's group.
+	for _, o := range machineconfig.InsideRouteObjects() {
+		w.admin(t, o)
+	}
 	tp, err := teleport.NewEmulator(teleport.EmulatorOptions{Roles: roles, KubeBackend: func(c string) http.Handler {
 		if c == "c1" {
 			return backend
@@ -94,6 +100,10 @@ func (w *world) admin(t *testing.T, obj any) {
 		_, err = cs.RbacV1().ClusterRoles().Create(ctx, o, metav1.CreateOptions{})
 	case *rbacv1.ClusterRoleBinding:
 		_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, o, metav1.CreateOptions{})
+	case *rbacv1.Role:
+		_, err = cs.RbacV1().Roles(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+	case *rbacv1.RoleBinding:
+		_, err = cs.RbacV1().RoleBindings(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
 	default:
 		t.Fatalf("admin: %T", obj)
 	}
@@ -251,6 +261,87 @@ func TestKubeProxyFaults(t *testing.T) {
 		t.Fatalf("a role without Kubernetes access, with a certificate issued before: %v", err)
 	}
 	w.tp.Faults().Clear()
+	if err := r.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// kubeRole maps Kubernetes access on every cluster to groups.
+func kubeRole(t *testing.T, groups ...string) types.Role {
+	t.Helper()
+	r, err := types.NewRole("kube-"+strings.Join(groups, "-"), types.RoleSpecV6{Allow: types.RoleConditions{
+		KubernetesLabels: types.Labels{types.Wildcard: {types.Wildcard}}, KubeGroups: groups}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestRouteNamesTheGroupRBACRefuses(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, []types.Role{kubeRole(t, "developers")})
+	if err := w.tp.RegisterForeign("c1", nil); err != nil {
+		t.Fatal(err)
+	}
+	c := w.client(t)
+
+	// Teleport lets the group through; the cluster binds nothing to it:
+	// the route stops at its first request, before any pod.
+	_, err := w.route(t, c)
+	var fe *inside.ForbiddenError
+	if !errors.As(err, &fe) || !slices.Equal(fe.KubeGroups, []string{"developers"}) {
+		t.Fatalf("route for an unbound group: %v", err)
+	}
+	for _, want := range []string{
+		`pods is forbidden: User "rawkode-cloud" cannot list resource "pods" in API group "" in the namespace "kube-system"`,
+		"Kubernetes group(s) developers", "create on pods/portforward in kube-system",
+		"kubernetes_groups: [" + machineconfig.InsideRouteGroup + "]",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the refusal does not say %q:\n%v", want, err)
+		}
+	}
+
+	t.Logf("refusal: %v", err)
+
+	// The group may read and make pods, not port-forward to them: the
+	// refusal names the subresource, and the pod made is deleted on Close.
+	w.admin(t, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "pods"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "create", "delete"}}}})
+	w.admin(t, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "developers"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "pods"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "developers"}}})
+	r, err := w.route(t, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.AddNode("192.0.2.10", "cp-1")
+	_, err = say(t, r, "x")
+	if !errors.As(err, &fe) || !strings.Contains(err.Error(), `cannot create resource "pods/portforward"`) {
+		t.Fatalf("dial without pods/portforward: %v", err)
+	}
+	if err := r.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range w.kube.Inventory().Objects {
+		if strings.HasPrefix(o, "Pod/") {
+			t.Errorf("left in the cluster: %s", o)
+		}
+	}
+
+	// Mapped to the group provisioning binds, the route works.
+	w2 := newWorld(t, []types.Role{kubeRole(t, machineconfig.InsideRouteGroup)})
+	if err := w2.tp.RegisterForeign("c1", nil); err != nil {
+		t.Fatal(err)
+	}
+	r, err = w2.route(t, w2.client(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.AddNode("192.0.2.10", "cp-1")
+	if got, err := say(t, r, "hi"); err != nil || got != "apid on cp-1: hi\n" {
+		t.Fatalf("with the inside-route group: %q, %v", got, err)
+	}
 	if err := r.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -362,6 +362,8 @@ func TestInlineManifests(t *testing.T) {
 		"ClusterRole//teleport-kube-agent", "ClusterRoleBinding//teleport-kube-agent",
 		"Role/teleport/teleport-kube-agent", "RoleBinding/teleport/teleport-kube-agent",
 		"ConfigMap/teleport/teleport-kube-agent", "StatefulSet/teleport/teleport-kube-agent",
+		"Role/kube-system/rawkode-cloud-inside-route", "RoleBinding/kube-system/rawkode-cloud-inside-route",
+		"ClusterRole//rawkode-cloud-inside-route", "ClusterRoleBinding//rawkode-cloud-inside-route",
 		"Secret/teleport/teleport-join-token",
 	}
 	for _, key := range wantObjects {

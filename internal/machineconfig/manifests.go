@@ -44,6 +44,54 @@ const (
 	teleportUID = 9807
 )
 
+// The day-two commands' inside route to a locked-down cluster (package
+// inside) reaches each node's apid through a hostNetwork pod in
+// kube-system and a port-forward to it, and reads the nodes' readiness,
+// all through Teleport, which impersonates the Kubernetes groups of the
+// operator's Teleport role. The cluster's RBAC then decides; the agent's
+// manifest binds InsideRouteGroup to exactly these rights, so a Teleport
+// role can grant the route with `kubernetes_groups: [rawkode-cloud:inside-route]`
+// instead of system:masters.
+const (
+	InsideRouteGroup     = "rawkode-cloud:inside-route"
+	InsideRouteName      = "rawkode-cloud-inside-route"
+	InsideRouteNamespace = "kube-system"
+)
+
+// InsideRouteRules are the rights of InsideRouteGroup: Namespaced in
+// InsideRouteNamespace (a Role), Cluster on cluster-scoped resources (a
+// ClusterRole).
+var InsideRouteRules = struct{ Namespaced, Cluster []rbacv1.PolicyRule }{
+	Namespaced: []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "create", "delete"}},
+		{APIGroups: []string{""}, Resources: []string{"pods/portforward"}, Verbs: []string{"create"}},
+	},
+	Cluster: []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list"}},
+	},
+}
+
+// InsideRouteObjects bind InsideRouteGroup to InsideRouteRules: a Role and
+// RoleBinding in InsideRouteNamespace, a ClusterRole and
+// ClusterRoleBinding. They travel in the Teleport agent's inline manifest.
+func InsideRouteObjects() []any {
+	labels := map[string]string{"app.kubernetes.io/name": InsideRouteName}
+	meta := objectMeta(InsideRouteNamespace, InsideRouteName)
+	meta.Labels = labels
+	group := []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: InsideRouteGroup}}
+
+	return []any{
+		&rbacv1.Role{TypeMeta: typeMeta("rbac.authorization.k8s.io/v1", "Role"), ObjectMeta: meta, Rules: InsideRouteRules.Namespaced},
+		&rbacv1.RoleBinding{TypeMeta: typeMeta("rbac.authorization.k8s.io/v1", "RoleBinding"), ObjectMeta: meta,
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: InsideRouteName}, Subjects: group},
+		&rbacv1.ClusterRole{TypeMeta: typeMeta("rbac.authorization.k8s.io/v1", "ClusterRole"),
+			ObjectMeta: metav1.ObjectMeta{Name: InsideRouteName, Labels: labels}, Rules: InsideRouteRules.Cluster},
+		&rbacv1.ClusterRoleBinding{TypeMeta: typeMeta("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+			ObjectMeta: metav1.ObjectMeta{Name: InsideRouteName, Labels: labels},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: InsideRouteName}, Subjects: group},
+	}
+}
+
 // Names of the inline manifests, in the order Talos applies them. The agent
 // comes before its token so its Namespace exists when the Secret is created.
 const (
@@ -162,7 +210,7 @@ func teleportAgentObjects(in manifestInput) ([]any, error) {
 	meta := objectMeta(TeleportNamespace, TeleportAgentName)
 	meta.Labels = labels
 
-	return []any{
+	return append([]any{
 		namespace(TeleportNamespace),
 		&corev1.ServiceAccount{TypeMeta: typeMeta("v1", "ServiceAccount"), ObjectMeta: meta},
 		&rbacv1.ClusterRole{
@@ -202,7 +250,7 @@ func teleportAgentObjects(in manifestInput) ([]any, error) {
 			Data:       map[string]string{"teleport.yaml": string(teleportYAML)},
 		},
 		teleportStatefulSet(meta, labels, in.teleportAgentVersion),
-	}, nil
+	}, InsideRouteObjects()...), nil
 }
 
 // teleportStatefulSet mirrors the teleport-kube-agent chart: a StatefulSet

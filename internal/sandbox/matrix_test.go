@@ -207,6 +207,7 @@ var specialExpected = map[string]int{
 	"cloudflare.upsert-record=lost": ok,
 	"scaleway.create-server=lost":   ok,
 	"teleport.kube-proxy=deny":      ok, // day two only: provisioning never uses Kubernetes access
+	"teleport.kube-groups=deny":     ok, // likewise
 }
 
 // combined are scenarios that need several faults at once.

@@ -929,6 +929,8 @@ var FaultPoints = []FaultPoint{
 		Special: map[emulator.Kind]string{emulator.Expire: "the run's first join token (@N: the first N) expires a minute after it is minted, before its agent starts, as after a delivery slower than its TTL; the agent is refused until it gets a new one"}},
 	{Point: teleport.FaultKubeProxy, What: "Teleport's Kubernetes access, the day-two commands' inside route to a locked-down cluster's Talos API",
 		Special: map[emulator.Kind]string{emulator.Deny: "the proxy refuses Kubernetes access (403), as for a role without kubernetes_groups or kubernetes_users"}},
+	{Point: teleport.FaultKubeGroups, What: "the Kubernetes groups the identity's Teleport role maps to", OnlySpecial: true,
+		Special: map[emulator.Kind]string{emulator.Deny: "the role maps Kubernetes access to group \"" + teleport.UnboundKubeGroup + "\", which no RBAC binding in the cluster names: Teleport lets the day-two commands' requests through and the cluster's RBAC refuses them (403)"}},
 	{Point: "teleport.kube-server", What: "kube servers registered under the cluster's name", OnlySpecial: true,
 		Special: map[emulator.Kind]string{emulator.Stale: "another agent (an earlier cluster's, or one elsewhere) is registered under the name and keeps heartbeating"}},
 	{Point: "talos.maintenance", What: "reaching maintenance mode (never: the pivot never finishes)",

@@ -17,12 +17,14 @@ import (
 	"github.com/gravitational/teleport/api/client/proto"
 	userspb "github.com/gravitational/teleport/api/gen/proto/go/teleport/users/v1"
 	"github.com/gravitational/teleport/api/types"
+	apiutils "github.com/gravitational/teleport/api/utils"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	"github.com/rawkode/rawkode-cloud/internal/emulator"
+	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
 )
 
 // Fault points of the Teleport emulator.
@@ -53,7 +55,16 @@ const (
 	// tells the expiry Teleport holds, and once it has passed the token is
 	// gone and a join with it is refused, as with any expired token.
 	FaultToken = "teleport.token"
+	// FaultKubeGroups' "deny" kind maps the identity's Kubernetes access
+	// to UnboundKubeGroup, a group no RBAC binding in the cluster names:
+	// Teleport lets the requests through, impersonating it, and the
+	// cluster's RBAC refuses them, as with a Teleport role whose
+	// kubernetes_groups were never bound in the cluster.
+	FaultKubeGroups = "teleport.kube-groups"
 )
+
+// UnboundKubeGroup is the group teleport.kube-groups=deny maps to.
+const UnboundKubeGroup = "developers"
 
 // DefaultEarlyExpiry is how long a token hit by teleport.token=expire lives.
 const DefaultEarlyExpiry = time.Second
@@ -133,9 +144,10 @@ func ProvisionerRole() types.Role {
 }
 
 // KubeAccessGroups are the Kubernetes groups the day-two commands need
-// through Teleport: creating a hostNetwork pod in kube-system and
-// port-forwarding to it takes cluster-admin rights.
-var KubeAccessGroups = []string{"system:masters"}
+// through Teleport: the group that provisioning binds to the inside
+// route's rights (pods and pods/portforward in kube-system, reading
+// nodes). system:masters would do too, with every other right.
+var KubeAccessGroups = []string{machineconfig.InsideRouteGroup}
 
 // readOnlyRole is what teleport.permissions=deny leaves the identity: it
 // may look at kube servers and tokens, and change nothing.
@@ -152,10 +164,25 @@ func (e *Emulator) roles() []types.Role {
 	if e.faults.Peek(FaultPermissions, emulator.Deny) {
 		return []types.Role{readOnlyRole()}
 	}
+	roles := []types.Role{ProvisionerRole()}
 	if len(e.opts.Roles) > 0 {
-		return e.opts.Roles
+		roles = e.opts.Roles
 	}
-	return []types.Role{ProvisionerRole()}
+	if e.faults.Peek(FaultKubeGroups, emulator.Deny) {
+		unbound := make([]types.Role, 0, len(roles))
+		for _, r := range roles {
+			v6, ok := r.(*types.RoleV6)
+			if !ok || len(v6.GetKubeGroups(types.Allow)) == 0 {
+				unbound = append(unbound, r)
+				continue
+			}
+			c := apiutils.CloneProtoMsg(v6)
+			c.SetKubeGroups(types.Allow, []string{UnboundKubeGroup})
+			unbound = append(unbound, c)
+		}
+		return unbound
+	}
+	return roles
 }
 
 // expiresEarly reports whether the token being minted is one that

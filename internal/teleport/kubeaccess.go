@@ -17,12 +17,13 @@ import (
 	"github.com/gravitational/teleport/api/utils/keys"
 	"github.com/gravitational/trace"
 
+	"github.com/rawkode/rawkode-cloud/internal/machineconfig"
 	"github.com/rawkode/rawkode-cloud/internal/retry"
 )
 
 // ErrKubeAccessDenied means the identity's Teleport roles do not allow
 // Kubernetes access to the cluster.
-var ErrKubeAccessDenied = errors.New("the Teleport identity may not use Kubernetes access to this cluster: its role needs kubernetes_labels matching the cluster and kubernetes_groups [system:masters] (or kubernetes_users with the same rights)")
+var ErrKubeAccessDenied = errors.New("the Teleport identity may not use Kubernetes access to this cluster: its role needs kubernetes_labels matching the cluster and kubernetes_groups [" + machineconfig.InsideRouteGroup + "] (which provisioning binds to the inside route's rights) or [system:masters] (or kubernetes_users with the same rights)")
 
 // KubeCredentials reach one kube cluster through Teleport's proxy: a
 // short-lived client certificate routed to the cluster, the proxy's
