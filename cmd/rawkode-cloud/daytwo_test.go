@@ -159,6 +159,20 @@ func TestUpgradeThroughTheBinary(t *testing.T) {
 		t.Fatalf("a refused upgrade changed something: %v", v)
 	}
 
+	// The Teleport role maps to a group the cluster binds nothing to:
+	// Teleport lets the requests through, the cluster's RBAC refuses them,
+	// and the error names the group, the refusal and what to set.
+	w.must(0, "sandbox", "fault", "teleport.kube-groups=deny")
+	unbound := w.must(1, "upgrade", "--cluster-name", "up", "--talos-version", "v1.12.8")
+	for _, want := range []string{"locked down", "the cluster's Kubernetes RBAC refused the inside route",
+		`cannot list resource "pods"`, "Kubernetes group(s) developers", "kubernetes_groups: [rawkode-cloud:inside-route]"} {
+		if !strings.Contains(unbound.err, want) {
+			t.Errorf("upgrade with an unbound Kubernetes group does not say %q:\n%s", want, unbound.err)
+		}
+	}
+	w.must(0, "sandbox", "fault")
+	noPods("after the upgrade refused by RBAC")
+
 	// Break glass on a locked-down cluster: the opening is applied from
 	// inside, closes itself, and the cluster is locked down again.
 	r := w.must(0, "access", "open", "--cluster-name", "up", "--for", "2s")
