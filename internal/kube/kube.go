@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/rawkode/rawkode-cloud/internal/platform"
+	"github.com/rawkode/rawkode-cloud/internal/wait"
 )
 
 // Names Talos gives what it deploys itself.
@@ -430,20 +431,26 @@ func unstructuredSlice(obj map[string]any, path ...string) ([]any, bool, error) 
 	return s, ok, nil
 }
 
-// WaitReady checks every interval until every item is OK or ctx ends; it
-// returns the last report either way (and ctx's error when it ended
-// first). onReport, when set, sees every report, so progress can be shown.
-// API errors are retried: the API server may still be starting.
-func (c *Client) WaitReady(ctx context.Context, exp Expect, interval time.Duration, onReport func(Report)) (Report, error) {
+// WaitReady checks every opts.Interval until every item is OK or ctx ends;
+// it returns the last report either way (and ctx's error when it ended
+// first). onReport, when set, sees every report, so progress can be shown;
+// opts.OnCheck is told when each check begins. API errors are retried: the
+// API server may still be starting.
+func (c *Client) WaitReady(ctx context.Context, exp Expect, opts wait.Options, onReport func(Report)) (Report, error) {
 	var (
 		last    Report
 		lastErr error
 	)
 
+	interval := opts.Interval
+	if interval <= 0 {
+		interval = time.Second
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 
 	for {
+		opts.Checking()
 		r, err := c.Check(ctx, exp)
 		if err == nil {
 			last, lastErr = r, nil

@@ -13,6 +13,7 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/kube"
 	kubeemulator "github.com/rawkode/rawkode-cloud/internal/kube/emulator"
 	"github.com/rawkode/rawkode-cloud/internal/platform"
+	"github.com/rawkode/rawkode-cloud/internal/wait"
 )
 
 const coreDNS = `apiVersion: apps/v1
@@ -106,7 +107,7 @@ func TestWaitReady(t *testing.T) {
 
 	var reports int
 
-	r, err := c.WaitReady(ctx, kube.Expect{Nodes: 1, CNI: platform.CNICilium, Flux: true}, 5*time.Millisecond, func(kube.Report) { reports++ })
+	r, err := c.WaitReady(ctx, kube.Expect{Nodes: 1, CNI: platform.CNICilium, Flux: true}, wait.Options{Interval: 5 * time.Millisecond}, func(kube.Report) { reports++ })
 	if err != nil {
 		t.Fatalf("%v: %+v", err, r)
 	}
@@ -137,7 +138,7 @@ func TestWaitReadyReportsWhatIsMissing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	r, err := c.WaitReady(ctx, kube.Expect{Nodes: 1, CNI: platform.CNICilium}, 10*time.Millisecond, func(kube.Report) { cancel() })
+	r, err := c.WaitReady(ctx, kube.Expect{Nodes: 1, CNI: platform.CNICilium}, wait.Options{Interval: 10 * time.Millisecond}, func(kube.Report) { cancel() })
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want the cancellation after the first report", err)
 	}
@@ -168,7 +169,7 @@ func TestWaitReadyNamesMissingNodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	r, err := c.WaitReady(ctx, kube.Expect{NodeNames: []string{"node-1", "worker-7"}}, 10*time.Millisecond, func(kube.Report) { cancel() })
+	r, err := c.WaitReady(ctx, kube.Expect{NodeNames: []string{"node-1", "worker-7"}}, wait.Options{Interval: 10 * time.Millisecond}, func(kube.Report) { cancel() })
 	if !errors.Is(err, context.Canceled) || len(r) == 0 {
 		t.Fatalf("err = %v, want the cancellation after the first report: %+v", err, r)
 	}

@@ -17,7 +17,7 @@ const (
 	EventPhaseSkip   EventType = "phase-skip"   // a phase had nothing to do (message says why)
 	EventWait        EventType = "wait"         // a wait began (fields: wait, timeout)
 	EventState       EventType = "state"        // a newly observed state during a wait (fields: wait, state, elapsed, timeout)
-	EventWaitDone    EventType = "wait-done"    // the awaited condition holds (fields: wait, elapsed)
+	EventWaitDone    EventType = "wait-done"    // the awaited condition holds (fields: wait, elapsed, checked when known)
 	EventRetry       EventType = "retry"        // a transient error is being retried (fields: attempt, error, next)
 	EventInfo        EventType = "info"
 	EventWarn        EventType = "warn"

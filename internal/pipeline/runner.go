@@ -472,11 +472,22 @@ type Waiter struct {
 	timeout  time.Duration
 	interval time.Duration
 	start    time.Time
+
+	mu      sync.Mutex
+	checked time.Time // when the latest check began (wait.Options.OnCheck)
 }
 
 // Options are the wait.Options that turn observed states and retries into events.
 func (w *Waiter) Options() wait.Options {
-	return wait.Options{Interval: w.interval, OnState: w.State, OnRetry: w.Retry}
+	return wait.Options{Interval: w.interval, OnState: w.State, OnRetry: w.Retry, OnCheck: w.Checking}
+}
+
+// Checking notes that a check (or the stream that replaces polling) begins.
+func (w *Waiter) Checking() {
+	now := w.run.now()
+	w.mu.Lock()
+	w.checked = now
+	w.mu.Unlock()
 }
 
 // State reports a newly observed state.
@@ -491,10 +502,18 @@ func (w *Waiter) Retry(a retry.Attempt) {
 		"wait": w.what, "attempt": a.N, "next": a.Next.Seconds()}})
 }
 
-// Done reports that the awaited condition holds.
+// Done reports that the awaited condition holds. When the checks were
+// reported (Checking), the event carries "checked": seconds from the wait's
+// start to the start of the latest check, the one that saw the condition.
 func (w *Waiter) Done() time.Duration {
 	d := w.run.now().Sub(w.start)
-	w.run.emit(Event{Type: EventWaitDone, Fields: map[string]any{"wait": w.what, "elapsed": d.Seconds()}})
+	fields := map[string]any{"wait": w.what, "elapsed": d.Seconds()}
+	w.mu.Lock()
+	if !w.checked.IsZero() {
+		fields["checked"] = w.checked.Sub(w.start).Seconds()
+	}
+	w.mu.Unlock()
+	w.run.emit(Event{Type: EventWaitDone, Fields: fields})
 	return d
 }
 

@@ -562,7 +562,9 @@ func TestWaiterEvents(t *testing.T) {
 		clk.Advance(time.Minute)
 		opts.OnState("installing")
 		opts.OnRetry(retry.Attempt{N: 2, Err: errors.New("503 from API"), Next: 4 * time.Second})
-		clk.Advance(11 * time.Minute)
+		clk.Advance(10 * time.Minute)
+		opts.OnCheck() // the check that sees it done begins
+		clk.Advance(time.Minute)
 		if d := w.Done(); d != 12*time.Minute {
 			t.Errorf("Done() = %v, want 12m", d)
 		}
@@ -602,7 +604,7 @@ func TestWaiterEvents(t *testing.T) {
 	check(events[2], map[string]any{"wait": "OS install", "timeout": 2700.0})
 	check(events[3], map[string]any{"wait": "OS install", "state": "installing", "elapsed": 60.0, "timeout": 2700.0})
 	check(events[4], map[string]any{"wait": "OS install", "attempt": 2, "next": 4.0})
-	check(events[5], map[string]any{"wait": "OS install", "elapsed": 720.0})
+	check(events[5], map[string]any{"wait": "OS install", "elapsed": 720.0, "checked": 660.0})
 	check(events[6], map[string]any{"k": "v"})
 	if events[4].Message != "503 from API" {
 		t.Errorf("retry message = %q", events[4].Message)

@@ -224,7 +224,7 @@ func (p *Provisioner) waitKubernetes(ctx context.Context, r *pipeline.Run, title
 	wctx, cancel := w.Context(ctx)
 	defer cancel()
 
-	rep, err := c.WaitReady(wctx, exp, p.cfg.Duration(config.KubernetesPoll), nil)
+	rep, err := c.WaitReady(wctx, exp, w.Options(), nil)
 	for _, item := range rep {
 		r.Info("kubernetes: "+item.Name, map[string]any{"ok": item.OK, "detail": item.Detail})
 	}

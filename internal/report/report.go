@@ -22,16 +22,26 @@ var Definitions = map[string]string{
 	"cli_added_seconds": "wall_seconds minus critical_path_seconds, both in sandbox seconds: what the CLI added on top of " +
 		"what the emulated hardware and services took (null outside the sandbox, where the critical path is unknown, and for " +
 		"a failed run, which stopped short of the path it is compared with)",
-	"cli_added_seconds_real": "cli_added_seconds in real time: (cli_added_seconds - active_seconds) * time_scale + active_seconds. " +
-		"Detection lag inside waits is sandbox time and scales; the CLI's own active work (CPU, loopback round trips) is real time and does not. " +
+	"cli_added_seconds_real": "cli_added_seconds in real time: the sum of cli_added_breakdown's real_seconds. " +
+		"Each part of cli_added_seconds is split into sandbox time (a wait sitting out its poll interval after its condition held, " +
+		"or emulated waiting that CLI lag caused: multiplied by time_scale, since intervals and emulated delays are scaled down with the sandbox) " +
+		"and real time (the CLI's own work, API calls, the round trip of the check that saw the condition, stream delivery: counted as measured). " +
 		"null whenever cli_added_seconds is",
+	"cli_added_breakdown": "where cli_added_seconds sits, along the critical path: before the order; each link the CLI drives " +
+		"(critical_path.reactions, only the share the chain had no slack for); the emulators' own lateness " +
+		"(critical_path_replayed_seconds - critical_path_seconds, counted once: it is the machine's timer slop, not the CLI's); " +
+		"after the last event the run ends on; and what the chain does not explain (unattributed, counted as sandbox time). " +
+		"seconds are sandbox seconds, scaled_seconds the part of them that is sandbox time and scales, real_seconds what the part adds to cli_added_seconds_real",
 	"critical_path_seconds": "what a CLI reacting instantly and doing no work would take, from the profile along the dependency chain: " +
-		"order -> IP -> delivered -> install started -> install completed -> pivot -> maintenance; apply -> reboot -> configured; " +
+		"order -> IP -> delivered -> install started -> install completed -> pivot -> maintenance; apply -> the maintenance API lingers -> reboot -> configured; " +
 		"configured -> etcd ready -> bootstrap -> etcd healthy (other services count from configured); etcd healthy -> node registered in " +
 		"Kubernetes -> CNI pod running -> node Ready -> the kube agent's pod and CoreDNS running; the kube agent starts AgentStart after " +
 		"configured, retries until its pod runs, then registers one heartbeat later; end = max(services healthy, registered, CoreDNS running)",
 	"critical_path_replayed_seconds": "the same chain with each emulator-driven link measured on the timeline instead of taken from the profile; " +
 		"the difference to critical_path_seconds is the emulators' own timer slop",
+	"critical_path.reactions": "the links the model takes as instant because the CLI drives them (maintenance -> config taken: the probe " +
+		"noticing, then the apply; etcd ready -> bootstrapped), as observed, and on_path_seconds: how much later the replayed chain ends " +
+		"with the link as observed than with it instant",
 	"active_seconds": "wall time outside every wait (phase 0 checks, CPU work, API calls that create or apply things): " +
 		"time the CLI spends working rather than waiting",
 	"wall_seconds":        "from the start of phase 0 to the end of the last phase",
@@ -40,6 +50,8 @@ var Definitions = map[string]string{
 	"process_cpu_seconds": "user+system CPU of the whole process during the run (in the sandbox this includes the emulators)",
 	"waits.lag_seconds": "observed minus the later of condition_true and started: how long the CLI took to notice. " +
 		"null when the condition time is unknown (real runs)",
+	"waits.checked_at":       "when the check that saw the condition began (a stream-following wait: when the stream opened); null when the adapter does not say",
+	"waits.poll_lag_seconds": "the part of lag_seconds before checked_at: the wait sitting out its poll interval; the rest is the check's own round trip",
 	"requests": "requests served per service and operation (sandbox: the emulators' counters; real runs: counted at the wire by the CLI, HTTP requests and gRPC calls including retries and polls); " +
 		"requests_total leaves out operations the emulated agent makes (teleport Join)",
 	"times": "every *_at field is seconds since the start of the run (started_at)",
@@ -65,6 +77,8 @@ type Report struct {
 	CPUOnPathSeconds            float64  `json:"cpu_on_path_seconds"`
 	ProcessCPUSeconds           *float64 `json:"process_cpu_seconds"`
 	WaitLagSeconds              *float64 `json:"wait_lag_seconds"`
+
+	CLIAddedBreakdown []Part `json:"cli_added_breakdown"`
 
 	Phases        []Phase                   `json:"phases"`
 	Waits         []Wait                    `json:"waits"`
@@ -92,17 +106,36 @@ type Wait struct {
 	StartedAt       float64  `json:"started_at"`
 	ConditionEvent  string   `json:"condition_event,omitempty"`
 	ConditionTrueAt *float64 `json:"condition_true_at"`
+	CheckedAt       *float64 `json:"checked_at"`
 	ObservedAt      *float64 `json:"observed_at"`
 	Duration        *float64 `json:"duration_seconds"`
 	LagSeconds      *float64 `json:"lag_seconds"`
+	PollLagSeconds  *float64 `json:"poll_lag_seconds"`
 	States          int      `json:"states"`
 	Retries         int      `json:"retries"`
 }
 
+// Part is one place where cli_added_seconds sits.
+type Part struct {
+	What          string  `json:"what"`
+	Seconds       float64 `json:"seconds"`
+	ScaledSeconds float64 `json:"scaled_seconds"`
+	RealSeconds   float64 `json:"real_seconds"`
+}
+
 // CriticalPath details the emulated critical path.
 type CriticalPath struct {
-	Steps    []Step    `json:"steps"`
-	Segments []Segment `json:"segments"`
+	Steps     []Step     `json:"steps"`
+	Segments  []Segment  `json:"segments"`
+	Reactions []Reaction `json:"reactions"`
+}
+
+// Reaction is a link of the chain the CLI drives.
+type Reaction struct {
+	From     string  `json:"from"`
+	To       string  `json:"to"`
+	Observed float64 `json:"observed_seconds"`
+	OnPath   float64 `json:"on_path_seconds"`
 }
 
 // Step is a modelled event time, seconds after the order.
@@ -197,13 +230,18 @@ func Build(in Input) Report {
 			out.ObservedAt = ptr(at(w.done))
 			out.Duration = ptr(secs(w.done.Sub(w.start)))
 		}
+		if !w.checked.IsZero() {
+			out.CheckedAt = ptr(at(w.checked))
+		}
 		if in.Sandbox != nil {
 			if cond, ev, ok := sandbox.ConditionTime(tl, w.what); ok {
+				w.cond = cond
 				out.ConditionEvent = ev
 				out.ConditionTrueAt = ptr(at(cond))
 				if !w.done.IsZero() {
 					lag := w.done.Sub(later(cond, w.start))
 					out.LagSeconds = ptr(secs(lag))
+					out.PollLagSeconds = ptr(secs(w.pollLag(w.start, w.done)))
 					lagSum += secs(lag)
 				}
 			} else if ev != "" {
@@ -243,9 +281,20 @@ func Build(in Input) Report {
 		// A failed run ends before the path it would be compared with:
 		// wall minus critical path is then negative and means nothing.
 		r.CLIAddedSeconds = ptr(round(added))
-		r.CLIAddedSecondsReal = ptr(round((added-active)*speed + active))
+		if parts, ok := breakdown(cp, waits, start, start.Add(wall), speed); ok {
+			sum := 0.0
+			for _, p := range parts {
+				sum += p.real
+				r.CLIAddedBreakdown = append(r.CLIAddedBreakdown, Part{What: p.what, Seconds: secs(p.d), ScaledSeconds: secs(p.poll), RealSeconds: round(p.real)})
+			}
+			r.CLIAddedSecondsReal = ptr(round(sum))
+		} else {
+			// The timeline lacks the chain's ends (a topology the chain
+			// does not model): every second in a wait counts as lag.
+			r.CLIAddedSecondsReal = ptr(round((added-active)*speed + active))
+		}
 	}
-	r.CriticalPath = &CriticalPath{}
+	r.CriticalPath = &CriticalPath{Reactions: []Reaction{}}
 	for _, s := range cp.Steps {
 		r.CriticalPath.Steps = append(r.CriticalPath.Steps, Step{Event: s.Event, At: secs(s.At)})
 	}
@@ -255,6 +304,9 @@ func Build(in Input) Report {
 			seg.Observed = ptr(secs(g.Observed))
 		}
 		r.CriticalPath.Segments = append(r.CriticalPath.Segments, seg)
+	}
+	for _, x := range cp.Reactions {
+		r.CriticalPath.Reactions = append(r.CriticalPath.Reactions, Reaction{From: x.From, To: x.To, Observed: secs(x.Observed), OnPath: secs(x.OnPath)})
 	}
 	for _, e := range tl {
 		r.Timeline = append(r.Timeline, TimelineEvent{Name: e.Name, Subject: red(e.Subject), At: at(e.At)})
@@ -276,7 +328,29 @@ type waitSpan struct {
 	what, phase     string
 	start, done     time.Time
 	end             time.Time // done, or the end of its phase when never done
+	checked         time.Time // when the check that saw the condition began; zero when unknown
+	cond            time.Time // when the condition became true (sandbox); zero when unknown
 	states, retries int
+}
+
+// pollLag is how long, within [from, to], the wait sat out its poll
+// interval with its condition already true: from the condition (the wait's
+// start when unknown) to the start of the check that saw it (done when
+// unknown). Zero for a wait never done: another noticed first.
+func (w *waitSpan) pollLag(from, to time.Time) time.Duration {
+	if w.done.IsZero() {
+		return 0
+	}
+	a := later(w.start, w.cond)
+	b := w.done
+	if !w.checked.IsZero() {
+		b = earlier(b, w.checked)
+	}
+	a, b = later(a, from), earlier(b, to)
+	if !b.After(a) {
+		return 0
+	}
+	return b.Sub(a)
 }
 
 // collectWaits pairs wait and wait-done events by title, in order.
@@ -293,6 +367,9 @@ func collectWaits(events []pipeline.Event, phaseEnd map[string]time.Time, runEnd
 		case pipeline.EventWaitDone:
 			if q := open[what]; len(q) > 0 {
 				q[0].done = e.Time
+				if c, ok := e.Fields["checked"].(float64); ok {
+					q[0].checked = q[0].start.Add(time.Duration(c * float64(time.Second)))
+				}
 				open[what] = q[1:]
 			}
 		case pipeline.EventState, pipeline.EventRetry:
@@ -379,3 +456,62 @@ func round(f float64) float64 {
 }
 
 func ptr(f float64) *float64 { return &f }
+
+// part is one place of cli_added_seconds, unrounded.
+type part struct {
+	what    string
+	d, poll time.Duration // sandbox time, and the part of it that is poll lag
+	real    float64       // seconds it adds to cli_added_seconds_real
+}
+
+// breakdown splits wall minus the critical path along the chain: before
+// the order, the CLI's reactions (their share on the path), the emulators'
+// slop, after the chain's last event, and what is left unexplained. Poll
+// lag (and emulated waiting a reaction caused) scales with speed,
+// everything else is real time; the emulators' slop is the machine's timer
+// lateness, counted once, and the unexplained rest counts as sandbox time.
+// false when the timeline lacks the chain's ends.
+func breakdown(cp sandbox.CriticalPath, waits []*waitSpan, start, end time.Time, speed float64) ([]part, bool) {
+	if !cp.EndsOK || cp.Ordered.Before(start) || cp.End.After(end) {
+		return nil, false
+	}
+	// pollLag is the union of every wait's poll lag within [a, b].
+	pollLag := func(a, b time.Time) time.Duration {
+		var spans [][2]time.Time
+		for _, w := range waits {
+			if d := w.pollLag(a, b); d > 0 {
+				from := later(later(w.start, w.cond), a)
+				spans = append(spans, [2]time.Time{from, from.Add(d)})
+			}
+		}
+		return covered(spans, a, b)
+	}
+	mk := func(what string, d, poll time.Duration) part {
+		poll = min(max(poll, 0), max(d, 0))
+		return part{what: what, d: d, poll: poll, real: (d - poll).Seconds() + poll.Seconds()*speed}
+	}
+	parts := []part{mk("before the first server was ordered (phases 0 and 1)", cp.Ordered.Sub(start), pollLag(start, cp.Ordered))}
+	for _, x := range cp.Reactions {
+		what := x.From + " -> " + x.To
+		if x.Observed <= 0 || x.OnPath <= 0 {
+			parts = append(parts, part{what: what})
+			continue
+		}
+		// The share on the path carries the reaction's poll lag in
+		// proportion. A reaction that cost more than itself made the
+		// agent miss a try: the wait for the next one is sandbox time.
+		share := min(float64(x.OnPath)/float64(x.Observed), 1)
+		poll := time.Duration(float64(pollLag(x.FromAt, x.FromAt.Add(x.Observed))) * share)
+		parts = append(parts, mk(what, x.OnPath, poll+max(x.OnPath-x.Observed, 0)))
+	}
+	slop := cp.Replayed - cp.Total
+	parts = append(parts, part{what: "the emulators' own lateness (critical_path_replayed_seconds - critical_path_seconds)", d: slop, real: slop.Seconds()})
+	parts = append(parts, mk("after the last event the run ends on (noticing it, the lockdown, the summary)", end.Sub(cp.End), pollLag(cp.End, end)))
+	var explained time.Duration
+	for _, p := range parts {
+		explained += p.d
+	}
+	rest := (end.Sub(start) - cp.Total) - explained
+	parts = append(parts, part{what: "unattributed (counted as sandbox time)", d: rest, poll: rest, real: rest.Seconds() * speed})
+	return parts, true
+}

@@ -220,7 +220,7 @@ func printSideBySide(w *os.File, configs []benchConfig, reports []report.Report,
 		})
 	}
 	tw.Flush()
-	fmt.Fprintln(w, "cli_added_seconds_real = (cli_added_seconds - active_seconds) × speed + active_seconds; see the report's definitions.")
+	fmt.Fprintln(w, "cli_added_seconds_real: poll lag along the critical path × speed + the CLI's real time on it; see the report's cli_added_breakdown and definitions.")
 }
 
 // shortWait drops IDs and addresses from a wait's title for the table.

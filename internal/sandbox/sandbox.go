@@ -396,6 +396,7 @@ func (s *Sandbox) startAgent(ip string, node *talos.Node, cfg []byte) {
 		if s.Node(ip) != node || s.agents[ip] != st {
 			return // the server was deleted, the sandbox closed, or the agent got another token
 		}
+		s.tl.add(TimelineAgentTry, ip, time.Now())
 		if !s.agentPodRuns(cluster) {
 			// Its pod needs the API server (etcd) and the pod network.
 			s.after(s.Scaled(s.profile.AgentStart)/4+time.Millisecond, try)

@@ -24,14 +24,19 @@ const (
 	TimelineInstalled      = "scaleway: install completed"
 	TimelineServerError    = "scaleway: error"
 	TimelineMaintenance    = "talos: " + talos.EventMaintenance
+	TimelineTaken          = "talos: " + talos.EventTaken
 	TimelineApplied        = "talos: " + talos.EventApplied
 	TimelineConfigured     = "talos: " + talos.EventConfigured
 	TimelineEtcdReady      = "talos: " + talos.EventEtcdReady
 	TimelineBootstrapped   = "talos: " + talos.EventBootstrapped
 	TimelineHealthyPrefix  = "talos: " + talos.EventHealthyPrefix
 	TimelineServicesHealth = "talos: services healthy" // derived: the last of the four
-	TimelineAgentJoined    = "teleport: " + teleport.EventJoined
-	TimelineRegistered     = "teleport: " + teleport.EventRegistered
+	// TimelineAgentTry is the emulated kube agent trying to join (its
+	// pod may not run yet), per node IP: the replayed chain takes its
+	// retries' real times, timer lateness included.
+	TimelineAgentTry    = "sandbox: kube agent tries to join"
+	TimelineAgentJoined = "teleport: " + teleport.EventJoined
+	TimelineRegistered  = "teleport: " + teleport.EventRegistered
 	// TimelineKubernetesReady is derived: CoreDNS ready and every node that
 	// registered so far Ready, per cluster.
 	TimelineKubernetesReady = "kubernetes: ready"
@@ -264,6 +269,30 @@ type CriticalPath struct {
 	Steps []Step
 	// Segments compare each emulator-driven link with the timeline.
 	Segments []Segment
+	// Reactions are the links the CLI drives, measured on the timeline,
+	// with how much of each held the chain up.
+	Reactions []Reaction
+	// Ordered is when the first server was ordered and End when the last
+	// event the run ends on happened (services healthy, the agent
+	// registered, CoreDNS running); false when the timeline lacks either.
+	Ordered, End time.Time
+	EndsOK       bool
+}
+
+// Reaction is a link of the chain that the model takes as instant because
+// the CLI drives it: from the event it waits for to the event its answer
+// causes (e.g. maintenance mode → the config taken: the probe noticing,
+// then the apply).
+type Reaction struct {
+	From, To string
+	// FromAt is when From happened; Observed the link on the timeline
+	// (sandbox time), zero when either end is missing.
+	FromAt   time.Time
+	Observed time.Duration
+	// OnPath is how much later the replayed chain ends with this link as
+	// observed than with it instant (the links after it as observed): a
+	// reaction the chain had slack for costs nothing.
+	OnPath time.Duration
 }
 
 // Step is a modelled event time.
@@ -274,8 +303,11 @@ type Step struct {
 
 // links are the emulator-driven durations of the chain (sandbox time).
 type links struct {
-	assignIP, deliver, startInstall, install, pivot, reboot, etcdReady time.Duration
-	services                                                           map[string]time.Duration // etcd: from the bootstrap; others: from configured
+	assignIP, deliver, startInstall, install, pivot, linger, reboot, etcdReady time.Duration
+	// The CLI's reactions, zero in the model: maintenance → config taken
+	// (the probe noticing, then the apply) and etcd ready → bootstrapped.
+	apply, bootstrap time.Duration
+	services         map[string]time.Duration // etcd: from the bootstrap; others: from configured
 	// The Kubernetes layer: the node registers once etcd is healthy (Talos
 	// starts its kubelet registration and manifest apply then); the CNI's
 	// pod (host network) starts podStart after that, the node's network is
@@ -283,6 +315,9 @@ type links struct {
 	// CoreDNS) start podStart after that.
 	register, cniPod, cniReady, agentPod, coreDNS time.Duration
 	agentStart, agentRetry, heartbeat             time.Duration
+	// tries are the agent's tries after configured as observed (the
+	// replay); nil: at agentStart, then every agentRetry (the model).
+	tries []time.Duration
 }
 
 // chain walks the dependency chain with a CLI that reacts instantly.
@@ -292,9 +327,12 @@ func (l links) chain() []Step {
 	installing := delivered + l.startInstall
 	installed := installing + l.install
 	maintenance := installed + l.pivot
-	configured := maintenance + l.reboot
+	// The maintenance API answers the apply, lingers, then the node goes
+	// down to reboot into its config.
+	applied := maintenance + l.apply + l.linger
+	configured := applied + l.reboot
 	etcdReady := configured + l.etcdReady
-	etcdHealthy := etcdReady + l.services[talos.ServiceEtcd]
+	etcdHealthy := etcdReady + l.bootstrap + l.services[talos.ServiceEtcd]
 	services := etcdHealthy
 	for name, d := range l.services {
 		if name != talos.ServiceEtcd {
@@ -309,13 +347,20 @@ func (l links) chain() []Step {
 	// The agent's retries, exactly as startAgent schedules them: it joins
 	// on its first try after its pod runs.
 	join := configured + l.agentStart
-	for join < agentPod {
-		join += l.agentRetry
+	if len(l.tries) > 0 {
+		join = configured + l.tries[0]
+	}
+	for i := 1; join < agentPod; i++ {
+		if i < len(l.tries) {
+			join = configured + l.tries[i]
+		} else {
+			join += l.agentRetry
+		}
 	}
 	registered := join + l.heartbeat
 	return []Step{
 		{TimelineIPAssigned, ip}, {TimelineDelivered, delivered}, {TimelineInstalling, installing},
-		{TimelineInstalled, installed}, {TimelineMaintenance, maintenance}, {TimelineConfigured, configured},
+		{TimelineInstalled, installed}, {TimelineMaintenance, maintenance}, {TimelineApplied, applied}, {TimelineConfigured, configured},
 		{TimelineEtcdReady, etcdReady}, {TimelineServicesHealth, services},
 		{TimelineKubeNodeRegistered, nodeRegistered}, {TimelineCNIRunning, cniRunning}, {TimelineNodeReady, nodeReady},
 		{TimelineAgentPodRunning, agentPod}, {TimelineCoreDNSRunning, coreDNS}, {TimelineAgentJoined, join},
@@ -327,7 +372,7 @@ func (l links) chain() []Step {
 // the profile, in sandbox time:
 //
 //	order → IP → delivered → install started → install completed → pivot → maintenance;
-//	apply (instantly) → reboot → configured;
+//	apply (instantly) → the maintenance API lingers → reboot → configured;
 //	configured → etcd ready → bootstrap (instantly) → etcd healthy;
 //	the other services count from configured;
 //	etcd healthy → node registered → CNI pod running → node Ready → the
@@ -341,7 +386,7 @@ func (s *Sandbox) CriticalPath() CriticalPath {
 	p, sc := s.profile, s.Scaled
 	model := links{
 		assignIP: sc(p.AssignIP), deliver: sc(p.Deliver), startInstall: sc(p.StartInstall), install: sc(p.Install),
-		pivot: sc(p.Pivot), reboot: sc(p.Reboot), etcdReady: sc(p.EtcdReady), services: map[string]time.Duration{},
+		pivot: sc(p.Pivot), linger: sc(p.MaintenanceLinger), reboot: sc(p.Reboot), etcdReady: sc(p.EtcdReady), services: map[string]time.Duration{},
 		agentStart: sc(p.AgentStart), agentRetry: sc(p.AgentStart)/4 + time.Millisecond, heartbeat: sc(p.AgentHeartbeat),
 		cniPod: sc(podStart), cniReady: sc(cniReady), agentPod: sc(podStart), coreDNS: sc(podStart),
 	}
@@ -376,6 +421,7 @@ func (s *Sandbox) CriticalPath() CriticalPath {
 	seg(TimelineDelivered, TimelineInstalling, model.startInstall, &replay.startInstall)
 	seg(TimelineInstalling, TimelineInstalled, model.install, &replay.install)
 	seg(TimelineInstalled, TimelineMaintenance, model.pivot, &replay.pivot)
+	seg(TimelineTaken, TimelineApplied, model.linger, &replay.linger)
 	seg(TimelineApplied, TimelineConfigured, model.reboot, &replay.reboot)
 	seg(TimelineConfigured, TimelineEtcdReady, model.etcdReady, &replay.etcdReady)
 	names := make([]string, 0, len(model.services))
@@ -398,9 +444,87 @@ func (s *Sandbox) CriticalPath() CriticalPath {
 	seg(TimelineNodeReady, TimelineAgentPodRunning, model.agentPod, &replay.agentPod)
 	seg(TimelineNodeReady, TimelineCoreDNSRunning, model.coreDNS, &replay.coreDNS)
 	seg(TimelineAgentJoined, TimelineRegistered, model.heartbeat, &replay.heartbeat)
+	replay.tries = agentTries(tl)
 	rs := replay.chain()
 	cp.Replayed = rs[len(rs)-1].At
+	cp.reactions(tl, replay)
+	cp.Ordered, cp.End, cp.EndsOK = chainEnds(tl)
 	return cp
+}
+
+// reactions measures the CLI-driven links on the timeline and what each
+// cost the replayed chain: the chain is evaluated with every reaction as
+// observed, then with them made instant one by one, from the first; each
+// difference is that reaction's share (they add up to how much later the
+// chain ends than the replayed one).
+func (cp *CriticalPath) reactions(tl []TimelineEvent, replay links) {
+	type reaction struct {
+		from, to string
+		set      func(*links, time.Duration)
+	}
+	all := []reaction{
+		{TimelineMaintenance, TimelineTaken, func(l *links, d time.Duration) { l.apply = d }},
+		{TimelineEtcdReady, TimelineBootstrapped, func(l *links, d time.Duration) { l.bootstrap = d }},
+	}
+	end := func(l links) time.Duration { s := l.chain(); return s[len(s)-1].At }
+	with := replay
+	observed := make([]time.Duration, len(all))
+	fromAt := make([]time.Time, len(all))
+	for i, r := range all {
+		a, okA := First(tl, r.from)
+		b, okB := First(tl, r.to)
+		if okA && okB && b.After(a) {
+			fromAt[i], observed[i] = a, b.Sub(a)
+			r.set(&with, observed[i])
+		}
+	}
+	prev := end(with)
+	for i, r := range all {
+		r.set(&with, 0)
+		next := end(with)
+		cp.Reactions = append(cp.Reactions, Reaction{From: r.from, To: r.to, FromAt: fromAt[i], Observed: observed[i], OnPath: prev - next})
+		prev = next
+	}
+}
+
+// agentTries are the first configured node's kube agent's tries, as
+// offsets from its configured event.
+func agentTries(tl []TimelineEvent) []time.Duration {
+	var node string
+	var configured time.Time
+	var out []time.Duration
+	for _, e := range tl {
+		switch {
+		case e.Name == TimelineConfigured && node == "":
+			node, configured = e.Subject, e.At
+		case e.Name == TimelineAgentTry && node != "" && e.Subject == node:
+			out = append(out, e.At.Sub(configured))
+		}
+	}
+	return out
+}
+
+// chainEnds reads off the timeline when the first server was ordered and
+// when the last event the chain ends on happened: every node's services
+// healthy, the kube agent registered, CoreDNS running.
+func chainEnds(tl []TimelineEvent) (ordered, end time.Time, ok bool) {
+	ordered, okO := First(tl, TimelineOrdered)
+	seen := map[string]bool{}
+	for _, e := range tl {
+		switch e.Name {
+		case TimelineServicesHealth, TimelineRegistered, TimelineCoreDNSRunning:
+			seen[e.Name] = true
+			end = later(end, e.At)
+		}
+	}
+	return ordered, end, okO && len(seen) == 3
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // slowestPace is the largest pace a server drew (Profile.Jitter: every

@@ -178,7 +178,8 @@ const LingerFactor = 15
 // Lifecycle events reported through NodeOptions.OnEvent.
 const (
 	EventMaintenance  = "maintenance"  // the maintenance API answers
-	EventApplied      = "applied"      // a config was taken; the node goes down to reboot
+	EventTaken        = "config-taken" // the maintenance API took a config (it answers, then lingers)
+	EventApplied      = "applied"      // the node goes down to reboot into the config it took
 	EventConfigured   = "configured"   // back up with its config: mTLS API, services starting
 	EventEtcdReady    = "etcd-ready"   // etcd waits for the bootstrap (Bootstrap is accepted)
 	EventBootstrapped = "bootstrapped" // Bootstrap succeeded
@@ -621,6 +622,7 @@ func (n *Node) hooksCall(raw []byte) func() {
 // answer at once, go down to reboot into it only after the linger.
 func (n *Node) takeConfigLocked(cfg config.Provider, raw []byte) func() {
 	n.applied = append(n.applied, append([]byte(nil), raw...))
+	n.eventLocked(EventTaken)
 	linger := n.opts.MaintenanceLinger
 	if n.faults.Peek(FaultMaintenance, emulator.Linger) {
 		n.faults.Check(FaultMaintenance)

@@ -120,6 +120,8 @@ func (c *Client) WaitServices(ctx context.Context, ip string, talosconfig []byte
 		return done, nil
 	}
 
+	// The stream is one long check: every change arrives as it happens.
+	opts.Checking()
 	streamErr := c.watchServices(ctx, ip, m, tr, report)
 	if streamErr == nil {
 		return nil

@@ -107,6 +107,8 @@ func (k *kubeWait) state(s string) {
 
 // watchOnce runs one watch to its end: true once the server is seen.
 func (k *kubeWait) watchOnce(ctx context.Context) (bool, error) {
+	// The watch is one long check: a registration arrives as it happens.
+	k.opts.Checking()
 	w, err := k.c.api.NewWatcher(ctx, types.Watch{Kinds: []types.WatchKind{{Kind: types.KindKubeServer}}})
 	if err != nil {
 		return false, err

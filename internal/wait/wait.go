@@ -20,6 +20,19 @@ type Options struct {
 	OnState func(state string)
 	// OnRetry is told about every transient error that is being retried.
 	OnRetry func(retry.Attempt)
+	// OnCheck is told right before each check starts. The start of the check
+	// that finally succeeds splits a wait's lag in two: before it the CLI sat
+	// out its poll interval, after it the check's own round trip ran. A wait
+	// that follows a stream calls it once, when the stream opens: from then
+	// on every change is delivered, never polled for.
+	OnCheck func()
+}
+
+// Checking reports to OnCheck when set.
+func (o Options) Checking() {
+	if o.OnCheck != nil {
+		o.OnCheck()
+	}
 }
 
 // State reports s to OnState when set.
@@ -55,6 +68,7 @@ func Until(ctx context.Context, what string, opts Options, check Check) error {
 			return timeoutErr(ctx, what, last, lastErr)
 		case <-t.C:
 		}
+		opts.Checking()
 		done, state, err := check(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
