@@ -37,7 +37,8 @@ var Definitions = map[string]string{
 		"configured -> etcd ready -> bootstrap -> etcd healthy (other services count from configured); etcd healthy -> node registered in " +
 		"Kubernetes -> CNI pod running -> node Ready -> the kube agent's pod and CoreDNS running; the kube agent starts AgentStart after " +
 		"configured, retries until its pod runs, then registers one heartbeat later; end = max(services healthy, registered, CoreDNS running)",
-	"critical_path_replayed_seconds": "the same chain with each emulator-driven link measured on the timeline instead of taken from the profile; " +
+	"critical_path_replayed_seconds": "the same chain with each emulator-driven link measured on the timeline instead of taken from the profile " +
+		"(the kube agent's tries and its join included); " +
 		"the difference to critical_path_seconds is the emulators' own timer slop",
 	"critical_path.reactions": "the links the model takes as instant because the CLI drives them (maintenance -> config taken: the probe " +
 		"noticing, then the apply; etcd ready -> bootstrapped), as observed, and on_path_seconds: how much later the replayed chain ends " +

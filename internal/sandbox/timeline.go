@@ -318,6 +318,9 @@ type links struct {
 	// tries are the agent's tries after configured as observed (the
 	// replay); nil: at agentStart, then every agentRetry (the model).
 	tries []time.Duration
+	// join is from the try that finds the pod running to the join (the
+	// emulated Teleport issuing the agent's identity): zero in the model.
+	join time.Duration
 }
 
 // chain walks the dependency chain with a CLI that reacts instantly.
@@ -357,6 +360,7 @@ func (l links) chain() []Step {
 			join += l.agentRetry
 		}
 	}
+	join += l.join
 	registered := join + l.heartbeat
 	return []Step{
 		{TimelineIPAssigned, ip}, {TimelineDelivered, delivered}, {TimelineInstalling, installing},
@@ -445,6 +449,7 @@ func (s *Sandbox) CriticalPath() CriticalPath {
 	seg(TimelineNodeReady, TimelineCoreDNSRunning, model.coreDNS, &replay.coreDNS)
 	seg(TimelineAgentJoined, TimelineRegistered, model.heartbeat, &replay.heartbeat)
 	replay.tries = agentTries(tl)
+	cp.Segments = append(cp.Segments, joinSegment(tl, &replay.join))
 	rs := replay.chain()
 	cp.Replayed = rs[len(rs)-1].At
 	cp.reactions(tl, replay)
@@ -502,6 +507,26 @@ func agentTries(tl []TimelineEvent) []time.Duration {
 		}
 	}
 	return out
+}
+
+// joinSegment measures the agent's last try before it joined to the join:
+// the model takes the join as instant.
+func joinSegment(tl []TimelineEvent, into *time.Duration) Segment {
+	g := Segment{From: TimelineAgentTry, To: TimelineAgentJoined}
+	var try time.Time
+	for _, e := range tl {
+		switch e.Name {
+		case TimelineAgentTry:
+			try = e.At
+		case TimelineAgentJoined:
+			if !try.IsZero() {
+				g.Observed, g.ObservedOK = e.At.Sub(try), true
+				*into = g.Observed
+			}
+			return g
+		}
+	}
+	return g
 }
 
 // chainEnds reads off the timeline when the first server was ordered and
