@@ -622,6 +622,11 @@ var scaledWait = map[string]bool{
 // scaled value in a sandbox.
 const timeoutSlack = 5 * time.Second
 
+// minPollInterval is the shortest a scaled poll interval gets: a 1 s
+// probe at the 400x the test suites run at, which the suites' parallelism
+// is sized for. The default 100x keeps every default interval as scaled.
+const minPollInterval = 2500 * time.Microsecond
+
 // scaleWaits divides every wait by speed; set records the new value.
 func scaleWaits(cfg *config.Config, speed float64, set func(name, v string)) {
 	scaled := func(d time.Duration) time.Duration { return time.Duration(float64(d) / speed) }
@@ -640,6 +645,12 @@ func scaleWaits(cfg *config.Config, speed float64, set func(name, v string)) {
 				// one that never comes. A deadline the user gave is
 				// scaled exactly.
 				v += timeoutSlack
+			}
+			if !strings.HasSuffix(name, "-timeout") {
+				// A probe every few hundred microseconds only burns CPU
+				// that the emulators need (a node that never comes is
+				// probed for the whole scaled timeout).
+				v = max(v, minPollInterval)
 			}
 			set(name, v.String())
 		}
