@@ -170,6 +170,11 @@ func TestUpgradeThroughTheBinary(t *testing.T) {
 			t.Errorf("upgrade with an unbound Kubernetes group does not say %q:\n%s", want, unbound.err)
 		}
 	}
+	// status cannot observe the nodes then, and says why.
+	if got, detail := check(w.status(0, "up"), "talos"); got != "unknown" ||
+		!strings.Contains(detail, "the cluster's Kubernetes RBAC refused the inside route") || !strings.Contains(detail, "developers") {
+		t.Errorf("status with an unbound Kubernetes group: talos %s (%s)", got, detail)
+	}
 	w.must(0, "sandbox", "fault")
 	noPods("after the upgrade refused by RBAC")
 

@@ -189,7 +189,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	parts := strings.Split(path, "/")
 
 	if _, err := s.admit(r); err != nil {
-		s.counters.Inc("refused")
+		s.counters.Inc("forbidden")
 		writeStatus(w, err)
 		return
 	}
