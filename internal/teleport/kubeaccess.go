@@ -60,6 +60,11 @@ func (k KubeCredentials) GoString() string { return k.String() }
 // here and never leaves the process.
 func (c *Client) KubeCredentials(ctx context.Context, kubeCluster string, ttl time.Duration) (KubeCredentials, error) {
 	out := KubeCredentials{KubeCluster: kubeCluster}
+	if c.user == "" {
+		// The auth service would refuse a request for no user as one for
+		// someone else; say what is really wrong.
+		return out, fmt.Errorf("get Teleport Kubernetes credentials for %s: the Teleport user of the identity %s is unknown: its TLS certificate could not be read (log in again with `tsh login`, or set teleport-identity-file)", kubeCluster, c.identity)
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return out, err

@@ -82,3 +82,21 @@ func TestKubeCredentialsWithATshProfile(t *testing.T) {
 		t.Errorf("identity named %s in messages", c.identity)
 	}
 }
+
+func TestKubeCredentialsNeedTheIdentitysUser(t *testing.T) {
+	t.Parallel()
+	e := newEmulator(t, EmulatorOptions{})
+	if err := e.RegisterForeign("c1", nil); err != nil {
+		t.Fatal(err)
+	}
+	c := connect(t, e, Config{})
+	c.user = "" // as if the certificate could not be read
+	before := e.Counters().Get(OpGenerateUserCerts)
+	_, err := c.KubeCredentials(testCtx(t, 10*time.Second), "c1", time.Minute)
+	if err == nil || !strings.Contains(err.Error(), "Teleport user of the identity") || !strings.Contains(err.Error(), "teleport-identity-file") {
+		t.Fatalf("credentials without a user: %v", err)
+	}
+	if n := e.Counters().Get(OpGenerateUserCerts); n != before {
+		t.Errorf("asked the auth service anyway (%d requests)", n-before)
+	}
+}
