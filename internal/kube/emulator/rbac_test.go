@@ -134,3 +134,61 @@ func TestImpersonatedRequestsAreAuthorizedByRBAC(t *testing.T) {
 	_, err = kubernetes.NewForConfigOrDie(kubeemulator.InProcessConfig(srv.As(agent))).CoreV1().Pods("kube-system").Create(ctx, pausePod, metav1.CreateOptions{})
 	wantForbidden(t, err, `pods is forbidden: User "system:serviceaccount:teleport:teleport-kube-agent" cannot create resource "pods" in API group "" in the namespace "kube-system"`)
 }
+
+// BenchmarkImpersonatedGet measures one impersonated request through the
+// impersonation checks and RBAC (the route's group bound by a Role), next
+// to the same request as the admin.
+func BenchmarkImpersonatedGet(b *testing.B) {
+	srv := kubeemulator.New(kubeemulator.Options{})
+	b.Cleanup(srv.Close)
+	admin := kubernetes.NewForConfigOrDie(kubeemulator.InProcessConfig(srv))
+	ctx := context.Background()
+	for _, err := range []error{
+		func() error {
+			_, err := admin.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "impersonator"},
+				Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"users", "groups"}, Verbs: []string{"impersonate"}}}}, metav1.CreateOptions{})
+			return err
+		}(),
+		func() error {
+			_, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "impersonator"},
+				RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "impersonator"},
+				Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: "teleport", Name: "teleport-kube-agent"}}}, metav1.CreateOptions{})
+			return err
+		}(),
+		func() error {
+			_, err := admin.RbacV1().Roles("kube-system").Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "pods"},
+				Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get"}}}}, metav1.CreateOptions{})
+			return err
+		}(),
+		func() error {
+			_, err := admin.RbacV1().RoleBindings("kube-system").Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "ops"},
+				RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "pods"},
+				Subjects: []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "ops"}}}, metav1.CreateOptions{})
+			return err
+		}(),
+	} {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, bc := range []struct {
+		name string
+		h    http.Handler
+		imp  bool
+	}{{"admin", srv, false}, {"impersonated", srv.As(agent), true}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				req := httptest.NewRequest(http.MethodGet, "/api/v1/namespaces/kube-system/pods/none", nil)
+				if bc.imp {
+					req.Header.Set("Impersonate-User", "alice")
+					req.Header.Set("Impersonate-Group", "ops")
+				}
+				bc.h.ServeHTTP(rec, req)
+				if rec.Code != http.StatusNotFound {
+					b.Fatalf("%d %s", rec.Code, rec.Body)
+				}
+			}
+		})
+	}
+}
