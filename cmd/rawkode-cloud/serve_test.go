@@ -447,3 +447,24 @@ func TestResumeRefusesTheProxmoxTopology(t *testing.T) {
 		t.Errorf("left after destroy: %v", inv)
 	}
 }
+
+// The served world runs the proxmox topology too: the CLI in another
+// process reaches the emulated host's API and the Teleport VM by asking the
+// serving process where they answer, as the in-process sandbox tells its
+// own client; then destroy removes what the run made.
+func TestProxmoxThroughTheServedSandbox(t *testing.T) {
+	t.Parallel()
+	w := serve(t)
+	r := w.must(0, "provision", "--topology", "proxmox", "--domain", "pvs.sandbox.example.com", "--cluster-name", "pvs", "--output", "json")
+	if !strings.Contains(r.out, "locked down") {
+		t.Errorf("no lockdown in the output:\n%s", r.out)
+	}
+	inv := w.inventory()
+	if len(inv["servers"]) != 1 || len(inv["dns_records"]) != 3 {
+		t.Fatalf("after provision: servers %v, DNS records %v; want the host and its three records", inv["servers"], inv["dns_records"])
+	}
+	w.must(0, "destroy", "--cluster-name", "pvs", "--yes", "--delete-secrets", "--output", "json")
+	if inv := w.inventory(); len(inv["servers"])+len(inv["dns_records"])+len(inv["secrets"])+len(inv["tokens"]) != 0 {
+		t.Errorf("left after destroy: %v", inv)
+	}
+}

@@ -3,6 +3,7 @@ package emulator
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -37,6 +38,16 @@ func (s *HTTPServer) URL() string { return s.srv.URL }
 
 // Client returns an HTTP client configured for this server (trusts its TLS certificate).
 func (s *HTTPServer) Client() *http.Client { return s.srv.Client() }
+
+// CertificatePEM is the TLS server's certificate (nil without TLS), for a
+// client in another process to trust.
+func (s *HTTPServer) CertificatePEM() []byte {
+	c := s.srv.Certificate()
+	if c == nil {
+		return nil
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}
 
 // Hang blocks until the request is abandoned by its client or the server closes.
 func (s *HTTPServer) Hang(r *http.Request) {

@@ -3,10 +3,13 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/rawkode/rawkode-cloud/internal/config"
@@ -96,7 +99,42 @@ func (r *Remote) Factory() provision.Factory {
 		IPDetectURLs:      []string{r.world.IPDetectURL},
 		IPAllowNonPublic:  true,
 		TalosDialer:       relayDialer(r.url),
+		ProxmoxEndpoint:   r.proxmoxEndpoint,
+		TeleportAddr:      r.resolveTeleport,
 	})
+}
+
+// proxmoxEndpoint asks the serving process where the emulated Proxmox host
+// at ip answers, and trusts the certificate it names, as an in-process
+// sandbox's client does.
+func (r *Remote) proxmoxEndpoint(ip string) (string, *http.Client, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var h ProxmoxHost
+	if err := r.get(ctx, "/v1/proxmox-host?ip="+url.QueryEscape(ip), &h); err != nil {
+		return "", nil, false
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(h.Certificate)) {
+		return "", nil, false
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return h.URL, &http.Client{Transport: tr}, true
+}
+
+// resolveTeleport is the served sandbox's DNS for the proxmox topology's
+// Teleport VM (teleport.<domain>:443 → its Teleport emulator).
+func (r *Remote) resolveTeleport(addr string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var out struct {
+		Addr string `json:"addr"`
+	}
+	if err := r.get(ctx, "/v1/resolve?addr="+url.QueryEscape(addr), &out); err != nil || out.Addr == "" {
+		return unresolved
+	}
+	return out.Addr
 }
 
 // Inventory is what the served emulators hold.

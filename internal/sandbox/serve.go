@@ -27,6 +27,9 @@ import (
 //	GET  /v1/world      endpoints without a setting of their own, and the speed
 //	GET  /v1/inventory  what the emulators hold (the Inventory type)
 //	PUT  /v1/faults     replace the injected faults (a JSON list of POINT=KIND[@N])
+//	GET  /v1/proxmox-host?ip=IP  where the emulated Proxmox host at IP serves
+//	                    its API and the certificate to trust (404: no host)
+//	GET  /v1/resolve?addr=HOST:PORT  the sandbox's DNS for a Teleport address
 //	CONNECT host:port   the network between this machine and the servers: the
 //	                    emulated Talos nodes are reached through it, as the
 //	                    operator on the public internet, firewall and all
@@ -45,6 +48,13 @@ type World struct {
 // World describes the running sandbox for a client in another process.
 func (s *Sandbox) World() World {
 	return World{ScalewayURL: s.Scaleway.URL(), CloudflareURL: s.Cloudflare.URL(), IPDetectURL: s.IP.URL(), Speed: s.speed}
+}
+
+// ProxmoxHost is where a served sandbox's emulated Proxmox host answers:
+// the in-process sandbox hands its own client the same URL and trust.
+type ProxmoxHost struct {
+	URL         string `json:"url"`
+	Certificate string `json:"certificate"`
 }
 
 // Server serves a sandbox to other processes.
@@ -89,6 +99,15 @@ func (sv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, sv.sb.Inventory())
 	case r.Method == http.MethodPut && r.URL.Path == "/v1/faults":
 		sv.setFaults(w, r)
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/proxmox-host":
+		h := sv.sb.Host(r.URL.Query().Get("ip"))
+		if h == nil {
+			http.Error(w, "no Proxmox host at that address", http.StatusNotFound)
+			return
+		}
+		writeJSON(w, ProxmoxHost{URL: h.URL(), Certificate: string(h.CertificatePEM())})
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/resolve":
+		writeJSON(w, map[string]string{"addr": sv.sb.resolveTeleport(r.URL.Query().Get("addr"))})
 	default:
 		http.Error(w, "not found", http.StatusNotFound)
 	}

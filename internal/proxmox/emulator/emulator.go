@@ -179,6 +179,10 @@ func (e *Emulator) URL() string { return e.srv.URL() + "/api2/json" }
 // HTTPClient trusts the emulator's certificate.
 func (e *Emulator) HTTPClient() *http.Client { return e.srv.Client() }
 
+// CertificatePEM is the certificate HTTPClient trusts, for a client in
+// another process.
+func (e *Emulator) CertificatePEM() []byte { return e.srv.CertificatePEM() }
+
 // Node is the node's name.
 func (e *Emulator) Node() string { return e.opts.Node }
 
