@@ -103,18 +103,7 @@ func New(kubeconfig []byte, opts ...Option) (*Client, error) {
 	for _, o := range opts {
 		o(cfg)
 	}
-
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
-	}
-
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
-	}
-
-	return &Client{cs: cs, dyn: dyn}, nil
+	return NewForConfig(cfg)
 }
 
 // NewForConfig builds a client from a REST config someone else made (the

@@ -9,6 +9,7 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/proxmoxhost"
 	"github.com/rawkode/rawkode-cloud/internal/teleport"
 	"github.com/rawkode/rawkode-cloud/internal/teleportvm"
+	"github.com/rawkode/rawkode-cloud/internal/wait"
 )
 
 // The design document's phase 7 on the proxmox topology: besides the
@@ -65,30 +66,32 @@ func (h *proxmoxHost) verifications() []verification {
 }
 
 func (h *proxmoxHost) verifyHostNode(ctx context.Context, r *pipeline.Run) error {
-	p := h.p
-	if h.vmTeleport == nil {
-		return fmt.Errorf("Teleport verification failed: the Teleport VM was never reached")
-	}
-	w := r.Wait("host "+h.node+" to register with the Teleport VM as an SSH node", p.timeout(config.TeleportAgentTimeout), p.cfg.Duration(config.TeleportAgentPollInterval))
-	wctx, cancel := w.Context(ctx)
-	defer cancel()
-	if err := h.vmTeleport.WaitNode(wctx, h.node, w.Options()); err != nil {
-		return fmt.Errorf("Teleport verification failed: %w (check the host's agent: journalctl -u teleport on %s, through the Scaleway console)", err, h.node)
-	}
-	w.Done()
-	return nil
+	return h.waitOnTeleportVM(ctx, r, "host "+h.node+" to register with the Teleport VM as an SSH node",
+		"check the host's agent: journalctl -u teleport on "+h.node+", through the Scaleway console",
+		func(ctx context.Context, o wait.Options) error { return h.vmTeleport.WaitNode(ctx, h.node, o) })
 }
 
 func (h *proxmoxHost) verifyProxmoxApp(ctx context.Context, r *pipeline.Run) error {
+	return h.waitOnTeleportVM(ctx, r, "the Proxmox UI ("+teleportvm.ProxmoxApp+") to be served by the Teleport VM's app service",
+		"check the app service and its reverse tunnel in the Teleport VM's logs",
+		func(ctx context.Context, o wait.Options) error {
+			return h.vmTeleport.WaitApp(ctx, teleportvm.ProxmoxApp, o)
+		})
+}
+
+// waitOnTeleportVM waits, within the agent's deadline, for something the
+// Teleport VM must list before the lockdown; hint says where to look when
+// it never does.
+func (h *proxmoxHost) waitOnTeleportVM(ctx context.Context, r *pipeline.Run, what, hint string, until func(context.Context, wait.Options) error) error {
 	p := h.p
 	if h.vmTeleport == nil {
 		return fmt.Errorf("Teleport verification failed: the Teleport VM was never reached")
 	}
-	w := r.Wait("the Proxmox UI ("+teleportvm.ProxmoxApp+") to be served by the Teleport VM's app service", p.timeout(config.TeleportAgentTimeout), p.cfg.Duration(config.TeleportAgentPollInterval))
+	w := r.Wait(what, p.timeout(config.TeleportAgentTimeout), p.cfg.Duration(config.TeleportAgentPollInterval))
 	wctx, cancel := w.Context(ctx)
 	defer cancel()
-	if err := h.vmTeleport.WaitApp(wctx, teleportvm.ProxmoxApp, w.Options()); err != nil {
-		return fmt.Errorf("Teleport verification failed: %w (check the app service and its reverse tunnel in the Teleport VM's logs)", err)
+	if err := until(wctx, w.Options()); err != nil {
+		return fmt.Errorf("Teleport verification failed: %w (%s)", err, hint)
 	}
 	w.Done()
 	return nil

@@ -38,6 +38,11 @@ func (e *Emulator) JoinNode(token, hostname string, labels map[string]string) er
 	if err := e.checkJoinToken(token, types.RoleNode); err != nil {
 		return err
 	}
+	return e.addNode(hostname, labels)
+}
+
+// addNode records an SSH node with its static labels.
+func (e *Emulator) addNode(hostname string, labels map[string]string) error {
 	n, err := types.NewServerWithLabels(hostname, types.KindNode, types.ServerSpecV2{Hostname: hostname, Addr: hostname + ":3022"}, labels)
 	if err != nil {
 		return err
@@ -100,16 +105,7 @@ func (e *Emulator) NodesAndApps() (nodes, apps []string) {
 // lockdown like the kube agent.
 
 // RegisterNode adds an SSH node, as a host's teleport agent heartbeating would.
-func (e *Emulator) RegisterNode(hostname string) error {
-	n, err := types.NewServer(hostname, types.KindNode, types.ServerSpecV2{Hostname: hostname, Addr: hostname + ":3022"})
-	if err != nil {
-		return err
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.nodes[hostname] = n.(*types.ServerV2)
-	return nil
-}
+func (e *Emulator) RegisterNode(hostname string) error { return e.addNode(hostname, nil) }
 
 // RegisterApp adds an app server serving one app.
 func (e *Emulator) RegisterApp(name, uri, publicAddr string) error {
