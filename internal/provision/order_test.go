@@ -9,6 +9,7 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/config"
 	"github.com/rawkode/rawkode-cloud/internal/pipeline"
 	"github.com/rawkode/rawkode-cloud/internal/scaleway"
+	"github.com/rawkode/rawkode-cloud/internal/testwait"
 )
 
 // TestInterruptedOrderIsUndone: Ctrl-C while the API is still taking an
@@ -60,10 +61,7 @@ func TestInterruptedOrderIsUndone(t *testing.T) {
 		t.Fatalf("create-server calls = %d, want 1", n)
 	}
 	// The order lands after the run gave up on it; look once it has.
-	deadline := time.Now().Add(10 * time.Second)
-	for emu.Orders() == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(t, 10*time.Second, "the interrupted order to land", func() bool { return emu.Orders() > 0 })
 	if n := emu.Orders(); n != 1 {
 		t.Fatalf("servers ordered = %d, want 1 (the order must land although nobody waits for its answer)", n)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/rawkode/rawkode-cloud/internal/proxmoxvms"
 	"github.com/rawkode/rawkode-cloud/internal/retry"
 	"github.com/rawkode/rawkode-cloud/internal/teleportvm"
+	"github.com/rawkode/rawkode-cloud/internal/testwait"
 )
 
 type rig struct {
@@ -182,20 +183,10 @@ func TestInterruptedDownloadIsUndone(t *testing.T) {
 		t.Fatal("no error")
 	}
 	// The task goes on: wait until the host holds the file, then clean up.
-	for {
+	testwait.For(t, 30*time.Second, "the interrupted download to finish on the host", func() bool {
 		imgs, err := r.c.Volumes(ctx, "local", "import")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(imgs) > 0 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("the interrupted download never finished on the host")
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
+		return err == nil && len(imgs) > 0
+	})
 	r.cleanup(t, ctx)
 }
 
